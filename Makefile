@@ -1,0 +1,33 @@
+# `make demo` and `make test` set up .venv with pinned dependencies on first use.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-slow bench venv clean
+
+venv: $(STAMP)
+
+# gluonnlp 0.10.0 ships only as a source package whose build needs cython, numpy and wheel already
+# installed, hence the first install and --no-build-isolation for the second.
+$(STAMP): requirements.txt constraints.txt setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt numpy==1.23.5 cython==3.3.1 wheel==0.48.0 setuptools==65.5.0
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-build-isolation -c constraints.txt -r requirements.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-build-isolation --no-deps -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/gluon-pdqn train
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow tests
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/cartpole_solve.py
+
+clean:
+	rm -rf $(VENV) *.egg-info

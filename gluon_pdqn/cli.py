@@ -1,0 +1,228 @@
+"""The ``gluon-pdqn`` command line: a thin adapter from options to a Config and the library's entry points."""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import sys
+
+import click
+
+from . import __version__, checkpoint
+from .config import Config, load_preset, preset_names
+from .errors import TrainingStopped, UserError
+
+# Settings that may change when a run is resumed; the rest define the run and must stay as they were.
+RESUMABLE_SETTINGS = ("run.total_env_steps", "run.eval_every", "run.eval_episodes", "run.stop_return",
+                      "run.checkpoint_every", "run.keep_checkpoints", "run.log_every",
+                      "run.max_nonfinite_updates")
+
+
+def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set takes key=value, got '{pair}'")
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
+def _default_run_dir(cfg: Config) -> str:
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", cfg.env.id).strip("-")
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return os.path.join("runs", f"{slug}-{cfg.run.mode}-s{cfg.run.seed}-{stamp}")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gluon-pdqn")
+def cli():
+    """Train Deep Q-Networks in parallel on Apache MXNet/Gluon."""
+
+
+@cli.command()
+@click.option("--preset", default="cartpole", show_default=True,
+              help=f"Preset name ({', '.join(preset_names())}) or a .toml file.")
+@click.option("--env", "env_id", help="Gymnasium id, `module:Name-v0`, or an Atari id such as ALE/Pong-v5.")
+@click.option("--mode", type=click.Choice(["single"]), help="Parallelism mode.")
+@click.option("--ctx", help="MXNet devices: cpu:0, gpu:0, gpu:0-3, gpu:0,gpu:2.")
+@click.option("--seed", type=int, help="Seed of environments, exploration, replay and initialization.")
+@click.option("--steps", type=click.IntRange(min=1), help="Env steps to train for (in total, when resuming).")
+@click.option("--num-envs", type=click.IntRange(min=1), help="Environments stepped together.")
+@click.option("--run-dir", type=click.Path(), help="Directory for this run (default: runs/<env>-<mode>-s<seed>-<time>).")
+@click.option("--resume", "resume_path", type=click.Path(),
+              help="Continue the run in this run directory or checkpoint.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override any setting, e.g. --set replay.capacity=100000 (repeatable).")
+@click.option("--quiet", is_flag=True, help="No progress display.")
+def train(preset, env_id, mode, ctx, seed, steps, num_envs, run_dir, resume_path, sets, quiet):
+    """Train a DQN agent (with no options: CartPole-v1 on cpu:0, until solved)."""
+    from . import loops, plots
+    from .logging import ProgressDisplay
+
+    options = {"env.id": env_id, "run.mode": mode, "run.ctx": ctx, "run.seed": seed,
+               "run.total_env_steps": steps, "env.num_envs": num_envs}
+    overrides = {k: v for k, v in options.items() if v is not None}
+    overrides.update(_parse_sets(sets))
+    created = False
+    if resume_path:
+        bundle = checkpoint.resolve(resume_path)
+        fixed = sorted(k for k in overrides if k not in RESUMABLE_SETTINGS)
+        if fixed:
+            raise UserError(f"cannot change {', '.join(fixed)} when resuming; resumable: "
+                            f"{', '.join(RESUMABLE_SETTINGS)}")
+        cfg = loops.config_of_checkpoint(bundle).replace(overrides)
+        run_dir = checkpoint.run_dir_of(bundle)
+    else:
+        bundle = None
+        cfg = load_preset(preset).replace(overrides)
+        run_dir = run_dir or _default_run_dir(cfg)
+        if os.path.exists(run_dir) and os.listdir(run_dir):
+            raise UserError(f"run directory {run_dir} already exists; continue it with --resume {run_dir} or "
+                            "choose another --run-dir")
+        os.makedirs(run_dir, exist_ok=True)
+        created = True
+    display = ProgressDisplay(enabled=not quiet)
+    try:
+        training = loops.Training(cfg, run_dir, resume_bundle=bundle, display=display)
+    except BaseException:
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)  # leave nothing behind for a run that never started
+        raise
+    with open(os.path.join(run_dir, "config.json"), "w") as f:
+        f.write(cfg.to_json())
+    verb = f"resuming from {bundle}" if bundle else "training"
+    display.message(f"{verb}: {cfg.env.id}, mode {cfg.run.mode} on {cfg.run.ctx}, seed {cfg.run.seed}; "
+                    f"run directory {run_dir}")
+    summary = training.run()
+    display.close()
+    plots.learning_curve(run_dir)
+    for note in summary.notes:
+        display.message(f"note: {note}")
+    c = summary.counters
+    if summary.interrupted_by:
+        click.echo(f"interrupted by {summary.interrupted_by} at {c['env_steps']:,} env steps; checkpoint "
+                   f"{summary.checkpoint}; continue with: gluon-pdqn train --resume {run_dir}")
+        return 128 + int(getattr(signal, summary.interrupted_by))
+    if summary.solved_at_env_steps is not None:
+        click.echo(f"solved: greedy mean return {summary.last_eval_mean:.1f} >= {cfg.run.stop_return:g} after "
+                   f"{summary.solved_at_env_steps:,} env steps, {summary.solved_at_seconds:.1f} s")
+    else:
+        last = f"{summary.last_eval_mean:.1f}" if summary.last_eval_mean is not None else "-"
+        click.echo(f"finished {c['env_steps']:,} env steps, {c['learner_steps']:,} updates in "
+                   f"{c['wall_seconds']:.1f} s; last greedy mean return {last}")
+    click.echo(f"run directory: {run_dir} (learning_curve.png, metrics.csv, checkpoints/)")
+    return 0
+
+
+@cli.command()
+@click.argument("path", type=click.Path())
+@click.option("--episodes", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--epsilon", type=click.FloatRange(0, 1), help="Exploration during evaluation (default: the run's).")
+@click.option("--seed", type=int, default=12345, show_default=True)
+@click.option("--ctx", default="cpu:0", show_default=True, help="Device to run the network on.")
+@click.option("--video", type=click.Path(dir_okay=False), help="Write the first episode as an animated GIF.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def evaluate(path, episodes, epsilon, seed, ctx, video, as_json):
+    """Play EPISODES episodes with a trained agent (a run directory or a checkpoint) and report raw returns."""
+    import numpy as np
+
+    from . import envs, loops
+    from .learners import SingleLearner
+    from .parallel import parse_contexts
+
+    bundle = checkpoint.resolve(path)
+    cfg = loops.config_of_checkpoint(bundle)
+    spec = envs.describe(cfg.env)
+    learner = SingleLearner(cfg, spec, parse_contexts(ctx)[0])
+    learner.load(bundle, with_optimizer=False)
+    eps = cfg.exploration.eval_epsilon if epsilon is None else epsilon
+    returns = loops.evaluate(learner.q_values, cfg.env, spec.n_actions, episodes, eps, seed)
+    result = {"checkpoint": bundle, "env": cfg.env.id, "episodes": episodes, "epsilon": eps,
+              "mean": float(returns.mean()), "median": float(np.median(returns)), "min": float(returns.min()),
+              "max": float(returns.max()), "std": float(returns.std()), "returns": returns.tolist()}
+    if video:
+        result["video"] = _record_gif(learner, cfg, spec, eps, seed, video)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        click.echo(f"{cfg.env.id}, {episodes} episodes, epsilon {eps:g}: mean {result['mean']:.2f}  "
+                   f"median {result['median']:.2f}  min {result['min']:.2f}  max {result['max']:.2f}  "
+                   f"std {result['std']:.2f}")
+        if video:
+            click.echo(f"video: {video}")
+    return 0
+
+
+def _record_gif(learner, cfg, spec, epsilon, seed, path, max_frames=3000) -> str:
+    import numpy as np
+    from PIL import Image
+
+    from . import envs
+    from .exploration import epsilon_greedy
+
+    env = envs.make_env(cfg.env, evaluation=True, render_mode="rgb_array")
+    rng = np.random.default_rng(seed)
+    frames = []
+    try:
+        obs, _ = env.reset(seed=seed)
+        done = False
+        while not done and len(frames) < max_frames:
+            frames.append(Image.fromarray(env.render()))
+            action = epsilon_greedy(learner.q_values(obs[None]), epsilon, spec.n_actions, rng, 1)[0]
+            obs, _, terminated, truncated, _ = env.step(action)
+            done = terminated or truncated
+    finally:
+        env.close()
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=33, loop=0)
+    return path
+
+
+@cli.command()
+def info():
+    """Versions, MXNet features (CUDA, DIST_KVSTORE) and the devices MXNet can see."""
+    from importlib import metadata
+
+    import mxnet as mx
+
+    click.echo(f"gluon-pdqn {__version__} on Python {platform.python_version()} ({platform.machine()})")
+    for package in ("mxnet", "mxnet-cu112", "mxnet-cu117", "numpy", "gymnasium", "ale-py", "gluonnlp", "click",
+                    "tensorboardX"):
+        try:
+            click.echo(f"  {package:<12} {metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            pass
+    features = mx.runtime.Features()
+    names = ("CUDA", "CUDNN", "NCCL", "DIST_KVSTORE", "MKLDNN", "OPENMP")
+    click.echo("MXNet features: " + ", ".join(f"{n}={'yes' if features.is_enabled(n) else 'no'}" for n in names))
+    gpus = mx.context.num_gpus()
+    click.echo(f"CPU cores: {os.cpu_count()}; GPUs visible to MXNet: {gpus}")
+    click.echo("contexts: cpu:0 (cpu:1, cpu:2, ... stand in for several devices on one CPU)"
+               + "".join(f", gpu:{i}" for i in range(gpus)))
+    return 0
+
+
+def main(argv=None) -> None:
+    """Entry point: run the command; bad input ends with one line on stderr and exit code 2."""
+    try:
+        code = cli.main(args=argv, prog_name="gluon-pdqn", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        code = e.exit_code
+    except click.ClickException as e:
+        click.echo(f"error: {e.format_message()}", err=True)
+        code = e.exit_code
+    except (UserError, TrainingStopped) as e:
+        click.echo(f"error: {e}", err=True)
+        code = e.exit_code
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        click.echo("interrupted", err=True)
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,273 @@
+"""Every setting of a run, as frozen dataclasses; presets (TOML files) and ``key=value`` overrides load into them.
+
+Units are in the names or the comments: ``env_steps`` are agent decisions, ``learner_steps`` are gradient
+updates. Library code receives a resolved :class:`Config` and never reads the command line or the environment.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Optional
+
+from .errors import UserError
+
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    id: str = "CartPole-v1"  # a gymnasium id, `module:Name-v0` for a user's own, or an ALE id (`ALE/Pong-v5`)
+    num_envs: int = 1  # environments stepped together by one acting loop (a gymnasium vector env)
+    frame_stack: int = 1  # observations stacked by the env; Atari ids always stack 4
+    max_episode_steps: int = 0  # time limit override in env steps; 0 keeps the environment's own
+    sticky_actions: float = 0.0  # Atari repeat_action_probability (0.25 in Machado et al. 2018), train and eval
+    noop_max: int = 30  # Atari: up to this many no-op actions at reset
+    frame_skip: int = 4  # Atari: emulator frames per agent step, max-pooled over the last two
+    episodic_life: bool = True  # Atari training: a lost life ends the training episode (not the game)
+    clip_rewards: bool = True  # Atari training: rewards clipped to their sign
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    name: str = "auto"  # `mlp`, `nature_cnn`, or `auto` (CNN for image observations, MLP otherwise)
+    hidden: tuple[int, ...] = (64, 64)  # MLP hidden layer widths
+    dueling: bool = False  # dueling head: Q = V + A - mean(A)
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    capacity: int = 50_000  # transitions held (split evenly over env.num_envs)
+    batch_size: int = 64  # transitions per update (the global batch in parallel modes)
+    learning_starts: int = 1_000  # env steps of random acting before the first update
+    n_step: int = 1  # steps of discounted reward per transition
+    prioritized: bool = False  # proportional prioritized replay (Schaul et al. 2016)
+    alpha: float = 0.6  # priority exponent
+    beta_start: float = 0.4  # importance-sampling exponent, annealed linearly to 1 over the run
+    priority_epsilon: float = 1e-6  # added to |TD error| so no transition gets priority 0
+    save_in_checkpoint: bool = True  # store the replay's contents with each checkpoint (exact resume)
+
+
+@dataclass(frozen=True)
+class ExplorationConfig:
+    schedule: str = "linear"  # `linear` or `exponential` decay of epsilon
+    epsilon_start: float = 1.0
+    epsilon_final: float = 0.05
+    decay_steps: int = 10_000  # env steps from epsilon_start to epsilon_final (after learning_starts)
+    eval_epsilon: float = 0.0  # epsilon of evaluation episodes
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: str = "adam"  # `adam`, `rmsprop` or `sgd`
+    learning_rate: float = 1e-3
+    adam_epsilon: float = 1e-8
+    rmsprop_decay: float = 0.95  # decay of the squared-gradient average (MXNet's gamma1)
+    rmsprop_epsilon: float = 0.01
+    rmsprop_centered: bool = True  # as in Nature DQN
+    momentum: float = 0.0  # sgd momentum
+    max_grad_norm: float = 10.0  # global gradient-norm clip; 0 disables clipping
+    loss: str = "huber"  # `huber` or `mse`
+    huber_delta: float = 1.0
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    gamma: float = 0.99  # discount per env step
+    double_q: bool = True  # double DQN targets (van Hasselt et al. 2016)
+    train_every: int = 4  # env steps between training rounds
+    updates_per_train: int = 1  # learner steps per training round
+    target_update_every: int = 500  # learner steps between target-network refreshes
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    mode: str = "single"  # parallelism mode; see `gluon-pdqn train --help`
+    ctx: str = "cpu:0"  # MXNet contexts: `cpu:0`, `gpu:0`, `gpu:0-3`, `gpu:0,gpu:2`
+    seed: int = 0
+    total_env_steps: int = 50_000  # run length in env steps
+    eval_every: int = 2_000  # env steps between greedy evaluations; 0 disables them
+    eval_episodes: int = 10
+    stop_return: Optional[float] = None  # stop once an evaluation's mean return reaches this
+    checkpoint_every: int = 10_000  # env steps between checkpoints; 0 checkpoints only at the end
+    keep_checkpoints: int = 3  # newest checkpoints kept on disk
+    log_every: int = 1_000  # env steps between metric rows
+    hybridize: bool = True  # compile networks to static graphs (static_alloc)
+    max_nonfinite_updates: int = 20  # consecutive skipped (NaN/inf) updates that stop the run
+
+
+@dataclass(frozen=True)
+class Config:
+    preset: str = "cartpole"
+    env: EnvConfig = field(default_factory=EnvConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    exploration: ExplorationConfig = field(default_factory=ExplorationConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self):
+        validate(self)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def replace(self, overrides: dict[str, Any]) -> "Config":
+        """A copy with dotted-key overrides applied (``{"replay.capacity": 1000}``); values may be strings."""
+        data = self.to_dict()
+        for key, value in overrides.items():
+            section, name = _split_key(key)
+            data[section][name] = _coerce(key, _field_type(section, name), value)
+        return from_dict(data)
+
+
+SECTIONS = {f.name: f.type for f in dataclasses.fields(Config) if f.name != "preset"}
+_SECTION_CLASSES = {
+    "env": EnvConfig, "network": NetworkConfig, "replay": ReplayConfig, "exploration": ExplorationConfig,
+    "optim": OptimConfig, "agent": AgentConfig, "run": RunConfig,
+}
+
+
+def valid_keys() -> list[str]:
+    """Every dotted key that presets and ``--set`` accept."""
+    return [f"{s}.{f.name}" for s, cls in _SECTION_CLASSES.items() for f in dataclasses.fields(cls)]
+
+
+def _split_key(key: str) -> tuple[str, str]:
+    section, _, name = key.partition(".")
+    if section not in _SECTION_CLASSES or name not in {f.name for f in dataclasses.fields(_SECTION_CLASSES[section])}:
+        raise UserError(f"unknown setting '{key}'; valid settings: {', '.join(valid_keys())}")
+    return section, name
+
+
+def _field_type(section: str, name: str):
+    return typing.get_type_hints(_SECTION_CLASSES[section])[name]
+
+
+def _coerce(key: str, kind, value):
+    """Turn ``value`` (a string from the command line, or a TOML/JSON value) into the field's type."""
+    origin = typing.get_origin(kind)
+    try:
+        if origin is typing.Union:  # Optional[float]
+            (inner,) = [a for a in typing.get_args(kind) if a is not type(None)]
+            if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+                return None
+            return _coerce(key, inner, value)
+        if origin is tuple:
+            if isinstance(value, str):
+                value = [v for v in value.replace("(", "").replace(")", "").split(",") if v.strip()]
+            return tuple(int(v) for v in value)
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            lowered = str(value).lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if kind is int:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(str(value).replace("_", "")) if isinstance(value, str) else int(value)
+        if kind is float:
+            return float(value)
+        if kind is str:
+            return str(value)
+    except (TypeError, ValueError):
+        pass
+    type_name = getattr(kind, "__name__", str(kind))
+    raise UserError(f"setting '{key}' takes a {type_name}, not {value!r}")
+
+
+def from_dict(data: dict, preset: str | None = None) -> Config:
+    """Build a Config from nested dicts (a preset file or a saved ``config.json``); unknown keys are errors."""
+    sections = {}
+    for section, values in data.items():
+        if section == "preset":
+            continue
+        if section not in _SECTION_CLASSES:
+            raise UserError(f"unknown setting section '{section}'; valid sections: {', '.join(_SECTION_CLASSES)}")
+        if not isinstance(values, dict):
+            raise UserError(f"setting section '{section}' must be a table of key = value")
+        kwargs = {}
+        for name, value in values.items():
+            _split_key(f"{section}.{name}")
+            kwargs[name] = _coerce(f"{section}.{name}", _field_type(section, name), value)
+        sections[section] = _SECTION_CLASSES[section](**kwargs)
+    return Config(preset=preset or data.get("preset", "custom"), **sections)
+
+
+def _preset_dir():
+    return resources.files("gluon_pdqn").joinpath("presets")
+
+
+def preset_names() -> list[str]:
+    """Names of the presets shipped in ``gluon_pdqn/presets``."""
+    return sorted(p.name[: -len(".toml")] for p in _preset_dir().iterdir()
+                  if p.name.endswith(".toml"))
+
+
+def load_preset(name: str) -> Config:
+    """The preset ``name`` (a shipped preset, or a path to a TOML file of the same form)."""
+    if name.endswith(".toml"):
+        try:
+            with open(name, "rb") as f:
+                data = tomllib.load(f)
+        except OSError as e:
+            raise UserError(f"cannot read preset file {name}: {e.strerror}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise UserError(f"preset file {name} is not valid TOML: {e}") from None
+        return from_dict(data, preset=name)
+    if name not in preset_names():
+        raise UserError(f"unknown preset '{name}'; available: {', '.join(preset_names())} (or a .toml file)")
+    data = tomllib.loads(_preset_dir().joinpath(f"{name}.toml").read_text())
+    return from_dict(data, preset=name)
+
+
+def validate(cfg: Config) -> None:
+    """Reject settings that cannot work, with a message naming the setting."""
+    checks = [
+        (cfg.env.num_envs >= 1, "env.num_envs must be at least 1"),
+        (cfg.env.frame_stack >= 1, "env.frame_stack must be at least 1"),
+        (0.0 <= cfg.env.sticky_actions <= 1.0, "env.sticky_actions must lie in [0, 1]"),
+        (cfg.network.name in ("auto", "mlp", "nature_cnn"), "network.name must be auto, mlp or nature_cnn"),
+        (all(h > 0 for h in cfg.network.hidden), "network.hidden widths must be positive"),
+        (cfg.replay.batch_size >= 1, "replay.batch_size must be at least 1"),
+        (cfg.replay.capacity >= cfg.replay.batch_size, "replay.capacity must be at least replay.batch_size"),
+        (cfg.replay.capacity >= 2 * cfg.env.num_envs * (cfg.replay.n_step + cfg.env.frame_stack),
+         "replay.capacity is too small for env.num_envs, replay.n_step and env.frame_stack"),
+        (cfg.replay.n_step >= 1, "replay.n_step must be at least 1"),
+        (cfg.replay.learning_starts >= 0, "replay.learning_starts must not be negative"),
+        (cfg.replay.alpha >= 0 and 0 <= cfg.replay.beta_start <= 1, "replay.alpha >= 0 and beta_start in [0, 1]"),
+        (cfg.exploration.schedule in ("linear", "exponential"), "exploration.schedule must be linear or exponential"),
+        (all(0.0 <= e <= 1.0 for e in (cfg.exploration.epsilon_start, cfg.exploration.epsilon_final,
+                                        cfg.exploration.eval_epsilon)), "epsilons must lie in [0, 1]"),
+        (cfg.exploration.decay_steps >= 1, "exploration.decay_steps must be at least 1"),
+        (cfg.optim.name in ("adam", "rmsprop", "sgd"), "optim.name must be adam, rmsprop or sgd"),
+        (cfg.optim.learning_rate > 0, "optim.learning_rate must be positive"),
+        (cfg.optim.max_grad_norm >= 0, "optim.max_grad_norm must not be negative"),
+        (cfg.optim.loss in ("huber", "mse"), "optim.loss must be huber or mse"),
+        (cfg.optim.huber_delta > 0, "optim.huber_delta must be positive"),
+        (0.0 < cfg.agent.gamma <= 1.0, "agent.gamma must lie in (0, 1]"),
+        (cfg.agent.train_every >= 1 and cfg.agent.updates_per_train >= 1, "agent.train_every and "
+                                                                          "agent.updates_per_train must be >= 1"),
+        (cfg.agent.target_update_every >= 1, "agent.target_update_every must be at least 1"),
+        (cfg.run.total_env_steps >= 1, "run.total_env_steps must be at least 1"),
+        (cfg.run.eval_every >= 0 and cfg.run.eval_episodes >= 1, "run.eval_every >= 0 and run.eval_episodes >= 1"),
+        (cfg.run.checkpoint_every >= 0, "run.checkpoint_every must not be negative"),
+        (cfg.run.keep_checkpoints >= 1, "run.keep_checkpoints must be at least 1"),
+        (cfg.run.log_every >= 1, "run.log_every must be at least 1"),
+        (cfg.run.max_nonfinite_updates >= 1, "run.max_nonfinite_updates must be at least 1"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UserError(message)

@@ -1,0 +1,120 @@
+"""Environments by gymnasium id: checks that DQN can act in them, and builds single and vector envs."""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+
+from ..config import EnvConfig
+from ..errors import UserError
+from . import atari
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """What the agent needs to know of an environment.
+
+    Attributes:
+        id: the gymnasium id it was made from.
+        obs_shape: shape of one observation as the agent sees it (stacked frames included).
+        obs_dtype: numpy dtype of observations (uint8 for images).
+        frame_shape: shape of one frame, what the replay stores per step (obs_shape without the stack axis).
+        frame_stack: frames per observation (1 when the env does not stack).
+        n_actions: size of the discrete action space.
+        is_atari: whether the Atari pipeline was applied.
+    """
+
+    id: str
+    obs_shape: tuple[int, ...]
+    obs_dtype: np.dtype
+    frame_shape: tuple[int, ...]
+    frame_stack: int
+    n_actions: int
+    is_atari: bool
+
+
+def _register_ale() -> None:
+    import ale_py
+
+    gym.register_envs(ale_py)
+
+
+def _is_atari(env_id: str) -> bool:
+    if env_id.startswith("ALE/"):
+        _register_ale()
+    try:
+        entry = gym.spec(env_id).entry_point
+    except gym.error.Error:
+        return False
+    return isinstance(entry, str) and entry.startswith("ale_py")
+
+
+def _make_raw(cfg: EnvConfig, evaluation: bool, render_mode: str | None) -> gym.Env:
+    """One environment with its pipeline; gymnasium's errors become a one-line UserError."""
+    try:
+        if _is_atari(cfg.id):
+            return atari.make_atari(cfg, evaluation=evaluation, render_mode=render_mode)
+        kwargs = {"render_mode": render_mode} if render_mode else {}
+        if cfg.max_episode_steps > 0:
+            kwargs["max_episode_steps"] = cfg.max_episode_steps
+        env = gym.make(cfg.id, **kwargs)
+    except gym.error.Error as e:
+        raise UserError(f"cannot make environment '{cfg.id}': {e}") from None
+    except ModuleNotFoundError as e:
+        raise UserError(f"cannot make environment '{cfg.id}': no module named '{e.name}'") from None
+    except (ImportError, TypeError, ValueError) as e:
+        raise UserError(f"cannot make environment '{cfg.id}': {e}") from None
+    if cfg.frame_stack > 1:
+        env = gym.wrappers.FrameStackObservation(env, cfg.frame_stack, padding_type="reset")
+    return env
+
+
+def check_spaces(env: gym.Env, env_id: str) -> None:
+    """Refuse environments DQN cannot act in, naming the space that does not fit."""
+    if not isinstance(env.action_space, gym.spaces.Discrete):
+        raise UserError(f"{env_id} has action space {env.action_space}: DQN needs a discrete action space "
+                        "(gymnasium.spaces.Discrete)")
+    if not isinstance(env.observation_space, gym.spaces.Box):
+        raise UserError(f"{env_id} has observation space {env.observation_space}: gluon_pdqn needs a Box "
+                        "(array) observation space")
+
+
+def make_env(cfg: EnvConfig, *, evaluation: bool = False, render_mode: str | None = None) -> gym.Env:
+    """A single environment: the training pipeline, or the full-game evaluation pipeline for Atari ids."""
+    env = _make_raw(cfg, evaluation, render_mode)
+    try:
+        check_spaces(env, cfg.id)
+    except UserError:
+        env.close()
+        raise
+    return env
+
+
+def _atari_stack(cfg: EnvConfig) -> int:
+    return atari.FRAME_STACK if _is_atari(cfg.id) else cfg.frame_stack
+
+
+def describe(cfg: EnvConfig) -> EnvSpec:
+    """The EnvSpec of ``cfg`` (makes one environment to read its spaces, then closes it)."""
+    env = make_env(cfg)
+    try:
+        space = env.observation_space
+        stack = _atari_stack(cfg)
+        obs_shape = tuple(space.shape)
+        frame_shape = obs_shape[1:] if stack > 1 else obs_shape
+        return EnvSpec(id=cfg.id, obs_shape=obs_shape, obs_dtype=np.dtype(space.dtype), frame_shape=frame_shape,
+                       frame_stack=stack, n_actions=int(env.action_space.n), is_atari=_is_atari(cfg.id))
+    finally:
+        env.close()
+
+
+def make_vector_env(cfg: EnvConfig, num_envs: int, *, evaluation: bool = False) -> gym.vector.SyncVectorEnv:
+    """``num_envs`` environments stepped together, with gymnasium's next-step autoreset.
+
+    After a step that ends an episode in env i, the next ``step`` call resets env i and ignores its action;
+    the training loop must not store that step as a transition.
+    """
+    thunk = functools.partial(make_env, cfg, evaluation=evaluation)
+    return gym.vector.SyncVectorEnv([thunk] * num_envs, autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)

@@ -1,0 +1,61 @@
+"""Epsilon schedules and per-actor epsilons (numpy only)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .config import ExplorationConfig
+
+
+class EpsilonSchedule:
+    """Epsilon as a function of env steps: ``start`` until ``offset``, then down to ``final`` over ``decay_steps``.
+
+    ``linear`` interpolates; ``exponential`` multiplies by a constant factor per step so that epsilon reaches
+    ``final`` after ``decay_steps`` and stays there.
+    """
+
+    def __init__(self, kind: str, start: float, final: float, decay_steps: int, offset: int = 0):
+        if kind not in ("linear", "exponential"):
+            raise ValueError(f"unknown epsilon schedule {kind!r}")
+        self.kind, self.start, self.final = kind, float(start), float(final)
+        self.decay_steps, self.offset = int(decay_steps), int(offset)
+
+    @classmethod
+    def from_config(cls, cfg: ExplorationConfig, offset: int = 0) -> "EpsilonSchedule":
+        return cls(cfg.schedule, cfg.epsilon_start, cfg.epsilon_final, cfg.decay_steps, offset)
+
+    def __call__(self, env_steps: int) -> float:
+        progress = min(max(env_steps - self.offset, 0) / self.decay_steps, 1.0)
+        if self.kind == "linear":
+            return self.start + progress * (self.final - self.start)
+        if self.start <= 0 or self.final <= 0:
+            return self.final if progress >= 1.0 else self.start
+        return self.start * math.exp(progress * math.log(self.final / self.start))
+
+
+def epsilon_greedy(q_values: np.ndarray | None, epsilon: float, n_actions: int, rng: np.random.Generator,
+                   batch: int) -> np.ndarray:
+    """Actions for ``batch`` environments: greedy in ``q_values`` (batch, n_actions), random with prob. epsilon.
+
+    With ``q_values`` None every action is random (warm-up). The Generator draws the same numbers in the
+    same order either way, so a run's randomness does not depend on whether Q-values were computed.
+    """
+    explore = rng.random(batch) < epsilon
+    random_actions = rng.integers(0, n_actions, size=batch)
+    if q_values is None:
+        return random_actions
+    return np.where(explore, random_actions, q_values.argmax(axis=1))
+
+
+def apex_epsilons(num_actors: int, base: float = 0.4, alpha: float = 7.0) -> np.ndarray:
+    """The Ape-X ladder (Horgan et al. 2018): epsilon_i = base ** (1 + alpha * i / (N - 1))."""
+    if num_actors == 1:
+        return np.array([base])
+    return base ** (1.0 + alpha * np.arange(num_actors) / (num_actors - 1))
+
+
+def sampled_final_epsilons(num_actors: int, rng: np.random.Generator, values=(0.1, 0.01, 0.5),
+                           probabilities=(0.4, 0.3, 0.3)) -> np.ndarray:
+    """Final epsilon per actor drawn as in asynchronous one-step Q-learning (Mnih et al. 2016)."""
+    return rng.choice(np.asarray(values), size=num_actors, p=np.asarray(probabilities))

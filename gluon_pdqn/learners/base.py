@@ -1,0 +1,201 @@
+"""The learner interface every parallelism mode implements, and the pieces they share.
+
+A training loop uses a learner like this::
+
+    q = learner.q_values(obs)            # acting: numpy in, numpy out
+    result = learner.step(batch)         # one update; result.skipped if the gradient was not finite
+    replay.update_priorities(batch.indices, result.td_errors())
+    learner.save(directory); learner.load(directory)
+
+Modes differ only inside ``step`` (how the batch's gradient is computed over devices).
+"""
+from __future__ import annotations
+
+import abc
+import json
+import os
+from dataclasses import dataclass
+
+import mxnet as mx
+import numpy as np
+from mxnet import gluon
+
+from ..config import OptimConfig
+from ..errors import UserError
+
+
+@dataclass
+class StepResult:
+    """What one learner step produced. Device arrays are read only when asked (one sync each)."""
+
+    skipped: bool  # the gradient was NaN or infinite and no update was applied
+    grad_norm: float  # global gradient norm before clipping
+    _losses: list  # NDArrays of weighted per-transition losses (summing to the batch's mean loss)
+    _q_taken: list  # NDArrays of Q(s, a)
+    _td_abs: list  # NDArrays of |TD error|
+
+    def loss(self) -> float:
+        return float(sum(l.sum().asscalar() for l in self._losses))
+
+    def mean_q(self) -> float:
+        return float(np.concatenate([q.asnumpy() for q in self._q_taken]).mean())
+
+    def td_errors(self) -> np.ndarray:
+        return np.concatenate([t.asnumpy() for t in self._td_abs])
+
+
+class Learner(abc.ABC):
+    """One DQN learner: an online and a target network, an optimizer, and a device placement."""
+
+    learner_steps: int
+
+    @abc.abstractmethod
+    def q_values(self, obs: np.ndarray) -> np.ndarray:
+        """Q-values (batch, n_actions) of the online network for a batch of observations."""
+
+    @abc.abstractmethod
+    def step(self, batch) -> StepResult:
+        """One gradient update from a replay batch; refreshes the target network when it is due."""
+
+    @abc.abstractmethod
+    def sync_target(self) -> None:
+        """Copy the online parameters into the target network."""
+
+    @abc.abstractmethod
+    def save(self, directory: str) -> None:
+        """Write parameters and optimizer state into ``directory`` (MXNet's array format and JSON; no pickle)."""
+
+    @abc.abstractmethod
+    def load(self, directory: str, with_optimizer: bool = True) -> None:
+        """Restore what ``save`` wrote (parameters only, for acting, without ``with_optimizer``).
+
+        Raises UserError if the files were made for another network.
+        """
+
+
+def make_optimizer(cfg: OptimConfig) -> mx.optimizer.Optimizer:
+    """The MXNet optimizer ``cfg`` names (gradients arrive already averaged over the batch)."""
+    if cfg.name == "adam":
+        return mx.optimizer.Adam(learning_rate=cfg.learning_rate, epsilon=cfg.adam_epsilon)
+    if cfg.name == "rmsprop":
+        # gamma2 is MXNet's momentum of the centred variant; DQN's RMSProp has none.
+        return mx.optimizer.RMSProp(learning_rate=cfg.learning_rate, gamma1=cfg.rmsprop_decay, gamma2=0.0,
+                                    epsilon=cfg.rmsprop_epsilon, centered=cfg.rmsprop_centered)
+    if cfg.name == "sgd":
+        return mx.optimizer.SGD(learning_rate=cfg.learning_rate, momentum=cfg.momentum)
+    raise ValueError(f"unknown optimizer {cfg.name!r}")
+
+
+def structural_params(block: gluon.Block) -> dict[str, gluon.Parameter]:
+    """Parameters by their place in the block (``body.0.weight``), independent of the block's name prefix."""
+    return dict(block._collect_params_with_prefix())
+
+
+def copy_params(source: gluon.Block, destination: gluon.Block) -> None:
+    """Copy every parameter value of ``source`` into ``destination`` (same architecture), on all contexts."""
+    destination_params = structural_params(destination)
+    for name, param in structural_params(source).items():
+        destination_params[name].set_data(param.data())
+
+
+def _flatten_state(state, prefix: str, out: dict) -> None:
+    if state is None:
+        return
+    if isinstance(state, (tuple, list)):
+        for i, part in enumerate(state):
+            _flatten_state(part, f"{prefix}.{i}", out)
+    else:
+        out[prefix] = state
+
+
+def _fill_state(state, prefix: str, arrays: dict) -> None:
+    if state is None:
+        return
+    if isinstance(state, (tuple, list)):
+        for i, part in enumerate(state):
+            _fill_state(part, f"{prefix}.{i}", arrays)
+    else:
+        if prefix not in arrays:
+            raise UserError(f"checkpoint lacks optimizer state '{prefix}' (another optimizer?)")
+        source = arrays[prefix]
+        if source.shape != state.shape:
+            raise UserError(f"checkpoint optimizer state '{prefix}' has shape {source.shape}, expected {state.shape}")
+        source.copyto(state)
+
+
+def save_trainer_states(trainer: gluon.Trainer, directory: str) -> None:
+    """Write a Trainer's optimizer states and update counters without pickle.
+
+    ``Trainer.save_states`` pickles the optimizer, and loading a pickle runs whatever code it names; these
+    files hold only arrays (``optimizer.params``) and numbers (``optimizer.json``).
+    """
+    arrays: dict[str, mx.nd.NDArray] = {}
+    for device, updater in enumerate(trainer._updaters):
+        for index, state in updater.states.items():
+            _flatten_state(state, f"{device}/{index}", arrays)
+    optimizer = trainer._optimizer
+    meta = {
+        "optimizer": type(optimizer).__name__,
+        "num_update": optimizer.num_update,
+        "update_counts": {str(dev): {str(i): n for i, n in counts.items()}
+                          for dev, counts in optimizer._all_index_update_counts.items()},
+        "indices": {str(device): sorted(updater.states) for device, updater in enumerate(trainer._updaters)},
+    }
+    mx.nd.save(os.path.join(directory, "optimizer.params"), arrays)
+    with open(os.path.join(directory, "optimizer.json"), "w") as f:
+        json.dump(meta, f)
+
+
+def load_trainer_states(trainer: gluon.Trainer, directory: str) -> None:
+    """Restore what :func:`save_trainer_states` wrote into a Trainer over the same parameters and devices."""
+    with open(os.path.join(directory, "optimizer.json")) as f:
+        meta = json.load(f)
+    optimizer = trainer._optimizer
+    if meta["optimizer"] != type(optimizer).__name__:
+        raise UserError(f"checkpoint was trained with {meta['optimizer']}, this run uses "
+                        f"{type(optimizer).__name__}")
+    arrays = mx.nd.load(os.path.join(directory, "optimizer.params")) if meta["indices"] else {}
+    if len(meta["indices"]) != len(trainer._updaters):
+        raise UserError(f"checkpoint optimizer state is for {len(meta['indices'])} device(s), this run has "
+                        f"{len(trainer._updaters)}")
+    for device, updater in enumerate(trainer._updaters):
+        for index in meta["indices"][str(device)]:
+            weight = trainer._params[index].list_data()[device]
+            state = optimizer.create_state_multi_precision(index, weight)
+            _fill_state(state, f"{device}/{index}", arrays)
+            updater.states[index] = state
+            updater.states_synced[index] = True
+    optimizer.num_update = meta["num_update"]
+    optimizer._all_index_update_counts.clear()
+    for dev, counts in meta["update_counts"].items():
+        optimizer._all_index_update_counts[int(dev)] = {int(i): n for i, n in counts.items()}
+    optimizer._index_update_count = optimizer._all_index_update_counts.setdefault(0, {})
+
+
+def save_params(blocks: dict[str, gluon.Block], directory: str) -> None:
+    """Write the parameters of named blocks into ``params.params`` (MXNet's array format)."""
+    arrays = {f"{name}:{key}": param.data() for name, block in blocks.items()
+              for key, param in structural_params(block).items()}
+    mx.nd.save(os.path.join(directory, "params.params"), arrays)
+
+
+def load_params(blocks: dict[str, gluon.Block], directory: str) -> None:
+    """Load what :func:`save_params` wrote, checking names and shapes first so nothing half-loads."""
+    try:
+        arrays = mx.nd.load(os.path.join(directory, "params.params"))
+    except mx.base.MXNetError:
+        raise UserError(f"{directory}: params.params is not a readable MXNet parameter file") from None
+    if not isinstance(arrays, dict):
+        raise UserError(f"{directory}: params.params holds no named parameters")
+    expected = {f"{name}:{key}": param for name, block in blocks.items()
+                for key, param in structural_params(block).items()}
+    if set(arrays) != set(expected):
+        missing = sorted(set(expected) - set(arrays))[:3]
+        extra = sorted(set(arrays) - set(expected))[:3]
+        raise UserError(f"checkpoint was made for another network (missing {missing}, unexpected {extra})")
+    for key, param in expected.items():
+        if arrays[key].shape != param.shape:
+            raise UserError(f"checkpoint parameter {key} has shape {arrays[key].shape}, this network needs "
+                            f"{param.shape}")
+    for key, param in expected.items():
+        param.set_data(arrays[key])

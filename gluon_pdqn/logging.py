@@ -1,0 +1,146 @@
+"""Metric names, the CSV and TensorBoard writers of a run directory, and the progress display.
+
+The names are a contract shared by every mode, the plots and ``compare``: define once, log everywhere.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import sys
+import time
+
+# Counters (units: env_steps are agent decisions, frames = env_steps x frame skip, learner_steps are updates).
+ENV_STEPS = "env_steps"
+FRAMES = "frames"
+LEARNER_STEPS = "learner_steps"
+EPISODES = "episodes"
+WALL_SECONDS = "wall_seconds"
+# Scalars logged every run.log_every env steps.
+EPISODIC_RETURN = "charts/episodic_return"  # mean return of the episodes finished in the window
+EPSILON = "charts/epsilon"
+ENV_STEPS_PER_S = "charts/env_steps_per_s"
+UPDATES_PER_S = "charts/updates_per_s"
+TD_LOSS = "losses/td_loss"
+MEAN_Q = "values/mean_q"
+GRAD_NORM = "losses/grad_norm"
+SKIPPED_UPDATES = "losses/skipped_updates"  # non-finite updates skipped so far
+EVAL_MEAN_RETURN = "eval/mean_return"
+
+METRIC_COLUMNS = [ENV_STEPS, FRAMES, LEARNER_STEPS, EPISODES, WALL_SECONDS, EPISODIC_RETURN, EPSILON,
+                  ENV_STEPS_PER_S, UPDATES_PER_S, TD_LOSS, MEAN_Q, GRAD_NORM, SKIPPED_UPDATES]
+EPISODE_COLUMNS = [ENV_STEPS, EPISODES, "env_index", "return", "length"]
+EVAL_COLUMNS = [ENV_STEPS, LEARNER_STEPS, WALL_SECONDS, "mean_return", "median_return", "min_return",
+                "max_return", "std_return", "episodes"]
+
+METRICS_CSV = "metrics.csv"
+EPISODES_CSV = "episodes.csv"
+EVAL_CSV = "eval.csv"
+
+
+def _truncate_csv(path: str, max_env_steps: int) -> None:
+    """Drop rows logged after ``max_env_steps``: a resumed run replays them from its checkpoint."""
+    if not os.path.exists(path):
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+        fields = rows[0].keys() if rows else None
+    if fields is None:
+        return
+    kept = [r for r in rows if float(r[ENV_STEPS]) <= max_env_steps]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(fields))
+        writer.writeheader()
+        writer.writerows(kept)
+
+
+class _CsvTable:
+    def __init__(self, path: str, columns: list[str]):
+        new = not os.path.exists(path) or os.path.getsize(path) == 0
+        self._file = open(path, "a", newline="")
+        self._writer = csv.DictWriter(self._file, fieldnames=columns, extrasaction="ignore")
+        if new:
+            self._writer.writeheader()
+
+    def write(self, row: dict) -> None:
+        self._writer.writerow(row)
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class MetricsWriter:
+    """Writes a run's metrics to CSV files and TensorBoard events in ``run_dir``.
+
+    Args:
+        run_dir: the run directory.
+        resume_env_steps: when resuming, rows logged after the checkpoint's env step are dropped first.
+    """
+
+    def __init__(self, run_dir: str, resume_env_steps: int | None = None):
+        if resume_env_steps is not None:
+            for name in (METRICS_CSV, EPISODES_CSV, EVAL_CSV):
+                _truncate_csv(os.path.join(run_dir, name), resume_env_steps)
+        self._metrics = _CsvTable(os.path.join(run_dir, METRICS_CSV), METRIC_COLUMNS)
+        self._episodes = _CsvTable(os.path.join(run_dir, EPISODES_CSV), EPISODE_COLUMNS)
+        self._evals = _CsvTable(os.path.join(run_dir, EVAL_CSV), EVAL_COLUMNS)
+        from tensorboardX import SummaryWriter  # imported late: it is slow to import and only needed here
+
+        self._tensorboard = SummaryWriter(logdir=os.path.join(run_dir, "tensorboard"), flush_secs=10)
+
+    def scalars(self, values: dict) -> None:
+        self._metrics.write(values)
+        step = int(values[ENV_STEPS])
+        for name, value in values.items():
+            if "/" in name and value is not None and value == value:
+                self._tensorboard.add_scalar(name, value, step)
+
+    def episode(self, env_steps: int, episodes: int, env_index: int, episode_return: float, length: int) -> None:
+        self._episodes.write({ENV_STEPS: env_steps, EPISODES: episodes, "env_index": env_index,
+                              "return": episode_return, "length": length})
+
+    def evaluation(self, row: dict) -> None:
+        self._evals.write(row)
+        self._tensorboard.add_scalar(EVAL_MEAN_RETURN, row["mean_return"], int(row[ENV_STEPS]))
+
+    def close(self) -> None:
+        for table in (self._metrics, self._episodes, self._evals):
+            table.close()
+        self._tensorboard.close()
+
+
+class ProgressDisplay:
+    """One status line: rewritten in place on a terminal, printed every ``every`` seconds otherwise."""
+
+    def __init__(self, enabled: bool = True, stream=None, every: float = 10.0):
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self.interactive = enabled and self.stream.isatty()
+        self.every = every
+        self._last = 0.0
+
+    def update(self, text: str, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if self.interactive:
+            if force or now - self._last >= 0.2:
+                self.stream.write("\r\033[K" + text)
+                self.stream.flush()
+                self._last = now
+        elif force or now - self._last >= self.every:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+            self._last = now
+
+    def message(self, text: str) -> None:
+        """A line of its own (kept above the status line on a terminal)."""
+        if self.interactive:
+            self.stream.write("\r\033[K")
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.interactive:
+            self.stream.write("\n")
+            self.stream.flush()

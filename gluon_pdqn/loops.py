@@ -1,0 +1,362 @@
+"""The training loop, evaluation, and checkpoint/resume of a run.
+
+All randomness of the loop lives in numpy Generators whose states are checkpointed (MXNet cannot save
+its RNG state; it is used only to initialize parameters), so a resumed run on the CPU continues exactly
+as the uninterrupted run would have.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+
+import mxnet as mx
+import numpy as np
+
+from . import checkpoint, envs
+from . import logging as metrics
+from .config import Config, from_dict
+from .envs import snapshot
+from .errors import TrainingStopped, UserError
+from .exploration import EpsilonSchedule, epsilon_greedy
+from .learners import Learner, make_learner
+from .parallel import parse_contexts
+from .replay import ReplayBuffer
+
+MAX_EVAL_ENVS = 16
+
+
+@dataclass
+class Counters:
+    """Progress of a run, by unit (see logging.py for the names)."""
+
+    env_steps: int = 0
+    learner_steps: int = 0
+    episodes: int = 0
+    skipped_updates: int = 0
+    evaluations: int = 0
+    wall_seconds: float = 0.0  # training time so far, summed over resumed sessions
+
+
+@dataclass
+class Summary:
+    """What a finished (or interrupted) run reports."""
+
+    run_dir: str
+    counters: dict
+    solved_at_env_steps: int | None = None
+    solved_at_seconds: float | None = None
+    last_eval_mean: float | None = None
+    best_eval_mean: float | None = None
+    interrupted_by: str | None = None
+    checkpoint: str | None = None
+    notes: list = field(default_factory=list)
+
+
+def evaluate(q_values, env_cfg, n_actions: int, episodes: int, epsilon: float, seed: int) -> np.ndarray:
+    """Returns of ``episodes`` evaluation episodes (the full game for Atari), played in parallel envs.
+
+    Each environment plays a fixed share of the episodes, so short episodes are not over-represented.
+    """
+    num_envs = min(episodes, MAX_EVAL_ENVS)
+    quota = np.full(num_envs, episodes // num_envs) + (np.arange(num_envs) < episodes % num_envs)
+    vector_env = envs.make_vector_env(env_cfg, num_envs, evaluation=True)
+    rng = np.random.default_rng(seed)
+    try:
+        obs, _ = vector_env.reset(seed=seed)
+        running = np.zeros(num_envs)
+        finished: list[list[float]] = [[] for _ in range(num_envs)]
+        resetting = np.zeros(num_envs, dtype=bool)
+        while any(len(f) < q for f, q in zip(finished, quota)):
+            actions = epsilon_greedy(q_values(obs), epsilon, n_actions, rng, num_envs)
+            obs, rewards, terminated, truncated, _ = vector_env.step(actions)
+            running += np.where(resetting, 0.0, rewards)
+            done = (terminated | truncated) & ~resetting
+            for i in np.flatnonzero(done):
+                if len(finished[i]) < quota[i]:
+                    finished[i].append(float(running[i]))
+                running[i] = 0.0
+            resetting = done
+        return np.array([r for f in finished for r in f])
+    finally:
+        vector_env.close()
+
+
+@contextlib.contextmanager
+def graceful_interrupts():
+    """Turn SIGINT and SIGTERM into a flag the loop checks, so it can checkpoint before it exits."""
+    received: dict[str, int | None] = {"signal": None}
+
+    def handler(signum, _frame):
+        received["signal"] = signum
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+class Training:
+    """One training run of the single-process modes: acting in a vector env, replay, learner, bookkeeping.
+
+    Args:
+        cfg: resolved configuration.
+        run_dir: directory for everything the run writes (created by the caller).
+        resume_bundle: a checkpoint bundle to continue from, or None for a fresh run.
+        display: progress display (None: silent).
+    """
+
+    def __init__(self, cfg: Config, run_dir: str, resume_bundle: str | None = None,
+                 display: metrics.ProgressDisplay | None = None):
+        self.cfg, self.run_dir = cfg, run_dir
+        self.display = display or metrics.ProgressDisplay(enabled=False)
+        self.spec = envs.describe(cfg.env)
+        contexts = parse_contexts(cfg.run.ctx)
+        seed = cfg.run.seed
+        mx.random.seed(seed)  # parameter initialization only
+        self.learner: Learner = make_learner(cfg, self.spec, contexts)
+        self.replay = ReplayBuffer(cfg.replay.capacity, cfg.env.num_envs, self.spec.frame_shape,
+                                   self.spec.obs_dtype, frame_stack=self.spec.frame_stack,
+                                   n_step=cfg.replay.n_step, gamma=cfg.agent.gamma, seed=seed + 1,
+                                   prioritized=cfg.replay.prioritized, alpha=cfg.replay.alpha,
+                                   priority_epsilon=cfg.replay.priority_epsilon)
+        self.display.message(f"replay: {cfg.replay.capacity:,} transitions, {self.replay.nbytes / 2**20:,.1f} MiB")
+        self.epsilon = EpsilonSchedule.from_config(cfg.exploration, offset=cfg.replay.learning_starts)
+        self.rng = np.random.default_rng(seed)
+        self.vector_env = envs.make_vector_env(cfg.env, cfg.env.num_envs)
+        self.counters = Counters()
+        self.notes: list[str] = []
+        self.best_eval: float | None = None
+        self.last_eval: float | None = None
+        self.solved: tuple[int, float] | None = None
+        num_envs = cfg.env.num_envs
+        self.episode_returns = np.zeros(num_envs)
+        self.episode_lengths = np.zeros(num_envs, dtype=np.int64)
+        if resume_bundle is None:
+            self.obs, _ = self.vector_env.reset(seed=seed)
+            self.resetting = np.zeros(num_envs, dtype=bool)
+            for i in range(num_envs):
+                self.replay.begin_episode(i, self.obs[i])
+        else:
+            self._restore(resume_bundle)
+        self.writer = metrics.MetricsWriter(run_dir, self.counters.env_steps if resume_bundle else None)
+
+    # --- the loop ---------------------------------------------------------------------------------
+
+    def run(self) -> Summary:
+        """Train until the step budget, the stop return, or a signal; always ends with a checkpoint."""
+        cfg = self.cfg
+        frame_skip = cfg.env.frame_skip if self.spec.is_atari else 1
+        total = cfg.run.total_env_steps
+        window = {"start": time.perf_counter(), "env_steps": self.counters.env_steps,
+                  "learner_steps": self.counters.learner_steps, "returns": []}
+        session_start, wall_before = time.perf_counter(), self.counters.wall_seconds
+        consecutive_skips, last_result, interrupted_by = 0, None, None
+        with graceful_interrupts() as interrupt:
+            while self.counters.env_steps < total and self.solved is None:
+                if interrupt["signal"] is not None:
+                    interrupted_by = signal.Signals(interrupt["signal"]).name
+                    break
+                before = self.counters.env_steps
+                # a_t: random during warm-up, epsilon-greedy after.
+                epsilon = self.epsilon(before)
+                learning = before >= cfg.replay.learning_starts
+                q = self.learner.q_values(self.obs) if learning and epsilon < 1.0 else None
+                actions = epsilon_greedy(q, epsilon, self.spec.n_actions, self.rng, cfg.env.num_envs)
+                # o_{t+1}, r_{t+1}
+                next_obs, rewards, terminated, truncated, _ = self.vector_env.step(actions)
+                self._observe(actions, rewards, next_obs, terminated, truncated, window)
+                self.obs = next_obs
+                after = self.counters.env_steps
+                # Learn: updates_per_train updates for every train_every env steps crossed.
+                if after >= cfg.replay.learning_starts and self.replay.can_sample(cfg.replay.batch_size):
+                    due = (after // cfg.agent.train_every - before // cfg.agent.train_every)
+                    for _ in range(due * cfg.agent.updates_per_train):
+                        last_result = self._update(after / total)
+                        consecutive_skips = consecutive_skips + 1 if last_result.skipped else 0
+                        if consecutive_skips >= cfg.run.max_nonfinite_updates:
+                            self._stop_nonfinite(consecutive_skips)
+                self.counters.wall_seconds = wall_before + time.perf_counter() - session_start
+                if _crossed(before, after, cfg.run.log_every):
+                    self._log(window, last_result, epsilon, frame_skip)
+                if cfg.run.eval_every and _crossed(before, after, cfg.run.eval_every):
+                    self._evaluate()
+                if cfg.run.checkpoint_every and _crossed(before, after, cfg.run.checkpoint_every):
+                    self.save_checkpoint()
+                self.display.update(self._status(epsilon, last_result, window))
+        self.counters.wall_seconds = wall_before + time.perf_counter() - session_start
+        bundle = self.save_checkpoint()
+        self.writer.close()
+        self.vector_env.close()
+        summary = Summary(run_dir=self.run_dir, counters=asdict(self.counters),
+                          solved_at_env_steps=self.solved[0] if self.solved else None,
+                          solved_at_seconds=self.solved[1] if self.solved else None,
+                          last_eval_mean=self.last_eval, best_eval_mean=self.best_eval,
+                          interrupted_by=interrupted_by, checkpoint=bundle, notes=self.notes)
+        with open(os.path.join(self.run_dir, "summary.json"), "w") as f:
+            json.dump(asdict(summary), f, indent=2)
+        return summary
+
+    def _observe(self, actions, rewards, next_obs, terminated, truncated, window) -> None:
+        """Store the step's transitions; a step that only reset an env (next-step autoreset) is not one."""
+        for i in range(self.cfg.env.num_envs):
+            if self.resetting[i]:
+                self.replay.begin_episode(i, next_obs[i])
+                continue
+            self.replay.add(i, int(actions[i]), float(rewards[i]), next_obs[i], bool(terminated[i]),
+                            bool(truncated[i]))
+            self.counters.env_steps += 1
+            self.episode_returns[i] += rewards[i]
+            self.episode_lengths[i] += 1
+            if terminated[i] or truncated[i]:
+                self.counters.episodes += 1
+                window["returns"].append(self.episode_returns[i])
+                self.writer.episode(self.counters.env_steps, self.counters.episodes, i,
+                                    float(self.episode_returns[i]), int(self.episode_lengths[i]))
+                self.episode_returns[i], self.episode_lengths[i] = 0.0, 0
+        self.resetting = terminated | truncated
+
+    def _update(self, progress: float):
+        cfg = self.cfg.replay
+        beta = cfg.beta_start + (1.0 - cfg.beta_start) * min(progress, 1.0)
+        batch = self.replay.sample(cfg.batch_size, beta=beta)
+        result = self.learner.step(batch)
+        if result.skipped:
+            self.counters.skipped_updates += 1
+        else:
+            self.counters.learner_steps = self.learner.learner_steps
+            if cfg.prioritized:
+                self.replay.update_priorities(batch.indices, result.td_errors())
+        return result
+
+    def _stop_nonfinite(self, count: int):
+        bundles = checkpoint.list_complete(self.run_dir)
+        last_good = bundles[-1] if bundles else "none written yet"
+        self.writer.close()
+        raise TrainingStopped(f"{count} consecutive updates had NaN or infinite gradients at env step "
+                              f"{self.counters.env_steps}; stopped (last good checkpoint: {last_good}). "
+                              "Lower optim.learning_rate or set optim.max_grad_norm")
+
+    # --- evaluation and logging -------------------------------------------------------------------
+
+    def _evaluate(self) -> None:
+        cfg = self.cfg
+        self.counters.evaluations += 1
+        seed = cfg.run.seed + 1_000_003 * self.counters.evaluations
+        returns = evaluate(self.learner.q_values, cfg.env, self.spec.n_actions, cfg.run.eval_episodes,
+                           cfg.exploration.eval_epsilon, seed)
+        mean = float(returns.mean())
+        self.last_eval = mean
+        self.best_eval = mean if self.best_eval is None else max(self.best_eval, mean)
+        self.writer.evaluation({metrics.ENV_STEPS: self.counters.env_steps,
+                                metrics.LEARNER_STEPS: self.counters.learner_steps,
+                                metrics.WALL_SECONDS: round(self.counters.wall_seconds, 3),
+                                "mean_return": mean, "median_return": float(np.median(returns)),
+                                "min_return": float(returns.min()), "max_return": float(returns.max()),
+                                "std_return": float(returns.std()), "episodes": len(returns)})
+        self.display.message(f"eval at {self.counters.env_steps:,} env steps: mean {mean:.1f}, "
+                             f"median {np.median(returns):.1f}, min {returns.min():.1f}, max {returns.max():.1f}")
+        if cfg.run.stop_return is not None and mean >= cfg.run.stop_return:
+            self.solved = (self.counters.env_steps, self.counters.wall_seconds)
+
+    def _log(self, window: dict, result, epsilon: float, frame_skip: int) -> None:
+        now = time.perf_counter()
+        elapsed = max(now - window["start"], 1e-9)
+        c = self.counters
+        self.writer.scalars({
+            metrics.ENV_STEPS: c.env_steps, metrics.FRAMES: c.env_steps * frame_skip,
+            metrics.LEARNER_STEPS: c.learner_steps, metrics.EPISODES: c.episodes,
+            metrics.WALL_SECONDS: round(c.wall_seconds, 3),
+            metrics.EPISODIC_RETURN: float(np.mean(window["returns"])) if window["returns"] else float("nan"),
+            metrics.EPSILON: epsilon,
+            metrics.ENV_STEPS_PER_S: (c.env_steps - window["env_steps"]) / elapsed,
+            metrics.UPDATES_PER_S: (c.learner_steps - window["learner_steps"]) / elapsed,
+            metrics.TD_LOSS: result.loss() if result else float("nan"),
+            metrics.MEAN_Q: result.mean_q() if result else float("nan"),
+            metrics.GRAD_NORM: result.grad_norm if result else float("nan"),
+            metrics.SKIPPED_UPDATES: c.skipped_updates,
+        })
+        window.update(start=now, env_steps=c.env_steps, learner_steps=c.learner_steps, returns=[])
+
+    def _status(self, epsilon: float, result, window: dict) -> str:
+        c = self.counters
+        rate = c.env_steps / c.wall_seconds if c.wall_seconds > 0 else 0.0
+        recent = f"{np.mean(window['returns']):.1f}" if window["returns"] else "-"
+        evaluation = f"{self.last_eval:.1f}" if self.last_eval is not None else "-"
+        return (f"env steps {c.env_steps:,}/{self.cfg.run.total_env_steps:,}  {rate:,.0f} steps/s  "
+                f"updates {c.learner_steps:,}  eps {epsilon:.3f}  return {recent}  eval {evaluation}")
+
+    # --- checkpoints ------------------------------------------------------------------------------
+
+    def save_checkpoint(self) -> str:
+        """Write a complete bundle of everything needed to continue this run exactly."""
+        env_state = snapshot.capture(self.vector_env)
+        save_replay = self.cfg.replay.save_in_checkpoint
+        replay_arrays, replay_scalars = self.replay.state_dict()
+
+        def write_files(directory: str) -> None:
+            self.learner.save(directory)
+            np.savez(os.path.join(directory, "loop.npz"), obs=self.obs, resetting=self.resetting,
+                     episode_returns=self.episode_returns, episode_lengths=self.episode_lengths)
+            if save_replay:
+                np.savez(os.path.join(directory, "replay.npz"), **replay_arrays)
+
+        state = {
+            "config": self.cfg.to_dict(),
+            "env_spec": {"id": self.spec.id, "obs_shape": list(self.spec.obs_shape),
+                         "n_actions": self.spec.n_actions},
+            "counters": asdict(self.counters),
+            "rng": self.rng.bit_generator.state,
+            "replay": replay_scalars if save_replay else None,
+            "env_snapshot": env_state,
+            "eval": {"best": self.best_eval, "last": self.last_eval},
+        }
+        return checkpoint.save(self.run_dir, self.counters.env_steps, state, write_files,
+                               self.cfg.run.keep_checkpoints)
+
+    def _restore(self, bundle: str) -> None:
+        state = checkpoint.read_state(bundle)
+        if state["env_spec"]["id"] != self.spec.id or state["env_spec"]["n_actions"] != self.spec.n_actions:
+            raise UserError(f"checkpoint {bundle} is for {state['env_spec']['id']}, not {self.spec.id}")
+        self.learner.load(bundle)
+        self.counters = Counters(**state["counters"])
+        self.learner.learner_steps = self.counters.learner_steps
+        self.rng.bit_generator.state = state["rng"]
+        self.best_eval, self.last_eval = state["eval"]["best"], state["eval"]["last"]
+        loop = checkpoint.load_arrays(bundle, "loop.npz")
+        if state["replay"] is not None:
+            try:
+                self.replay.load_state_dict(checkpoint.load_arrays(bundle, "replay.npz"), state["replay"])
+            except ValueError as e:
+                raise UserError(f"checkpoint {bundle}: {e}") from None
+        else:
+            self.notes.append("checkpoint holds no replay: updates wait until a batch is collected again")
+        self.vector_env.reset(seed=self.cfg.run.seed + self.counters.env_steps)
+        if state["env_snapshot"] is not None and state["replay"] is not None:
+            snapshot.restore(self.vector_env, state["env_snapshot"])
+            self.obs, self.resetting = loop["obs"], loop["resetting"]
+            self.episode_returns, self.episode_lengths = loop["episode_returns"], loop["episode_lengths"]
+        else:
+            # The environment's state could not be saved: episodes in progress end here as truncated.
+            self.notes.append(f"{self.spec.id}: environment state is not restorable; episodes restart")
+            self.obs, _ = self.vector_env.reset(seed=self.cfg.run.seed + self.counters.env_steps)
+            self.resetting = np.zeros(self.cfg.env.num_envs, dtype=bool)
+            self.replay.truncate_open_episodes()
+            for i in range(self.cfg.env.num_envs):
+                self.replay.begin_episode(i, self.obs[i])
+
+
+def _crossed(before: int, after: int, every: int) -> bool:
+    """Whether a multiple of ``every`` lies in (before, after]."""
+    return after // every > before // every
+
+
+def config_of_checkpoint(bundle: str) -> Config:
+    """The configuration a checkpoint was trained with."""
+    state = checkpoint.read_state(bundle)
+    return from_dict(state["config"])

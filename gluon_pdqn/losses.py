@@ -1,0 +1,65 @@
+"""TD targets and losses, as one hybridizable graph per update.
+
+A transition's target is ``reward + discount * Q_target(next_obs, a*)``, where the replay has already put
+``discount = gamma**k`` for a k-step transition that may be bootstrapped (time-limit truncation included) and
+``discount = 0`` where the episode terminated. ``a*`` is the online network's argmax (double DQN) or the target
+network's own.
+"""
+from __future__ import annotations
+
+import math
+
+from mxnet import gluon
+
+
+def td_targets(F, rewards, discounts, next_q_target, next_q_online=None):
+    """``rewards + discounts * bootstrap``; double DQN when ``next_q_online`` is given. No gradient flows."""
+    if next_q_online is not None:
+        bootstrap = F.pick(next_q_target, F.argmax(next_q_online, axis=1), axis=1)
+    else:
+        bootstrap = F.max(next_q_target, axis=1)
+    return F.BlockGrad(rewards + discounts * bootstrap)
+
+
+def huber(F, x, delta: float = 1.0):
+    """0.5 x^2 where |x| <= delta, else delta (|x| - delta / 2)."""
+    return delta * F.smooth_l1(x, scalar=1.0 / math.sqrt(delta))
+
+
+def squared(F, x):
+    """x^2 (the loss of the MSE form of DQN)."""
+    return F.square(x)
+
+
+class DQNLoss(gluon.HybridBlock):
+    """Per-transition weighted TD loss of ``online`` against ``target``, in one graph.
+
+    Inputs: ``obs`` and ``next_obs`` (batch, ...), and ``scalars`` (batch, 4) holding action, reward,
+    discount and weight per transition (weights already divided by the global batch size, so the sum of
+    the output is the batch's mean loss, on one device or summed over several).
+    Outputs: weighted loss per transition, Q(s, a) taken, |TD error|.
+    """
+
+    def __init__(self, online: gluon.HybridBlock, target: gluon.HybridBlock, *, double_q: bool = True,
+                 loss: str = "huber", huber_delta: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.online = online
+        self.target = target
+        self._double_q = double_q
+        self._loss = loss
+        self._huber_delta = huber_delta
+
+    def hybrid_forward(self, F, obs, next_obs, scalars):
+        actions, rewards, discounts, weights = F.split(scalars, num_outputs=4, axis=1, squeeze_axis=True)
+        if self._double_q:
+            # One pass of the online network over s and s' together: half the calls of two passes.
+            q, next_q_online = F.split(self.online(F.concat(obs, next_obs, dim=0)), num_outputs=2, axis=0)
+            next_q_online = F.BlockGrad(next_q_online)
+        else:
+            q, next_q_online = self.online(obs), None
+        next_q_target = F.BlockGrad(self.target(next_obs))
+        targets = td_targets(F, rewards, discounts, next_q_target, next_q_online)
+        q_taken = F.pick(q, actions, axis=1)
+        td = q_taken - targets
+        per_transition = huber(F, td, self._huber_delta) if self._loss == "huber" else squared(F, td)
+        return per_transition * weights, q_taken, F.abs(td)
