@@ -148,17 +148,22 @@ class Training:
 
     # --- the loop ---------------------------------------------------------------------------------
 
-    def run(self) -> Summary:
-        """Train until the step budget, the stop return, or a signal; always ends with a checkpoint."""
+    def run(self, stop_at: int | None = None) -> Summary:
+        """Train until the step budget, the stop return, or a signal; always ends with a checkpoint.
+
+        ``stop_at`` ends the session early at that env step, as an interruption would, without changing
+        any schedule (they all run over ``run.total_env_steps``).
+        """
         cfg = self.cfg
         frame_skip = cfg.env.frame_skip if self.spec.is_atari else 1
         total = cfg.run.total_env_steps
+        limit = min(total, stop_at) if stop_at is not None else total
         window = {"start": time.perf_counter(), "env_steps": self.counters.env_steps,
                   "learner_steps": self.counters.learner_steps, "returns": []}
         session_start, wall_before = time.perf_counter(), self.counters.wall_seconds
         consecutive_skips, last_result, interrupted_by = 0, None, None
         with graceful_interrupts() as interrupt:
-            while self.counters.env_steps < total and self.solved is None:
+            while self.counters.env_steps < limit and self.solved is None:
                 if interrupt["signal"] is not None:
                     interrupted_by = signal.Signals(interrupt["signal"]).name
                     break

@@ -170,6 +170,7 @@ class ReplayBuffer:
         return low, high
 
     def can_sample(self, batch_size: int) -> bool:
+        """Whether at least ``batch_size`` complete transitions are stored (sampling draws with replacement)."""
         low, high = self._valid_range()
         return int(np.maximum(high - low + 1, 0).sum()) >= batch_size
 
@@ -225,8 +226,8 @@ class ReplayBuffer:
 
     def sample(self, batch_size: int, beta: float = 1.0) -> Batch:
         """A batch of n-step transitions; ``beta`` is the importance-sampling exponent (prioritized only)."""
-        if not self.can_sample(batch_size):
-            raise RuntimeError("not enough transitions in replay to sample a batch")
+        if not self.can_sample(1):
+            raise RuntimeError("replay holds no complete transition yet")
         sampler = self._sample_prioritized if self.prioritized else self._sample_uniform
         env, logical = sampler(batch_size)
         n = self.n_step

@@ -1,0 +1,108 @@
+import os
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from gluon_pdqn.config import Config
+from gluon_pdqn.envs import EnvSpec
+from gluon_pdqn.errors import UserError
+from gluon_pdqn.learners import SingleLearner
+from gluon_pdqn.replay import Batch
+
+SPEC = EnvSpec("v", (4,), np.dtype(np.float32), (4,), 1, 2, False)
+
+
+def make(cfg=None, seed=0):
+    mx.random.seed(seed)
+    return SingleLearner(cfg or Config().replace({"network.hidden": "16,16", "optim.learning_rate": 0.01}),
+                         SPEC, mx.cpu(0))
+
+
+def a_batch(rewards=None, size=32, seed=0):
+    rng = np.random.default_rng(seed)
+    return Batch(obs=rng.normal(size=(size, 4)).astype(np.float32), actions=rng.integers(0, 2, size).astype(np.int32),
+                 rewards=(np.ones(size) if rewards is None else rewards).astype(np.float32),
+                 next_obs=rng.normal(size=(size, 4)).astype(np.float32), discounts=np.zeros(size, np.float32),
+                 weights=np.ones(size, np.float32), indices=np.arange(size))
+
+
+def params_of(learner):
+    return {k: v.data().asnumpy().copy() for k, v in learner.online.collect_params().items()}
+
+
+def test_updates_fit_a_fixed_target():
+    learner = make()
+    batch = a_batch()  # terminal transitions with reward 1: Q(s, a) should go to 1
+    first = learner.step(batch).loss()
+    for _ in range(200):
+        result = learner.step(batch)
+    assert result.loss() < 0.05 * first
+    np.testing.assert_allclose(result.td_errors(), 0.0, atol=0.1)
+    assert learner.learner_steps == 201
+
+
+def test_non_finite_gradient_skips_the_update():
+    learner = make()
+    before = params_of(learner)
+    rewards = np.ones(32)
+    rewards[3] = np.nan
+    result = learner.step(a_batch(rewards))
+    assert result.skipped and not np.isfinite(result.grad_norm)
+    assert learner.learner_steps == 0
+    for name, value in params_of(learner).items():
+        np.testing.assert_array_equal(value, before[name])
+
+
+def test_gradient_norm_is_clipped():
+    cfg = Config().replace({"network.hidden": "16,16", "optim.name": "sgd", "optim.learning_rate": 1.0,
+                            "optim.max_grad_norm": 0.01})
+    learner = make(cfg)
+    before = params_of(learner)
+    result = learner.step(a_batch(rewards=np.full(32, 100.0)))
+    assert result.grad_norm > 0.01
+    moved = np.sqrt(sum(((params_of(learner)[k] - v) ** 2).sum() for k, v in before.items()))
+    assert moved == pytest.approx(0.01, rel=1e-3)  # SGD with lr 1 moves by exactly the clipped norm
+
+
+def test_target_network_follows_on_schedule():
+    cfg = Config().replace({"network.hidden": "16,16", "agent.target_update_every": 3})
+    learner = make(cfg)
+    for step in range(1, 7):
+        learner.step(a_batch(seed=step))
+        same = all(np.array_equal(learner.target.collect_params()[k.replace("online_", "target_")].data().asnumpy(),
+                                  v.data().asnumpy()) for k, v in learner.online.collect_params().items())
+        assert same == (step % 3 == 0)
+
+
+def test_save_and_load_continue_exactly(tmp_path):
+    for optimizer in ("adam", "rmsprop", "sgd"):
+        cfg = Config().replace({"network.hidden": "16,16", "optim.name": optimizer, "optim.momentum": 0.9})
+        straight, resumed = make(cfg, seed=1), make(cfg, seed=2)
+        for i in range(5):
+            straight.step(a_batch(seed=i))
+        directory = tmp_path / optimizer
+        directory.mkdir()
+        straight.save(str(directory))
+        resumed.load(str(directory))
+        for i in range(5, 9):
+            straight.step(a_batch(seed=i))
+            resumed.step(a_batch(seed=i))
+        for name, value in params_of(straight).items():
+            np.testing.assert_array_equal(params_of(resumed)[name], value, err_msg=f"{optimizer}: {name}")
+
+
+def test_loading_another_network_is_a_clear_error(tmp_path):
+    make().save(str(tmp_path))
+    other = SingleLearner(Config().replace({"network.hidden": "8"}), SPEC, mx.cpu(0))
+    with pytest.raises(UserError, match="another network"):
+        other.load(str(tmp_path))
+
+
+def test_saved_files_hold_no_pickle(tmp_path):
+    learner = make()
+    learner.step(a_batch())
+    learner.save(str(tmp_path))
+    for name in os.listdir(tmp_path):
+        data = (tmp_path / name).read_bytes()
+        assert not data.startswith(b"\x80"), f"{name} looks like a pickle"
