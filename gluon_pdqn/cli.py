@@ -165,6 +165,8 @@ def _record_gif(learner, cfg, spec, epsilon, seed, path, max_frames=3000) -> str
     from . import envs
     from .exploration import epsilon_greedy
 
+    import gymnasium as gym
+
     env = envs.make_env(cfg.env, evaluation=True, render_mode="rgb_array")
     rng = np.random.default_rng(seed)
     frames = []
@@ -176,6 +178,8 @@ def _record_gif(learner, cfg, spec, epsilon, seed, path, max_frames=3000) -> str
             action = epsilon_greedy(learner.q_values(obs[None]), epsilon, spec.n_actions, rng, 1)[0]
             obs, _, terminated, truncated, _ = env.step(action)
             done = terminated or truncated
+    except gym.error.Error as e:
+        raise UserError(f"cannot render {cfg.env.id} for --video: {e}") from None
     finally:
         env.close()
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=33, loop=0)

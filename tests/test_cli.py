@@ -1,0 +1,135 @@
+"""The command line as a user meets it: exit codes, one-line errors, signals, resume."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+FAST = ["--quiet", "--steps", "600", "--set", "run.eval_every=0", "--set", "replay.learning_starts=200",
+        "--set", "network.hidden=16,16", "--set", "run.log_every=100"]
+
+
+def gluon_pdqn(*args, timeout=240, cwd=None):
+    return subprocess.run([sys.executable, "-m", "gluon_pdqn.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd, stdin=subprocess.DEVNULL)
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("cli") / "run"
+    result = gluon_pdqn("train", "--run-dir", str(run_dir), *FAST)
+    assert result.returncode == 0, result.stderr
+    return run_dir
+
+
+def test_train_writes_a_complete_run_directory(trained_run):
+    for name in ("config.json", "metrics.csv", "episodes.csv", "summary.json", "learning_curve.png"):
+        assert (trained_run / name).exists(), name
+    assert json.loads((trained_run / "summary.json").read_text())["counters"]["env_steps"] >= 600
+    assert json.loads((trained_run / "config.json").read_text())["run"]["total_env_steps"] == 600
+
+
+def test_evaluate_reports_returns(trained_run, tmp_path):
+    video = tmp_path / "episode.gif"
+    result = gluon_pdqn("evaluate", str(trained_run), "--episodes", "3", "--json", "--video", str(video))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert len(report["returns"]) == 3 and report["min"] <= report["mean"] <= report["max"]
+    assert video.read_bytes()[:6] in (b"GIF87a", b"GIF89a")
+
+
+@pytest.mark.parametrize("args,fragments", [
+    (["--env", "NoSuchEnv-v9"], ["NoSuchEnv"]),
+    (["--env", "Pendulum-v1"], ["discrete action space"]),
+    (["--env", "no_such_module:Thing-v0"], ["no_such_module"]),
+    (["--preset", "nope"], ["unknown preset", "cartpole"]),
+    (["--set", "replay.nope=1"], ["unknown setting", "replay.capacity"]),
+    (["--set", "replay.capacity"], ["key=value"]),
+    (["--set", "agent.gamma=2"], ["agent.gamma"]),
+    (["--ctx", "cpu:x"], ["malformed --ctx"]),
+    (["--ctx", "gpu:0"], ["gpu:0", "no GPU"]),
+    (["--ctx", "cpu:0,cpu:1"], ["one device"]),
+    (["--steps", "abc"], ["--steps"]),
+    (["--mode", "warp"], ["--mode"]),
+])
+def test_bad_training_input_is_one_line_and_leaves_nothing(tmp_path, args, fragments):
+    run_dir = tmp_path / "run"
+    result = gluon_pdqn("train", "--run-dir", str(run_dir), "--quiet", *args)
+    assert_one_line_error(result, *fragments)
+    assert not run_dir.exists()
+
+
+def test_an_existing_run_directory_is_never_overwritten(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    result = gluon_pdqn("train", "--run-dir", str(tmp_path), *FAST)
+    assert_one_line_error(result, "already exists", "--resume")
+    assert os.listdir(tmp_path) == ["notes.txt"] and (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_missing_corrupt_and_foreign_checkpoints_are_refused(trained_run, tmp_path):
+    assert_one_line_error(gluon_pdqn("evaluate", str(tmp_path / "nothing")), "no checkpoint")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "state.json").write_text('{"format": "someone-else"}')
+    (foreign / "COMPLETE").write_text("ok")
+    assert_one_line_error(gluon_pdqn("evaluate", str(foreign)), "not a gluon_pdqn checkpoint")
+    import shutil
+
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(trained_run / "checkpoints" / sorted(os.listdir(trained_run / "checkpoints"))[-1], corrupt)
+    (corrupt / "params.params").write_bytes(b"\x00garbage" * 10)
+    assert_one_line_error(gluon_pdqn("evaluate", str(corrupt)), "params.params")
+    (corrupt / "state.json").write_text("{not json")
+    assert_one_line_error(gluon_pdqn("evaluate", str(corrupt)), "corrupt")
+
+
+def test_resume_refuses_to_change_what_defines_the_run(trained_run):
+    assert_one_line_error(gluon_pdqn("train", "--resume", str(trained_run), "--env", "Acrobot-v1"),
+                          "cannot change env.id")
+
+
+def test_user_environment_module_ids_work(tmp_path):
+    result = gluon_pdqn("train", "--env", "toy_envs:Counting-v0", "--run-dir", str(tmp_path / "run"), *FAST)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_leaves_a_checkpoint_the_run_resumes_from(tmp_path, sig, code):
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-m", "gluon_pdqn.cli", "train", "--run-dir", str(run_dir),
+                                "--quiet", "--steps", "1000000", "--set", "run.eval_every=0",
+                                "--set", "run.checkpoint_every=0", "--set", "replay.learning_starts=200",
+                                "--set", "network.hidden=16,16", "--set", "run.log_every=100"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    metrics = run_dir / "metrics.csv"
+    while time.time() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) > 3):
+        time.sleep(0.2)
+    process.send_signal(sig)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == code, stderr
+    assert "Traceback" not in stderr and "--resume" in stdout
+    summary = json.loads((run_dir / "summary.json").read_text())
+    steps = summary["counters"]["env_steps"]
+    assert summary["interrupted_by"] == sig.name and steps > 300
+    resumed = gluon_pdqn("train", "--resume", str(run_dir), "--quiet", "--steps", str(steps + 300))
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((run_dir / "summary.json").read_text())["counters"]["env_steps"] >= steps + 300
+
+
+def test_info_shows_versions_features_and_devices():
+    result = gluon_pdqn("info")
+    assert result.returncode == 0
+    assert "mxnet" in result.stdout and "DIST_KVSTORE=yes" in result.stdout and "cpu:0" in result.stdout

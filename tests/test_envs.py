@@ -1,0 +1,71 @@
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from gluon_pdqn.config import EnvConfig, load_preset
+from gluon_pdqn.envs import atari, describe, make_env
+from gluon_pdqn.errors import UserError
+
+
+def wrapper_types(env):
+    types = []
+    while isinstance(env, gym.Wrapper):
+        types.append(type(env))
+        env = env.env
+    return types
+
+
+def test_atari_training_and_evaluation_pipelines():
+    cfg = EnvConfig(id="ALE/Breakout-v5")
+    spec = describe(cfg)
+    assert spec.is_atari and spec.obs_shape == (4, 84, 84) and spec.obs_dtype == np.uint8
+    assert spec.frame_shape == (84, 84) and spec.frame_stack == 4 and spec.n_actions == 4
+    train, evaluation = make_env(cfg), make_env(cfg, evaluation=True)
+    assert atari.EpisodicLife in wrapper_types(train) and atari.EpisodicLife not in wrapper_types(evaluation)
+    assert gym.wrappers.TransformReward in wrapper_types(train)
+    assert gym.wrappers.TransformReward not in wrapper_types(evaluation)
+    assert atari.FireReset in wrapper_types(train)  # Breakout waits for FIRE
+    assert train.unwrapped._frameskip == 1  # frame skip happens in AtariPreprocessing, with max-pooling
+    obs, _ = train.reset(seed=0)
+    assert obs.shape == (4, 84, 84) and obs.dtype == np.uint8
+    rewards = [train.step(train.action_space.sample())[1] for _ in range(200)]
+    assert set(rewards) <= {-1.0, 0.0, 1.0}
+    train.close(), evaluation.close()
+
+
+def test_episodic_life_ends_the_training_episode_not_the_game():
+    env = make_env(EnvConfig(id="ALE/Breakout-v5"))
+    env.reset(seed=1)
+    ale = env.unwrapped.ale
+    lives = ale.lives()
+    terminated = False
+    while not terminated:
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        assert not truncated
+    assert ale.lives() == lives - 1 and not ale.game_over()
+    env.reset()
+    assert ale.lives() == lives - 1  # the game went on
+    env.close()
+
+
+@pytest.mark.parametrize("env_id,fragment", [("NoSuchEnv-v0", "NoSuchEnv"), ("CarRacing-v3", "CarRacing"),
+                                             ("Pendulum-v1", "discrete action space")])
+def test_unusable_environments_are_refused_with_a_clear_message(env_id, fragment):
+    with pytest.raises(UserError, match=fragment):
+        describe(EnvConfig(id=env_id))
+
+
+def test_atari_training_runs_end_to_end_on_the_nature_cnn(tmp_path):
+    from gluon_pdqn.loops import Training
+
+    cfg = load_preset("atari-modern").replace({
+        "env.id": "ALE/Pong-v5", "replay.capacity": 2000, "replay.learning_starts": 150, "replay.batch_size": 8,
+        "run.total_env_steps": 300, "run.eval_every": 0, "run.log_every": 100, "run.checkpoint_every": 0,
+        "agent.target_update_every": 10})
+    training = Training(cfg, str(tmp_path))
+    summary = training.run()
+    assert summary.counters["learner_steps"] == 300 // 4 - 149 // 4  # one per 4 env steps from step 150
+    assert training.replay.frames.shape[2:] == (84, 84) and training.replay.frames.dtype == np.uint8
+    batch = training.replay.sample(8)
+    assert batch.obs.shape == (8, 4, 84, 84) and batch.next_obs.dtype == np.uint8
+    assert np.isfinite(training.learner.q_values(batch.obs)).all()
