@@ -119,19 +119,21 @@ class ProgressDisplay:
         self.every = every
         self._last = 0.0
 
-    def update(self, text: str, force: bool = False) -> None:
+    def due(self) -> bool:
+        """Whether ``update`` would show a new line now (so callers build the text only then)."""
+        if not self.enabled:
+            return False
+        return time.monotonic() - self._last >= (0.2 if self.interactive else self.every)
+
+    def update(self, text: str) -> None:
         if not self.enabled:
             return
-        now = time.monotonic()
+        self._last = time.monotonic()
         if self.interactive:
-            if force or now - self._last >= 0.2:
-                self.stream.write("\r\033[K" + text)
-                self.stream.flush()
-                self._last = now
-        elif force or now - self._last >= self.every:
+            self.stream.write("\r\033[K" + text)
+        else:
             self.stream.write(text + "\n")
-            self.stream.flush()
-            self._last = now
+        self.stream.flush()
 
     def message(self, text: str) -> None:
         """A line of its own (kept above the status line on a terminal)."""

@@ -131,6 +131,7 @@ class Training:
         self.vector_env = envs.make_vector_env(cfg.env, cfg.env.num_envs)
         self.counters = Counters()
         self.notes: list[str] = []
+        self._last_logged = {"loss": float("nan"), "returns": []}
         self.best_eval: float | None = None
         self.last_eval: float | None = None
         self.solved: tuple[int, float] | None = None
@@ -193,7 +194,8 @@ class Training:
                     self._evaluate()
                 if cfg.run.checkpoint_every and _crossed(before, after, cfg.run.checkpoint_every):
                     self.save_checkpoint()
-                self.display.update(self._status(epsilon, last_result, window))
+                if self.display.due():
+                    self.display.update(self._status(epsilon, window))
         self.counters.wall_seconds = wall_before + time.perf_counter() - session_start
         bundle = self.save_checkpoint()
         self.writer.close()
@@ -273,6 +275,8 @@ class Training:
         now = time.perf_counter()
         elapsed = max(now - window["start"], 1e-9)
         c = self.counters
+        loss = result.loss() if result else float("nan")
+        self._last_logged = {"loss": loss, "returns": window["returns"]}
         self.writer.scalars({
             metrics.ENV_STEPS: c.env_steps, metrics.FRAMES: c.env_steps * frame_skip,
             metrics.LEARNER_STEPS: c.learner_steps, metrics.EPISODES: c.episodes,
@@ -281,20 +285,23 @@ class Training:
             metrics.EPSILON: epsilon,
             metrics.ENV_STEPS_PER_S: (c.env_steps - window["env_steps"]) / elapsed,
             metrics.UPDATES_PER_S: (c.learner_steps - window["learner_steps"]) / elapsed,
-            metrics.TD_LOSS: result.loss() if result else float("nan"),
+            metrics.TD_LOSS: loss,
             metrics.MEAN_Q: result.mean_q() if result else float("nan"),
             metrics.GRAD_NORM: result.grad_norm if result else float("nan"),
             metrics.SKIPPED_UPDATES: c.skipped_updates,
         })
         window.update(start=now, env_steps=c.env_steps, learner_steps=c.learner_steps, returns=[])
 
-    def _status(self, epsilon: float, result, window: dict) -> str:
+    def _status(self, epsilon: float, window: dict) -> str:
         c = self.counters
         rate = c.env_steps / c.wall_seconds if c.wall_seconds > 0 else 0.0
-        recent = f"{np.mean(window['returns']):.1f}" if window["returns"] else "-"
+        recent = window["returns"] or self._last_logged["returns"]
+        recent = f"{np.mean(recent[-20:]):.1f}" if recent else "-"
+        loss = self._last_logged["loss"]
         evaluation = f"{self.last_eval:.1f}" if self.last_eval is not None else "-"
         return (f"env steps {c.env_steps:,}/{self.cfg.run.total_env_steps:,}  {rate:,.0f} steps/s  "
-                f"updates {c.learner_steps:,}  eps {epsilon:.3f}  return {recent}  eval {evaluation}")
+                f"updates {c.learner_steps:,}  eps {epsilon:.3f}  return {recent}  loss "
+                f"{'-' if loss != loss else f'{loss:.3g}'}  eval {evaluation}")
 
     # --- checkpoints ------------------------------------------------------------------------------
 
