@@ -106,3 +106,27 @@ def test_saved_files_hold_no_pickle(tmp_path):
     for name in os.listdir(tmp_path):
         data = (tmp_path / name).read_bytes()
         assert not data.startswith(b"\x80"), f"{name} looks like a pickle"
+
+
+def test_multi_tensor_adam_takes_the_same_steps_as_mxnet_adam():
+    from mxnet import autograd, gluon
+
+    from gluon_pdqn.learners.optimizers import MultiTensorAdam
+
+    results = []
+    for optimizer in (mx.optimizer.Adam(learning_rate=0.01, epsilon=1e-6),
+                      MultiTensorAdam(learning_rate=0.01, epsilon=1e-6)):
+        mx.random.seed(0)
+        net = gluon.nn.HybridSequential()
+        net.add(gluon.nn.Dense(8, activation="relu"), gluon.nn.Dense(3))
+        net.initialize(mx.init.Xavier())
+        trainer = gluon.Trainer(net.collect_params(), optimizer, update_on_kvstore=False)
+        x = mx.nd.array(np.random.default_rng(0).normal(size=(16, 5)))
+        for _ in range(20):
+            with autograd.record():
+                loss = (net(x) ** 2).mean()
+            loss.backward()
+            trainer.step(1)
+        results.append([p.data().asnumpy() for p in net.collect_params().values()])
+    for plain, fused in zip(*results):
+        np.testing.assert_allclose(fused, plain, rtol=1e-4, atol=1e-5)  # same algorithm, other float order

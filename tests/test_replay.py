@@ -142,3 +142,16 @@ def test_memory_is_checked_before_allocating():
         ReplayBuffer(10**9, 1, (84, 84), np.uint8, frame_stack=4)
     need = ReplayBuffer.bytes_needed(1_000_000, (84, 84), np.uint8, prioritized=False)
     assert 7.0e9 < need < 7.1e9  # about 7 GB for a million Atari transitions
+
+
+def test_prioritized_sampling_skips_slots_whose_n_step_window_is_open():
+    buffer = ReplayBuffer(100, 1, (2,), np.float32, n_step=3, seed=0, prioritized=True, alpha=1.0)
+    buffer.begin_episode(0, np.array([0, 0], np.float32))
+    for t in range(30):  # one long episode still in progress
+        buffer.add(0, 0, 1.0, np.array([t + 1, 0], np.float32), False, False)
+    complete = np.unique(buffer.sample(500).indices)
+    buffer.update_priorities(complete, np.full(complete.size, 1e-4))
+    buffer.max_priority = 1e6  # the newest slots, not yet complete, now hold almost all the mass
+    buffer.add(0, 0, 1.0, np.array([31, 0], np.float32), False, False)
+    batch = buffer.sample(64)
+    assert np.all(batch.next_obs[:, 0] - batch.obs[:, 0] == 3)  # only complete 3-step transitions

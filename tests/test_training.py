@@ -11,7 +11,7 @@ from gluon_pdqn.loops import Training
 from gluon_pdqn.replay.buffer import FIRST, LAST
 
 SMALL = {"run.eval_every": 0, "run.checkpoint_every": 0, "run.log_every": 250, "replay.learning_starts": 300,
-         "replay.capacity": 5000, "network.hidden": "16,16", "agent.train_every": 2,
+         "replay.capacity": 5000, "network.hidden": "16,16", "agent.train_every": 2, "agent.updates_per_train": 1,
          "agent.target_update_every": 50}
 
 

@@ -20,7 +20,6 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
-from ..config import OptimConfig
 from ..errors import UserError
 
 
@@ -71,19 +70,6 @@ class Learner(abc.ABC):
 
         Raises UserError if the files were made for another network.
         """
-
-
-def make_optimizer(cfg: OptimConfig) -> mx.optimizer.Optimizer:
-    """The MXNet optimizer ``cfg`` names (gradients arrive already averaged over the batch)."""
-    if cfg.name == "adam":
-        return mx.optimizer.Adam(learning_rate=cfg.learning_rate, epsilon=cfg.adam_epsilon)
-    if cfg.name == "rmsprop":
-        # gamma2 is MXNet's momentum of the centred variant; DQN's RMSProp has none.
-        return mx.optimizer.RMSProp(learning_rate=cfg.learning_rate, gamma1=cfg.rmsprop_decay, gamma2=0.0,
-                                    epsilon=cfg.rmsprop_epsilon, centered=cfg.rmsprop_centered)
-    if cfg.name == "sgd":
-        return mx.optimizer.SGD(learning_rate=cfg.learning_rate, momentum=cfg.momentum)
-    raise ValueError(f"unknown optimizer {cfg.name!r}")
 
 
 def structural_params(block: gluon.Block) -> dict[str, gluon.Parameter]:

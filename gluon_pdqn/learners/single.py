@@ -14,8 +14,9 @@ from ..config import Config
 from ..envs import EnvSpec
 from ..losses import DQNLoss
 from ..replay import Batch
-from .base import (Learner, StepResult, copy_params, load_params, load_trainer_states, make_optimizer,
-                   save_params, save_trainer_states)
+from .base import (Learner, StepResult, copy_params, load_params, load_trainer_states, save_params,
+                   save_trainer_states)
+from .optimizers import make_optimizer
 
 
 class SingleLearner(Learner):

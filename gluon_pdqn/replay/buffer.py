@@ -174,42 +174,46 @@ class ReplayBuffer:
         low, high = self._valid_range()
         return int(np.maximum(high - low + 1, 0).sum()) >= batch_size
 
-    def _is_valid(self, env: np.ndarray, logical: np.ndarray) -> np.ndarray:
-        low, high = self._valid_range()
+    def _is_valid(self, env: np.ndarray, logical: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
         ok = (logical >= low[env]) & (logical <= high[env])
         return ok & ((self.flags[env, logical % self.slots_per_env] & LAST) == 0)
 
-    def _sample_uniform(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-        low, high = self._valid_range()
+    def _sample_uniform(self, batch_size: int, low: np.ndarray, high: np.ndarray):
         sizes = np.maximum(high - low + 1, 0)
+        ends = np.cumsum(sizes)
         env = np.empty(batch_size, dtype=np.int64)
         logical = np.empty(batch_size, dtype=np.int64)
         todo = np.arange(batch_size)
         for _ in range(100):
-            env[todo] = self.rng.choice(self.num_envs, size=todo.size, p=sizes / sizes.sum())
-            logical[todo] = low[env[todo]] + (self.rng.random(todo.size) * sizes[env[todo]]).astype(np.int64)
-            todo = todo[~self._is_valid(env[todo], logical[todo])]  # LAST slots are not transitions
+            # One draw over all envs' valid slots laid end to end: uniform over transitions.
+            flat = self.rng.integers(0, ends[-1], size=todo.size)
+            env[todo] = np.searchsorted(ends, flat, side="right")
+            logical[todo] = low[env[todo]] + flat - (ends[env[todo]] - sizes[env[todo]])
+            todo = todo[~self._is_valid(env[todo], logical[todo], low, high)]  # LAST slots are no transitions
             if todo.size == 0:
                 return env, logical
         raise RuntimeError("replay could not draw a valid batch")
 
-    def _sample_prioritized(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    def _sample_prioritized(self, batch_size: int, low: np.ndarray, high: np.ndarray):
         env = np.empty(batch_size, dtype=np.int64)
         logical = np.empty(batch_size, dtype=np.int64)
         todo = np.arange(batch_size)
+        total = self.tree.total
+        # Stratified: one draw from each of batch_size equal slices of the priority mass. A draw that lands
+        # on a slot that cannot start a transition yet (its n-step window is still open) is redrawn from
+        # the whole mass, since its own slice may hold little else.
+        targets = (todo + self.rng.random(todo.size)) * (total / batch_size)
         for _ in range(100):
-            total = self.tree.total
-            # Stratified: one draw from each of batch_size equal slices of the priority mass.
-            targets = (todo + self.rng.random(todo.size)) * (total / batch_size)
             leaves = self.tree.find(np.minimum(targets, np.nextafter(total, 0)))
             env[todo], slot = np.divmod(leaves, self.slots_per_env)
             # Logical index of the slot: the newest write of that slot position.
             newest = self.written[env[todo]] - 1
             logical[todo] = newest - ((newest - slot) % self.slots_per_env)
-            valid = self._is_valid(env[todo], logical[todo]) & (self.tree.get(leaves) > 0)
+            valid = self._is_valid(env[todo], logical[todo], low, high) & (self.tree.get(leaves) > 0)
             todo = todo[~valid]
             if todo.size == 0:
                 return env, logical
+            targets = self.rng.random(todo.size) * total
         raise RuntimeError("replay could not draw a valid prioritized batch")
 
     def _stacked(self, env: np.ndarray, logical: np.ndarray) -> np.ndarray:
@@ -226,10 +230,11 @@ class ReplayBuffer:
 
     def sample(self, batch_size: int, beta: float = 1.0) -> Batch:
         """A batch of n-step transitions; ``beta`` is the importance-sampling exponent (prioritized only)."""
-        if not self.can_sample(1):
+        low, high = self._valid_range()
+        if not np.any(high >= low):
             raise RuntimeError("replay holds no complete transition yet")
         sampler = self._sample_prioritized if self.prioritized else self._sample_uniform
-        env, logical = sampler(batch_size)
+        env, logical = sampler(batch_size, low, high)
         n = self.n_step
         steps_ahead = logical[:, None] + np.arange(n)  # slots t .. t+n-1 hold the rewards
         rewards = self.rewards[env[:, None], steps_ahead % self.slots_per_env]

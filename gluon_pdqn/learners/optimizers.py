@@ -1,0 +1,67 @@
+"""Optimizers for the learners: MXNet's own, plus Adam applied by one multi-tensor kernel."""
+from __future__ import annotations
+
+import math
+
+import mxnet as mx
+
+from ..config import OptimConfig
+
+
+@mx.optimizer.register
+class MultiTensorAdam(mx.optimizer.Adam):
+    """Adam whose update of all parameters is one call of MXNet's ``multi_adamw_update`` kernel.
+
+    Why: MXNet's Adam launches one ``adam_update`` per parameter, and on a CPU each launch costs tens of
+    microseconds of overhead, a large share of a small network's update (measured: 6 launches were 18% of
+    a CartPole run). With weight decay 0 and the bias correction folded into each learning rate, as
+    ``mx.optimizer.Adam`` itself does, ``adamw_update`` computes the same step.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(lazy_update=False, **kwargs)
+        self.aggregate_num = 32  # parameters per kernel call (the Updater passes lists of this many)
+        self._rescale_arrays: dict = {}
+
+    def _rescale_array(self, context) -> mx.nd.NDArray:
+        """``rescale_grad`` as the NDArray the kernel takes, made once per value and device (not per step)."""
+        key = (self.rescale_grad, context)
+        if key not in self._rescale_arrays:
+            if any(value != self.rescale_grad for value, _ in self._rescale_arrays):
+                self._rescale_arrays.clear()
+            self._rescale_arrays[key] = mx.nd.full((1,), self.rescale_grad, ctx=context)
+        return self._rescale_arrays[key]
+
+    def update(self, index, weight, grad, state):
+        if not isinstance(index, (list, tuple)):
+            index, weight, grad, state = [index], [weight], [grad], [state]
+        self._update_count(index)
+        learning_rates = []
+        for i in index:
+            t = self._index_update_count[i]
+            learning_rates.append(self._get_lr(i) * math.sqrt(1.0 - self.beta2 ** t) / (1.0 - self.beta1 ** t))
+        if any(self._get_wd(i) for i in index):
+            raise ValueError("MultiTensorAdam does not apply weight decay")
+        kwargs = {"beta1": self.beta1, "beta2": self.beta2, "epsilon": self.epsilon}
+        if self.clip_gradient:
+            kwargs["clip_gradient"] = self.clip_gradient
+        mx.nd.contrib.multi_adamw_update(list(weight), list(grad), [s[0] for s in state],
+                                         [s[1] for s in state], rescale_grad=self._rescale_array(weight[0].context),
+                                         lrs=learning_rates, wds=[0.0] * len(index), etas=[1.0] * len(index),
+                                         out=list(weight), **kwargs)
+
+    def update_multi_precision(self, index, weight, grad, state):
+        self.update(index, weight, grad, state)
+
+
+def make_optimizer(cfg: OptimConfig) -> mx.optimizer.Optimizer:
+    """The MXNet optimizer ``cfg`` names (gradients arrive already averaged over the batch)."""
+    if cfg.name == "adam":
+        return MultiTensorAdam(learning_rate=cfg.learning_rate, epsilon=cfg.adam_epsilon)
+    if cfg.name == "rmsprop":
+        # gamma2 is MXNet's momentum of the centred variant; DQN's RMSProp has none.
+        return mx.optimizer.RMSProp(learning_rate=cfg.learning_rate, gamma1=cfg.rmsprop_decay, gamma2=0.0,
+                                    epsilon=cfg.rmsprop_epsilon, centered=cfg.rmsprop_centered)
+    if cfg.name == "sgd":
+        return mx.optimizer.SGD(learning_rate=cfg.learning_rate, momentum=cfg.momentum)
+    raise ValueError(f"unknown optimizer {cfg.name!r}")
