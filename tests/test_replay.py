@@ -151,7 +151,10 @@ def test_prioritized_sampling_skips_slots_whose_n_step_window_is_open():
         buffer.add(0, 0, 1.0, np.array([t + 1, 0], np.float32), False, False)
     complete = np.unique(buffer.sample(500).indices)
     buffer.update_priorities(complete, np.full(complete.size, 1e-4))
-    buffer.max_priority = 1e6  # the newest slots, not yet complete, now hold almost all the mass
-    buffer.add(0, 0, 1.0, np.array([31, 0], np.float32), False, False)
+    buffer.max_priority = 1e6  # what the next transitions get once complete
+    for t in range(31, 33):  # two more steps: their windows stay open, so they must not take the mass
+        buffer.add(0, 0, 1.0, np.array([t, 0], np.float32), False, False)
     batch = buffer.sample(64)
     assert np.all(batch.next_obs[:, 0] - batch.obs[:, 0] == 3)  # only complete 3-step transitions
+    # The two slots whose windows closed during those steps (28 and 29) took max priority and dominate.
+    assert np.isin(batch.obs[:, 0], [28, 29]).mean() > 0.95

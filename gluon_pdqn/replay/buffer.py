@@ -147,13 +147,19 @@ class ReplayBuffer:
             raise RuntimeError("add() after an episode's end; call begin_episode() first")
         self.actions[env, slot] = action
         self.rewards[env, slot] = reward
-        if self.tree is not None:
-            self.tree.set(np.array([env * self.slots_per_env + slot]),
-                          np.array([self.max_priority ** self.alpha]))
         flags = np.uint8(0)
         if terminated or truncated:
             flags = LAST | (TERMINATED if terminated else np.uint8(0))
         self._write_slot(env, self._frame_of(next_obs), flags)
+        if self.tree is not None:
+            # A slot becomes sampleable when its n-step window closes (see _valid_range); it gets its
+            # priority then, so the priority mass never sits on slots that cannot be drawn.
+            complete = self.written[env] - 1 - self.n_step
+            complete_slot = complete % self.slots_per_env
+            if complete >= max(0, self.written[env] - self.slots_per_env) and not (
+                    self.flags[env, complete_slot] & LAST):
+                self.tree.set(np.array([env * self.slots_per_env + complete_slot]),
+                              np.array([self.max_priority ** self.alpha]))
 
     def truncate_open_episodes(self) -> None:
         """End every env's episode in progress as truncated (its environment had to be reset)."""
@@ -199,9 +205,8 @@ class ReplayBuffer:
         logical = np.empty(batch_size, dtype=np.int64)
         todo = np.arange(batch_size)
         total = self.tree.total
-        # Stratified: one draw from each of batch_size equal slices of the priority mass. A draw that lands
-        # on a slot that cannot start a transition yet (its n-step window is still open) is redrawn from
-        # the whole mass, since its own slice may hold little else.
+        # Stratified: one draw from each of batch_size equal slices of the priority mass. The rare draw that
+        # lands on a slot no longer valid (the oldest frames of a full ring) is redrawn from the whole mass.
         targets = (todo + self.rng.random(todo.size)) * (total / batch_size)
         for _ in range(100):
             leaves = self.tree.find(np.minimum(targets, np.nextafter(total, 0)))
