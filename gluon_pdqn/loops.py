@@ -196,8 +196,8 @@ class Training:
                     self.save_checkpoint()
                 if self.display.due():
                     self.display.update(self._status(epsilon, window))
-        self.counters.wall_seconds = wall_before + time.perf_counter() - session_start
-        bundle = self.save_checkpoint()
+            self.counters.wall_seconds = wall_before + time.perf_counter() - session_start
+            bundle = self.save_checkpoint()  # still under the guard: a second Ctrl-C cannot cut it short
         self.writer.close()
         self.vector_env.close()
         summary = Summary(run_dir=self.run_dir, counters=asdict(self.counters),
