@@ -13,7 +13,7 @@ import sys
 import click
 
 from . import __version__, checkpoint
-from .config import Config, load_preset, preset_names
+from .config import MODES, Config, load_preset, preset_names
 from .errors import TrainingStopped, UserError
 
 # Settings that may change when a run is resumed; the rest define the run and must stay as they were.
@@ -48,8 +48,11 @@ def cli():
 @click.option("--preset", default="cartpole", show_default=True,
               help=f"Preset name ({', '.join(preset_names())}) or a .toml file.")
 @click.option("--env", "env_id", help="Gymnasium id, `module:Name-v0`, or an Atari id such as ALE/Pong-v5.")
-@click.option("--mode", type=click.Choice(["single"]), help="Parallelism mode.")
-@click.option("--ctx", help="MXNet devices: cpu:0, gpu:0, gpu:0-3, gpu:0,gpu:2.")
+@click.option("--mode", type=click.Choice(MODES), help="Parallelism mode: single device, or data parallel "
+              "over the --ctx devices.")
+@click.option("--ctx", help="MXNet devices: cpu:0, gpu:0, gpu:0-3, gpu:0,gpu:2 (cpu:0,cpu:1 stand in for two).")
+@click.option("--kvstore", type=click.Choice(["device", "local", "nccl"]),
+              help="How --mode data sums gradients across devices.")
 @click.option("--seed", type=int, help="Seed of environments, exploration, replay and initialization.")
 @click.option("--steps", type=click.IntRange(min=1), help="Env steps to train for (in total, when resuming).")
 @click.option("--num-envs", type=click.IntRange(min=1), help="Environments stepped together.")
@@ -59,12 +62,12 @@ def cli():
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override any setting, e.g. --set replay.capacity=100000 (repeatable).")
 @click.option("--quiet", is_flag=True, help="No progress display.")
-def train(preset, env_id, mode, ctx, seed, steps, num_envs, run_dir, resume_path, sets, quiet):
+def train(preset, env_id, mode, ctx, kvstore, seed, steps, num_envs, run_dir, resume_path, sets, quiet):
     """Train a DQN agent (with no options: CartPole-v1 on cpu:0, until solved)."""
     from . import loops, plots
     from .logging import ProgressDisplay
 
-    options = {"env.id": env_id, "run.mode": mode, "run.ctx": ctx, "run.seed": seed,
+    options = {"env.id": env_id, "run.mode": mode, "run.ctx": ctx, "run.kvstore": kvstore, "run.seed": seed,
                "run.total_env_steps": steps, "env.num_envs": num_envs}
     overrides = {k: v for k, v in options.items() if v is not None}
     overrides.update(_parse_sets(sets))

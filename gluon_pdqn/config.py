@@ -15,6 +15,8 @@ from typing import Any, Optional
 
 from .errors import UserError
 
+MODES = ("single", "data")  # parallelism modes that exist (see learners.make_learner)
+
 
 
 @dataclass(frozen=True)
@@ -84,8 +86,9 @@ class AgentConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    mode: str = "single"  # parallelism mode; see `gluon-pdqn train --help`
+    mode: str = "single"  # parallelism mode: one of MODES
     ctx: str = "cpu:0"  # MXNet contexts: `cpu:0`, `gpu:0`, `gpu:0-3`, `gpu:0,gpu:2`
+    kvstore: str = "device"  # data mode's gradient aggregation: `device`, `local`, or `nccl` (GPU builds)
     seed: int = 0
     total_env_steps: int = 50_000  # run length in env steps
     eval_every: int = 2_000  # env steps between greedy evaluations; 0 disables them
@@ -266,6 +269,8 @@ def validate(cfg: Config) -> None:
         (cfg.run.checkpoint_every >= 0, "run.checkpoint_every must not be negative"),
         (cfg.run.keep_checkpoints >= 1, "run.keep_checkpoints must be at least 1"),
         (cfg.run.log_every >= 1, "run.log_every must be at least 1"),
+        (cfg.run.kvstore in ("device", "local", "nccl"), "run.kvstore must be device, local or nccl"),
+        (cfg.run.mode in MODES, f"run.mode must be one of {', '.join(MODES)}"),
         (cfg.run.max_nonfinite_updates >= 1, "run.max_nonfinite_updates must be at least 1"),
     ]
     for ok, message in checks:

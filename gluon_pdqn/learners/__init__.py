@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import mxnet as mx
 
-from ..config import Config
+from ..config import MODES, Config
 from ..envs import EnvSpec
 from ..errors import UserError
 from .base import Learner, StepResult
+from .data_parallel import DataParallelLearner
 from .single import SingleLearner
 
-MODES = ("single",)
 
 
 def make_learner(cfg: Config, spec: EnvSpec, contexts: list[mx.Context]) -> Learner:
@@ -18,7 +18,11 @@ def make_learner(cfg: Config, spec: EnvSpec, contexts: list[mx.Context]) -> Lear
         if len(contexts) != 1:
             raise UserError(f"mode 'single' trains on one device; --ctx names {len(contexts)}")
         return SingleLearner(cfg, spec, contexts[0])
+    if cfg.run.mode == "data":
+        if len(contexts) < 2:
+            raise UserError("mode 'data' splits each batch over devices; give --ctx two or more, e.g. cpu:0,cpu:1")
+        return DataParallelLearner(cfg, spec, contexts)
     raise UserError(f"unknown mode '{cfg.run.mode}'; available: {', '.join(MODES)}")
 
 
-__all__ = ["Learner", "MODES", "SingleLearner", "StepResult", "make_learner"]
+__all__ = ["DataParallelLearner", "Learner", "MODES", "SingleLearner", "StepResult", "make_learner"]

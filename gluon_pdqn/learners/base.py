@@ -81,7 +81,7 @@ def copy_params(source: gluon.Block, destination: gluon.Block) -> None:
     """Copy every parameter value of ``source`` into ``destination`` (same architecture), on all contexts."""
     destination_params = structural_params(destination)
     for name, param in structural_params(source).items():
-        destination_params[name].set_data(param.data())
+        destination_params[name].set_data(param.list_data()[0])
 
 
 def _flatten_state(state, prefix: str, out: dict) -> None:
@@ -160,7 +160,7 @@ def load_trainer_states(trainer: gluon.Trainer, directory: str) -> None:
 
 def save_params(blocks: dict[str, gluon.Block], directory: str) -> None:
     """Write the parameters of named blocks into ``params.params`` (MXNet's array format)."""
-    arrays = {f"{name}:{key}": param.data() for name, block in blocks.items()
+    arrays = {f"{name}:{key}": param.list_data()[0] for name, block in blocks.items()
               for key, param in structural_params(block).items()}
     mx.nd.save(os.path.join(directory, "params.params"), arrays)
 

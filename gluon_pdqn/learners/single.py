@@ -29,23 +29,28 @@ class SingleLearner(Learner):
     """
 
     def __init__(self, cfg: Config, spec: EnvSpec, ctx: mx.Context):
-        self.cfg, self.spec, self.ctx = cfg, spec, ctx
+        self.contexts = [ctx]
+        self._build_networks(cfg, spec)
+        self.trainer = gluon.Trainer(self.online.collect_params(), make_optimizer(cfg.optim),
+                                     update_on_kvstore=False)
+
+    def _build_networks(self, cfg: Config, spec: EnvSpec) -> None:
+        """Online and target networks on every context, the fused loss graph, the acting copy."""
+        self.cfg, self.spec = cfg, spec
         self.online = networks.build(cfg.network, spec, prefix="online_")
         self.target = networks.build(cfg.network, spec, prefix="target_")
         for net in (self.online, self.target):
-            net.initialize(mx.init.Xavier(rnd_type="uniform", factor_type="avg", magnitude=1.0), ctx=ctx)
+            net.initialize(mx.init.Xavier(rnd_type="uniform", factor_type="avg", magnitude=1.0), ctx=self.contexts)
         self.target.collect_params().setattr("grad_req", "null")
         self.loss_block = DQNLoss(self.online, self.target, double_q=cfg.agent.double_q, loss=cfg.optim.loss,
                                   huber_delta=cfg.optim.huber_delta)
         if cfg.run.hybridize:
             self.loss_block.hybridize(static_alloc=True, static_shape=True)
         # Deferred shapes are resolved by one forward pass before anything reads the parameters.
-        dummy = mx.nd.zeros((1,) + spec.obs_shape, ctx=ctx, dtype=spec.obs_dtype)
+        dummy = mx.nd.zeros((1,) + spec.obs_shape, ctx=self.contexts[0], dtype=spec.obs_dtype)
         self.online(dummy), self.target(dummy)
         copy_params(self.online, self.target)
         self._params = [p for p in self.online.collect_params().values() if p.grad_req != "null"]
-        self.trainer = gluon.Trainer(self.online.collect_params(), make_optimizer(cfg.optim),
-                                     update_on_kvstore=False)
         self.learner_steps = 0
         self._numpy_policy = (networks.NumpyMLP(self.online) if isinstance(self.online, networks.MLP)
                               else None)
@@ -56,37 +61,50 @@ class SingleLearner(Learner):
     def q_values(self, obs: np.ndarray) -> np.ndarray:
         if self._numpy_policy is not None:
             if self._policy_stale:
-                flat = mx.nd.concat(*[p.data().reshape((-1,)) for p in self._numpy_policy.parameters()], dim=0)
+                device = self.contexts[0]
+                flat = mx.nd.concat(*[p.data(device).reshape((-1,)) for p in self._numpy_policy.parameters()],
+                                    dim=0)
                 self._numpy_policy.load(flat.asnumpy())
                 self._policy_stale = False
             return self._numpy_policy(obs)
-        return self.online(mx.nd.array(obs, ctx=self.ctx, dtype=obs.dtype)).asnumpy()
+        return self.online(mx.nd.array(obs, ctx=self.contexts[0], dtype=obs.dtype)).asnumpy()
 
     # --- learning ---------------------------------------------------------------------------------
 
-    def _inputs(self, batch: Batch):
+    @staticmethod
+    def _inputs(batch: Batch, ctx: mx.Context, global_batch: int):
+        """The loss graph's three inputs on ``ctx``; weights divided by the global batch size."""
         scalars = np.stack([batch.actions.astype(np.float32), batch.rewards, batch.discounts,
-                            batch.weights / len(batch.actions)], axis=1).astype(np.float32)
+                            batch.weights / global_batch], axis=1).astype(np.float32)
         # Zero-copy views: `nd.array` would cost one engine round trip (~140 us here) per array.
-        return (mx.nd.from_numpy(np.ascontiguousarray(batch.obs), zero_copy=True).as_in_context(self.ctx),
-                mx.nd.from_numpy(np.ascontiguousarray(batch.next_obs), zero_copy=True).as_in_context(self.ctx),
-                mx.nd.from_numpy(scalars, zero_copy=True).as_in_context(self.ctx))
+        return (mx.nd.from_numpy(np.ascontiguousarray(batch.obs), zero_copy=True).as_in_context(ctx),
+                mx.nd.from_numpy(np.ascontiguousarray(batch.next_obs), zero_copy=True).as_in_context(ctx),
+                mx.nd.from_numpy(scalars, zero_copy=True).as_in_context(ctx))
 
-    def step(self, batch: Batch) -> StepResult:
-        obs, next_obs, scalars = self._inputs(batch)
+    def _forward_backward(self, batch: Batch):
+        """Loss, Q(s, a) and |TD| per device (lists), with the gradients left in the parameters."""
+        obs, next_obs, scalars = self._inputs(batch, self.contexts[0], len(batch.actions))
         with autograd.record():
             losses, q_taken, td_abs = self.loss_block(obs, next_obs, scalars)
         losses.backward()
+        return [losses], [q_taken], [td_abs]
+
+    def _reduce_gradients(self) -> None:
+        """Combine gradients across devices (nothing to do on one)."""
+
+    def step(self, batch: Batch) -> StepResult:
+        losses, q_taken, td_abs = self._forward_backward(batch)
+        self._reduce_gradients()
         grad_norm = self._grad_norm()
         if not math.isfinite(grad_norm):
-            return StepResult(True, grad_norm, [losses], [q_taken], [td_abs])
+            return StepResult(True, grad_norm, losses, q_taken, td_abs)
         self._clip(grad_norm)
         self.trainer.update(1)
         self.learner_steps += 1
         self._policy_stale = True
         if self.learner_steps % self.cfg.agent.target_update_every == 0:
             self.sync_target()
-        return StepResult(False, grad_norm, [losses], [q_taken], [td_abs])
+        return StepResult(False, grad_norm, losses, q_taken, td_abs)
 
     def _grad_norm(self) -> float:
         """Global gradient norm: the step's one blocking read, which also tells whether it is finite."""

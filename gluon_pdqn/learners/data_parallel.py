@@ -1,0 +1,59 @@
+"""Data-parallel DQN: each batch split over several devices, gradients summed by the kvstore, one Trainer.
+
+The whole difference from :class:`SingleLearner` is ``_forward_backward`` (one shard per device) and
+``_reduce_gradients`` (the kvstore's allreduce); weights are divided by the global batch size, so the
+summed gradient equals the single-device gradient of the whole batch.
+"""
+from __future__ import annotations
+
+import mxnet as mx
+import numpy as np
+from mxnet import autograd, gluon
+
+from ..config import Config
+from ..envs import EnvSpec
+from ..errors import UserError
+from ..replay import Batch
+from .optimizers import make_optimizer
+from .single import SingleLearner
+
+KVSTORES = ("device", "local", "nccl")
+
+
+def _shard(batch: Batch, parts: int) -> list[Batch]:
+    """``batch`` cut into ``parts`` contiguous shards of near-equal size (as gluon's split_and_load)."""
+    bounds = np.linspace(0, len(batch.actions), parts + 1).astype(int)
+    return [Batch(*(getattr(batch, f)[lo:hi] for f in Batch.__dataclass_fields__))
+            for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+class DataParallelLearner(SingleLearner):
+    """DQN over several devices: shards of each batch in parallel, gradients allreduced, one update.
+
+    Args:
+        cfg: the run's configuration (``run.kvstore`` names the gradient aggregation).
+        spec: the environment's spaces.
+        contexts: the devices, at least two; every one holds a full copy of both networks.
+    """
+
+    def __init__(self, cfg: Config, spec: EnvSpec, contexts: list[mx.Context]):
+        if cfg.run.kvstore == "nccl" and not mx.runtime.Features().is_enabled("NCCL"):
+            raise UserError("--kvstore nccl needs an mxnet build with NCCL (the CUDA wheels); use device or local")
+        if cfg.replay.batch_size < len(contexts):
+            raise UserError(f"replay.batch_size {cfg.replay.batch_size} is smaller than the {len(contexts)} devices")
+        self.contexts = list(contexts)
+        self._build_networks(cfg, spec)
+        self.trainer = gluon.Trainer(self.online.collect_params(), make_optimizer(cfg.optim),
+                                     kvstore=cfg.run.kvstore, update_on_kvstore=False)
+
+    def _forward_backward(self, batch: Batch):
+        shards = [self._inputs(shard, ctx, len(batch.actions))
+                  for shard, ctx in zip(_shard(batch, len(self.contexts)), self.contexts)]
+        with autograd.record():
+            outputs = [self.loss_block(*inputs) for inputs in shards]
+        autograd.backward([losses for losses, _, _ in outputs])
+        losses, q_taken, td_abs = (list(column) for column in zip(*outputs))
+        return losses, q_taken, td_abs
+
+    def _reduce_gradients(self) -> None:
+        self.trainer.allreduce_grads()

@@ -1,0 +1,64 @@
+import mxnet as mx
+import numpy as np
+import pytest
+
+from gluon_pdqn.config import Config
+from gluon_pdqn.envs import EnvSpec
+from gluon_pdqn.errors import UserError
+from gluon_pdqn.learners import DataParallelLearner, SingleLearner, make_learner
+from gluon_pdqn.replay import Batch
+
+SPEC = EnvSpec("v", (4,), np.dtype(np.float32), (4,), 1, 3, False)
+IMAGE = EnvSpec("i", (4, 84, 84), np.dtype(np.uint8), (84, 84), 4, 4, True)
+
+
+def a_batch(spec, size=16, seed=0):
+    rng = np.random.default_rng(seed)
+    def obs():
+        if spec.obs_dtype == np.uint8:
+            return rng.integers(0, 256, (size,) + spec.obs_shape).astype(np.uint8)
+        return rng.normal(size=(size,) + spec.obs_shape).astype(np.float32)
+    return Batch(obs=obs(), actions=rng.integers(0, spec.n_actions, size).astype(np.int32),
+                 rewards=rng.normal(size=size).astype(np.float32), next_obs=obs(),
+                 discounts=rng.choice([0.0, 0.99], size).astype(np.float32),
+                 weights=rng.uniform(0.5, 1.0, size).astype(np.float32), indices=np.arange(size))
+
+
+def params_on(learner, ctx):
+    return {k: v.data(ctx).asnumpy() for k, v in learner.online.collect_params().items()}
+
+
+@pytest.mark.parametrize("devices", [2, 4])
+@pytest.mark.parametrize("spec,overrides", [
+    (SPEC, {"network.hidden": "32,32", "optim.name": "adam"}),
+    (SPEC, {"network.hidden": "32,32", "optim.name": "sgd", "optim.max_grad_norm": 0.05}),  # clipping across devices
+    (IMAGE, {"network.name": "nature_cnn", "optim.name": "rmsprop"}),
+])
+def test_data_parallel_step_equals_the_single_device_step_on_the_whole_batch(devices, spec, overrides, tmp_path):
+    cfg = Config().replace(overrides)
+    contexts = [mx.cpu(i) for i in range(devices)]
+    mx.random.seed(7)
+    single = SingleLearner(cfg, spec, mx.cpu(0))
+    parallel = DataParallelLearner(cfg.replace({"run.mode": "data"}), spec, contexts)
+    single.save(str(tmp_path))
+    parallel.load(str(tmp_path), with_optimizer=False)  # the same starting weights
+    for seed in range(3):
+        batch = a_batch(spec, seed=seed)
+        a, b = single.step(batch), parallel.step(batch)
+        assert b.grad_norm == pytest.approx(a.grad_norm, rel=1e-4)
+        np.testing.assert_allclose(b.td_errors(), a.td_errors(), rtol=1e-4, atol=1e-5)
+    reference = params_on(single, mx.cpu(0))
+    for ctx in contexts:
+        for name, value in params_on(parallel, ctx).items():
+            np.testing.assert_allclose(value, reference[name], rtol=1e-4, atol=1e-5, err_msg=f"{ctx} {name}")
+        # and every device holds exactly the same parameters
+        np.testing.assert_array_equal(params_on(parallel, ctx)[name], params_on(parallel, contexts[0])[name])
+
+
+def test_data_mode_needs_two_devices_and_a_kvstore_the_build_has():
+    cfg = Config().replace({"run.mode": "data"})
+    with pytest.raises(UserError, match="two or more"):
+        make_learner(cfg, SPEC, [mx.cpu(0)])
+    if not mx.runtime.Features().is_enabled("NCCL"):
+        with pytest.raises(UserError, match="NCCL"):
+            make_learner(cfg.replace({"run.kvstore": "nccl"}), SPEC, [mx.cpu(0), mx.cpu(1)])
