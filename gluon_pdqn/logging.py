@@ -32,9 +32,13 @@ EPISODE_COLUMNS = [ENV_STEPS, EPISODES, "env_index", "return", "length"]
 EVAL_COLUMNS = [ENV_STEPS, LEARNER_STEPS, WALL_SECONDS, "mean_return", "median_return", "min_return",
                 "max_return", "std_return", "episodes"]
 
+DEVICE_COLUMNS = [ENV_STEPS, LEARNER_STEPS, "device", "forward_backward_ms", "idle_ms", "kvstore_ms", "update_ms",
+                  "step_ms"]
+
 METRICS_CSV = "metrics.csv"
 EPISODES_CSV = "episodes.csv"
 EVAL_CSV = "eval.csv"
+DEVICES_CSV = "devices.csv"
 
 
 def _truncate_csv(path: str, max_env_steps: int) -> None:
@@ -79,11 +83,12 @@ class MetricsWriter:
 
     def __init__(self, run_dir: str, resume_env_steps: int | None = None):
         if resume_env_steps is not None:
-            for name in (METRICS_CSV, EPISODES_CSV, EVAL_CSV):
+            for name in (METRICS_CSV, EPISODES_CSV, EVAL_CSV, DEVICES_CSV):
                 _truncate_csv(os.path.join(run_dir, name), resume_env_steps)
         self._metrics = _CsvTable(os.path.join(run_dir, METRICS_CSV), METRIC_COLUMNS)
         self._episodes = _CsvTable(os.path.join(run_dir, EPISODES_CSV), EPISODE_COLUMNS)
         self._evals = _CsvTable(os.path.join(run_dir, EVAL_CSV), EVAL_COLUMNS)
+        self._devices = _CsvTable(os.path.join(run_dir, DEVICES_CSV), DEVICE_COLUMNS)
         from tensorboardX import SummaryWriter  # imported late: it is slow to import and only needed here
 
         self._tensorboard = SummaryWriter(logdir=os.path.join(run_dir, "tensorboard"), flush_secs=10)
@@ -103,8 +108,15 @@ class MetricsWriter:
         self._evals.write(row)
         self._tensorboard.add_scalar(EVAL_MEAN_RETURN, row["mean_return"], int(row[ENV_STEPS]))
 
+    def devices(self, env_steps: int, learner_steps: int, figures: list[dict]) -> None:
+        """One timed update's per-device figures (see Learner.timed_step)."""
+        for row in figures:
+            self._devices.write({ENV_STEPS: env_steps, LEARNER_STEPS: learner_steps, **row})
+            for key in ("forward_backward_ms", "idle_ms", "kvstore_ms"):
+                self._tensorboard.add_scalar(f"devices/{row['device']}/{key}", row[key], env_steps)
+
     def close(self) -> None:
-        for table in (self._metrics, self._episodes, self._evals):
+        for table in (self._metrics, self._episodes, self._evals, self._devices):
             table.close()
         self._tensorboard.close()
 

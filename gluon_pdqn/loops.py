@@ -132,6 +132,7 @@ class Training:
         self.counters = Counters()
         self.notes: list[str] = []
         self._last_logged = {"loss": float("nan"), "returns": []}
+        self._timing_due = True  # time the next update per device
         self.best_eval: float | None = None
         self.last_eval: float | None = None
         self.solved: tuple[int, float] | None = None
@@ -183,7 +184,7 @@ class Training:
                 if after >= cfg.replay.learning_starts and self.replay.can_sample(cfg.replay.batch_size):
                     due = (after // cfg.agent.train_every - before // cfg.agent.train_every)
                     for _ in range(due * cfg.agent.updates_per_train):
-                        last_result = self._update(after / total)
+                        last_result = self._update(after / total, timed=self._timing_due)
                         consecutive_skips = consecutive_skips + 1 if last_result.skipped else 0
                         if consecutive_skips >= cfg.run.max_nonfinite_updates:
                             self._stop_nonfinite(consecutive_skips)
@@ -228,11 +229,16 @@ class Training:
                 self.episode_returns[i], self.episode_lengths[i] = 0.0, 0
         self.resetting = terminated | truncated
 
-    def _update(self, progress: float):
+    def _update(self, progress: float, timed: bool = False):
         cfg = self.cfg.replay
         beta = cfg.beta_start + (1.0 - cfg.beta_start) * min(progress, 1.0)
         batch = self.replay.sample(cfg.batch_size, beta=beta)
-        result = self.learner.step(batch)
+        if timed:  # the first update of each log window is timed per device
+            result, figures = self.learner.timed_step(batch)
+            self.writer.devices(self.counters.env_steps, self.learner.learner_steps, figures)
+            self._timing_due = False
+        else:
+            result = self.learner.step(batch)
         if result.skipped:
             self.counters.skipped_updates += 1
         else:
@@ -291,6 +297,7 @@ class Training:
             metrics.SKIPPED_UPDATES: c.skipped_updates,
         })
         window.update(start=now, env_steps=c.env_steps, learner_steps=c.learner_steps, returns=[])
+        self._timing_due = True
 
     def _status(self, epsilon: float, window: dict) -> str:
         c = self.counters

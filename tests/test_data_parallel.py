@@ -62,3 +62,22 @@ def test_data_mode_needs_two_devices_and_a_kvstore_the_build_has():
     if not mx.runtime.Features().is_enabled("NCCL"):
         with pytest.raises(UserError, match="NCCL"):
             make_learner(cfg.replace({"run.kvstore": "nccl"}), SPEC, [mx.cpu(0), mx.cpu(1)])
+
+
+def test_data_mode_trains_and_records_per_device_figures(tmp_path):
+    import csv
+
+    from gluon_pdqn.config import load_preset
+    from gluon_pdqn.loops import Training
+
+    cfg = load_preset("cartpole").replace({
+        "run.mode": "data", "run.ctx": "cpu:0,cpu:1", "run.total_env_steps": 1500, "run.eval_every": 0,
+        "run.log_every": 250, "replay.learning_starts": 300, "agent.train_every": 4, "agent.updates_per_train": 1,
+        "network.hidden": "16,16"})
+    summary = Training(cfg, str(tmp_path)).run()
+    assert summary.counters["learner_steps"] == 1500 // 4 - 299 // 4
+    rows = list(csv.DictReader(open(tmp_path / "devices.csv")))
+    assert {r["device"] for r in rows} == {"cpu:0", "cpu:1"}
+    for row in rows:
+        assert float(row["forward_backward_ms"]) > 0 and float(row["idle_ms"]) >= 0
+        assert float(row["step_ms"]) >= float(row["forward_backward_ms"])

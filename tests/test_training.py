@@ -62,7 +62,7 @@ def test_autoreset_steps_are_not_stored_as_transitions(tmp_path):
 
 def test_metric_files_are_written(tmp_path):
     Training(small_cfg(run__total_env_steps=1000, run__eval_every=500, run__eval_episodes=3), str(tmp_path)).run()
-    for name in ("metrics.csv", "episodes.csv", "eval.csv", "summary.json"):
+    for name in ("metrics.csv", "episodes.csv", "eval.csv", "summary.json", "devices.csv"):
         assert os.path.getsize(tmp_path / name) > 0, name
     header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
     for column in ("env_steps", "learner_steps", "charts/env_steps_per_s", "charts/updates_per_s",

@@ -57,6 +57,10 @@ class Learner(abc.ABC):
         """One gradient update from a replay batch; refreshes the target network when it is due."""
 
     @abc.abstractmethod
+    def timed_step(self, batch) -> tuple[StepResult, list[dict]]:
+        """``step``, also returning per-device timings (one dict per device; see SingleLearner)."""
+
+    @abc.abstractmethod
     def sync_target(self) -> None:
         """Copy the online parameters into the target network."""
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import time
 import warnings
 
 import gluonnlp
@@ -95,6 +96,37 @@ class SingleLearner(Learner):
     def step(self, batch: Batch) -> StepResult:
         losses, q_taken, td_abs = self._forward_backward(batch)
         self._reduce_gradients()
+        return self._apply_update(losses, q_taken, td_abs)
+
+    def timed_step(self, batch: Batch) -> tuple[StepResult, list[dict]]:
+        """``step`` with a wait after each phase, for per-device figures (milliseconds).
+
+        Per device: ``forward_backward_ms`` until its gradients were ready, ``idle_ms`` it then waited for
+        the slowest device, and the shared ``kvstore_ms`` (gradient reduction) and ``update_ms``. The waits
+        cost throughput, so the loop times one update per log window, not all of them.
+        """
+        start = time.perf_counter()
+        losses, q_taken, td_abs = self._forward_backward(batch)
+        ready = []
+        for ctx in self.contexts:
+            for param in self._params:
+                param.grad(ctx).wait_to_read()
+            ready.append(time.perf_counter() - start)
+        reduce_start = time.perf_counter()
+        self._reduce_gradients()
+        mx.nd.waitall()
+        update_start = time.perf_counter()
+        result = self._apply_update(losses, q_taken, td_abs)
+        mx.nd.waitall()
+        end = time.perf_counter()
+        figures = [{"device": f"{ctx.device_type}:{ctx.device_id}", "forward_backward_ms": 1e3 * done,
+                    "idle_ms": 1e3 * (max(ready) - done), "kvstore_ms": 1e3 * (update_start - reduce_start),
+                    "update_ms": 1e3 * (end - update_start), "step_ms": 1e3 * (end - start)}
+                   for ctx, done in zip(self.contexts, ready)]
+        return result, figures
+
+    def _apply_update(self, losses, q_taken, td_abs) -> StepResult:
+        """Check the gradient, clip it, update, and refresh the target network when due."""
         grad_norm = self._grad_norm()
         if not math.isfinite(grad_norm):
             return StepResult(True, grad_norm, losses, q_taken, td_abs)
