@@ -28,6 +28,7 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/cartpole_solve.py
+	$(BIN)/python benchmarks/learner_scaling.py
 
 clean:
 	rm -rf $(VENV) *.egg-info

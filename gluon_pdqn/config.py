@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 from .errors import UserError
 
-MODES = ("single", "data")  # parallelism modes that exist (see learners.make_learner)
+MODES = ("single", "data", "model")  # parallelism modes that exist (see learners.make_learner)
 
 
 
@@ -89,6 +89,8 @@ class RunConfig:
     mode: str = "single"  # parallelism mode: one of MODES
     ctx: str = "cpu:0"  # MXNet contexts: `cpu:0`, `gpu:0`, `gpu:0-3`, `gpu:0,gpu:2`
     kvstore: str = "device"  # data mode's gradient aggregation: `device`, `local`, or `nccl` (GPU builds)
+    model_split: str = "auto"  # model mode: `auto` (balance parameter counts) or layer indices where stages start
+    microbatches: int = 1  # model mode: pieces each batch flows through the stages in (pipelining)
     seed: int = 0
     total_env_steps: int = 50_000  # run length in env steps
     eval_every: int = 2_000  # env steps between greedy evaluations; 0 disables them
@@ -271,6 +273,8 @@ def validate(cfg: Config) -> None:
         (cfg.run.log_every >= 1, "run.log_every must be at least 1"),
         (cfg.run.kvstore in ("device", "local", "nccl"), "run.kvstore must be device, local or nccl"),
         (cfg.run.mode in MODES, f"run.mode must be one of {', '.join(MODES)}"),
+        (cfg.run.microbatches >= 1, "run.microbatches must be at least 1"),
+        (cfg.replay.batch_size % cfg.run.microbatches == 0, "replay.batch_size must be a multiple of run.microbatches"),
         (cfg.run.max_nonfinite_updates >= 1, "run.max_nonfinite_updates must be at least 1"),
     ]
     for ok, message in checks:

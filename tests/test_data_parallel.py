@@ -6,22 +6,10 @@ from gluon_pdqn.config import Config
 from gluon_pdqn.envs import EnvSpec
 from gluon_pdqn.errors import UserError
 from gluon_pdqn.learners import DataParallelLearner, SingleLearner, make_learner
-from gluon_pdqn.replay import Batch
+from tests_helpers import a_batch
 
 SPEC = EnvSpec("v", (4,), np.dtype(np.float32), (4,), 1, 3, False)
 IMAGE = EnvSpec("i", (4, 84, 84), np.dtype(np.uint8), (84, 84), 4, 4, True)
-
-
-def a_batch(spec, size=16, seed=0):
-    rng = np.random.default_rng(seed)
-    def obs():
-        if spec.obs_dtype == np.uint8:
-            return rng.integers(0, 256, (size,) + spec.obs_shape).astype(np.uint8)
-        return rng.normal(size=(size,) + spec.obs_shape).astype(np.float32)
-    return Batch(obs=obs(), actions=rng.integers(0, spec.n_actions, size).astype(np.int32),
-                 rewards=rng.normal(size=size).astype(np.float32), next_obs=obs(),
-                 discounts=rng.choice([0.0, 0.99], size).astype(np.float32),
-                 weights=rng.uniform(0.5, 1.0, size).astype(np.float32), indices=np.arange(size))
 
 
 def params_on(learner, ctx):

@@ -8,6 +8,7 @@ from ..envs import EnvSpec
 from ..errors import UserError
 from .base import Learner, StepResult
 from .data_parallel import DataParallelLearner
+from .model_parallel import ModelParallelLearner
 from .single import SingleLearner
 
 
@@ -22,7 +23,12 @@ def make_learner(cfg: Config, spec: EnvSpec, contexts: list[mx.Context]) -> Lear
         if len(contexts) < 2:
             raise UserError("mode 'data' splits each batch over devices; give --ctx two or more, e.g. cpu:0,cpu:1")
         return DataParallelLearner(cfg, spec, contexts)
+    if cfg.run.mode == "model":
+        if len(contexts) < 2:
+            raise UserError("mode 'model' places network stages on devices; give --ctx two or more")
+        return ModelParallelLearner(cfg, spec, contexts)
     raise UserError(f"unknown mode '{cfg.run.mode}'; available: {', '.join(MODES)}")
 
 
-__all__ = ["DataParallelLearner", "Learner", "MODES", "SingleLearner", "StepResult", "make_learner"]
+__all__ = ["DataParallelLearner", "Learner", "MODES", "ModelParallelLearner", "SingleLearner", "StepResult",
+           "make_learner"]

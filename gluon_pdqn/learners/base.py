@@ -113,7 +113,7 @@ def _fill_state(state, prefix: str, arrays: dict) -> None:
         source.copyto(state)
 
 
-def save_trainer_states(trainer: gluon.Trainer, directory: str) -> None:
+def save_trainer_states(trainer: gluon.Trainer, directory: str, name: str = "optimizer") -> None:
     """Write a Trainer's optimizer states and update counters without pickle.
 
     ``Trainer.save_states`` pickles the optimizer, and loading a pickle runs whatever code it names; these
@@ -131,20 +131,28 @@ def save_trainer_states(trainer: gluon.Trainer, directory: str) -> None:
                           for dev, counts in optimizer._all_index_update_counts.items()},
         "indices": {str(device): sorted(updater.states) for device, updater in enumerate(trainer._updaters)},
     }
-    mx.nd.save(os.path.join(directory, "optimizer.params"), arrays)
-    with open(os.path.join(directory, "optimizer.json"), "w") as f:
+    mx.nd.save(os.path.join(directory, f"{name}.params"), arrays)
+    with open(os.path.join(directory, f"{name}.json"), "w") as f:
         json.dump(meta, f)
 
 
-def load_trainer_states(trainer: gluon.Trainer, directory: str) -> None:
+def load_trainer_states(trainer: gluon.Trainer, directory: str, name: str = "optimizer") -> None:
     """Restore what :func:`save_trainer_states` wrote into a Trainer over the same parameters and devices."""
-    with open(os.path.join(directory, "optimizer.json")) as f:
-        meta = json.load(f)
+    try:
+        with open(os.path.join(directory, f"{name}.json")) as f:
+            meta = json.load(f)
+    except OSError:
+        raise UserError(f"checkpoint {directory} has no {name}.json (made by another mode?)") from None
+    except json.JSONDecodeError:
+        raise UserError(f"checkpoint {directory} is corrupt: {name}.json is not JSON") from None
     optimizer = trainer._optimizer
     if meta["optimizer"] != type(optimizer).__name__:
         raise UserError(f"checkpoint was trained with {meta['optimizer']}, this run uses "
                         f"{type(optimizer).__name__}")
-    arrays = mx.nd.load(os.path.join(directory, "optimizer.params")) if meta["indices"] else {}
+    try:
+        arrays = mx.nd.load(os.path.join(directory, f"{name}.params")) if meta["indices"] else {}
+    except mx.base.MXNetError:
+        raise UserError(f"checkpoint {directory} is corrupt: {name}.params is not readable") from None
     if len(meta["indices"]) != len(trainer._updaters):
         raise UserError(f"checkpoint optimizer state is for {len(meta['indices'])} device(s), this run has "
                         f"{len(trainer._updaters)}")

@@ -42,9 +42,10 @@ class DataParallelLearner(SingleLearner):
         if cfg.replay.batch_size < len(contexts):
             raise UserError(f"replay.batch_size {cfg.replay.batch_size} is smaller than the {len(contexts)} devices")
         self.contexts = list(contexts)
-        self._build_networks(cfg, spec)
-        self.trainer = gluon.Trainer(self.online.collect_params(), make_optimizer(cfg.optim),
-                                     kvstore=cfg.run.kvstore, update_on_kvstore=False)
+        self._build_networks(cfg, spec, self.contexts)
+        self.loss_block = self._loss_block(self.online, self.target, hybridize=cfg.run.hybridize)
+        self.trainers = [gluon.Trainer(self.online.collect_params(), make_optimizer(cfg.optim),
+                                       kvstore=cfg.run.kvstore, update_on_kvstore=False)]
 
     def _forward_backward(self, batch: Batch):
         shards = [self._inputs(shard, ctx, len(batch.actions))
@@ -56,4 +57,4 @@ class DataParallelLearner(SingleLearner):
         return losses, q_taken, td_abs
 
     def _reduce_gradients(self) -> None:
-        self.trainer.allreduce_grads()
+        self.trainers[0].allreduce_grads()

@@ -31,44 +31,49 @@ class SingleLearner(Learner):
 
     def __init__(self, cfg: Config, spec: EnvSpec, ctx: mx.Context):
         self.contexts = [ctx]
-        self._build_networks(cfg, spec)
-        self.trainer = gluon.Trainer(self.online.collect_params(), make_optimizer(cfg.optim),
-                                     update_on_kvstore=False)
+        self._build_networks(cfg, spec, self.contexts)
+        self.loss_block = self._loss_block(self.online, self.target, hybridize=cfg.run.hybridize)
+        self.trainers = [gluon.Trainer(self.online.collect_params(), make_optimizer(cfg.optim),
+                                       update_on_kvstore=False)]
 
-    def _build_networks(self, cfg: Config, spec: EnvSpec) -> None:
-        """Online and target networks on every context, the fused loss graph, the acting copy."""
+    def _build_networks(self, cfg: Config, spec: EnvSpec, contexts: list[mx.Context]) -> None:
+        """Online and target networks initialized on ``contexts``, equal weights, and the acting copy."""
         self.cfg, self.spec = cfg, spec
         self.online = networks.build(cfg.network, spec, prefix="online_")
         self.target = networks.build(cfg.network, spec, prefix="target_")
         for net in (self.online, self.target):
-            net.initialize(mx.init.Xavier(rnd_type="uniform", factor_type="avg", magnitude=1.0), ctx=self.contexts)
+            net.initialize(mx.init.Xavier(rnd_type="uniform", factor_type="avg", magnitude=1.0), ctx=contexts)
         self.target.collect_params().setattr("grad_req", "null")
-        self.loss_block = DQNLoss(self.online, self.target, double_q=cfg.agent.double_q, loss=cfg.optim.loss,
-                                  huber_delta=cfg.optim.huber_delta)
-        if cfg.run.hybridize:
-            self.loss_block.hybridize(static_alloc=True, static_shape=True)
         # Deferred shapes are resolved by one forward pass before anything reads the parameters.
-        dummy = mx.nd.zeros((1,) + spec.obs_shape, ctx=self.contexts[0], dtype=spec.obs_dtype)
+        dummy = mx.nd.zeros((1,) + spec.obs_shape, ctx=contexts[0], dtype=spec.obs_dtype)
         self.online(dummy), self.target(dummy)
         copy_params(self.online, self.target)
         self._params = [p for p in self.online.collect_params().values() if p.grad_req != "null"]
+        self.acting_network = self.online
         self.learner_steps = 0
         self._numpy_policy = (networks.NumpyMLP(self.online) if isinstance(self.online, networks.MLP)
                               else None)
         self._policy_stale = True
+
+    def _loss_block(self, online, target, hybridize: bool) -> DQNLoss:
+        block = DQNLoss(online, target, double_q=self.cfg.agent.double_q, loss=self.cfg.optim.loss,
+                        huber_delta=self.cfg.optim.huber_delta)
+        if hybridize:
+            block.hybridize(static_alloc=True, static_shape=True)
+        return block
 
     # --- acting -----------------------------------------------------------------------------------
 
     def q_values(self, obs: np.ndarray) -> np.ndarray:
         if self._numpy_policy is not None:
             if self._policy_stale:
-                device = self.contexts[0]
-                flat = mx.nd.concat(*[p.data(device).reshape((-1,)) for p in self._numpy_policy.parameters()],
-                                    dim=0)
+                arrays = [p.list_data()[0].as_in_context(self.contexts[0]).reshape((-1,))
+                          for p in self._numpy_policy.parameters()]
+                flat = mx.nd.concat(*arrays, dim=0)
                 self._numpy_policy.load(flat.asnumpy())
                 self._policy_stale = False
             return self._numpy_policy(obs)
-        return self.online(mx.nd.array(obs, ctx=self.contexts[0], dtype=obs.dtype)).asnumpy()
+        return self.acting_network(mx.nd.array(obs, ctx=self.contexts[0], dtype=obs.dtype)).asnumpy()
 
     # --- learning ---------------------------------------------------------------------------------
 
@@ -110,7 +115,8 @@ class SingleLearner(Learner):
         ready = []
         for ctx in self.contexts:
             for param in self._params:
-                param.grad(ctx).wait_to_read()
+                if ctx in param.list_ctx():
+                    param.grad(ctx).wait_to_read()
             ready.append(time.perf_counter() - start)
         reduce_start = time.perf_counter()
         self._reduce_gradients()
@@ -131,7 +137,8 @@ class SingleLearner(Learner):
         if not math.isfinite(grad_norm):
             return StepResult(True, grad_norm, losses, q_taken, td_abs)
         self._clip(grad_norm)
-        self.trainer.update(1)
+        for trainer in self.trainers:
+            trainer.update(1)
         self.learner_steps += 1
         self._policy_stale = True
         if self.learner_steps % self.cfg.agent.target_update_every == 0:
@@ -157,12 +164,19 @@ class SingleLearner(Learner):
 
     # --- state ------------------------------------------------------------------------------------
 
+    def _optimizer_files(self) -> list[str]:
+        if len(self.trainers) == 1:
+            return ["optimizer"]
+        return [f"optimizer-stage{i}" for i in range(len(self.trainers))]
+
     def save(self, directory: str) -> None:
         save_params({"online": self.online, "target": self.target}, directory)
-        save_trainer_states(self.trainer, directory)
+        for trainer, name in zip(self.trainers, self._optimizer_files()):
+            save_trainer_states(trainer, directory, name)
 
     def load(self, directory: str, with_optimizer: bool = True) -> None:
         load_params({"online": self.online, "target": self.target}, directory)
         if with_optimizer:
-            load_trainer_states(self.trainer, directory)
+            for trainer, name in zip(self.trainers, self._optimizer_files()):
+                load_trainer_states(trainer, directory, name)
         self._policy_stale = True

@@ -26,7 +26,16 @@ class MLP(gluon.HybridBlock):
             self.head = QHead(n_actions, dueling)
 
     def hybrid_forward(self, F, obs):
-        return self.head(self.body(F.flatten(obs)))
+        return self.head(self.body(self.preprocess(F, obs)))
+
+    @staticmethod
+    def preprocess(F, obs):
+        """What comes before the first layer (model-parallel stages run it on the first device)."""
+        return F.flatten(obs)
+
+    def layers(self) -> list:
+        """The network's layers in order, the units a model-parallel split places on devices."""
+        return list(self.body) + [self.head]
 
 
 class NumpyMLP:

@@ -27,5 +27,13 @@ class NatureCNN(gluon.HybridBlock):
             self.head = QHead(n_actions, dueling)
 
     def hybrid_forward(self, F, frames):
-        # uint8 on the wire (4x less host-to-device traffic), float32 in [0, 1] inside.
-        return self.head(self.features(F.cast(frames, "float32") / 255.0))
+        return self.head(self.features(self.preprocess(F, frames)))
+
+    @staticmethod
+    def preprocess(F, frames):
+        """uint8 on the wire (4x less host-to-device traffic), float32 in [0, 1] inside."""
+        return F.cast(frames, "float32") / 255.0
+
+    def layers(self) -> list:
+        """The network's layers in order, the units a model-parallel split places on devices."""
+        return list(self.features) + [self.head]

@@ -1,0 +1,82 @@
+"""Model-parallel DQN: each Q-network cut into stages, stage i on device i, one Trainer per stage.
+
+The difference from :class:`SingleLearner`: the networks are staged (activations move between devices,
+and so does the backward pass), the loss runs on the last device, the gradient norm is summed over the
+stages' devices, and each stage's Trainer updates its own parameters (a Trainer's parameters must share
+one set of devices).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import gluonnlp
+import mxnet as mx
+from mxnet import autograd, gluon
+
+from ..config import Config
+from ..envs import EnvSpec
+from ..errors import UserError
+from ..networks.staged import StagedNetwork, balanced_split, layer_sizes
+from ..replay import Batch
+from .optimizers import make_optimizer
+from .single import SingleLearner
+
+
+def _cuts(split: str, sizes: list[int], stages: int) -> list[int]:
+    """Stage boundaries: balanced by parameter count (``auto``) or the user's comma-separated layer indices."""
+    if split == "auto":
+        return balanced_split(sizes, stages)
+    try:
+        cuts = [int(c) for c in split.split(",")]
+    except ValueError:
+        raise UserError(f"run.model_split takes auto or layer indices such as 2 or 2,4; got '{split}'") from None
+    if len(cuts) != stages - 1 or cuts != sorted(set(cuts)) or cuts[0] < 1 or cuts[-1] >= len(sizes):
+        raise UserError(f"run.model_split '{split}' must name {stages - 1} increasing layer indices in "
+                        f"1..{len(sizes) - 1} (the network has {len(sizes)} layers)")
+    return cuts
+
+
+class ModelParallelLearner(SingleLearner):
+    """DQN with each network's layers spread over ``contexts`` (one stage per device).
+
+    Args:
+        cfg: the run's configuration (``run.model_split``, ``run.microbatches``).
+        spec: the environment's spaces.
+        contexts: one device per stage, at least two.
+    """
+
+    def __init__(self, cfg: Config, spec: EnvSpec, contexts: list[mx.Context]):
+        self.contexts = list(contexts)
+        # Built whole on the first device (shapes resolved), then each stage's parameters move to its device.
+        self._build_networks(cfg, spec, self.contexts[:1])
+        sizes = layer_sizes(self.online)
+        if len(sizes) < len(self.contexts):
+            raise UserError(f"the network has {len(sizes)} layers, too few for {len(self.contexts)} stages")
+        self.cuts = _cuts(cfg.run.model_split, sizes, len(self.contexts))
+        staged = [StagedNetwork(net, self.contexts, self.cuts, cfg.run.microbatches, cfg.run.hybridize)
+                  for net in (self.online, self.target)]
+        self.online_staged, self.target_staged = staged
+        self.acting_network = self.online_staged
+        # The loss spans devices, so it runs imperatively; each stage is a static graph of its own.
+        self.loss_block = self._loss_block(self.online_staged, self.target_staged, hybridize=False)
+        self.trainers = [gluon.Trainer(params, make_optimizer(cfg.optim), update_on_kvstore=False)
+                         for params in self.online_staged.stage_params()]
+
+    def stage_sizes(self) -> list[int]:
+        """Parameters per stage."""
+        return [sum(int(p.data().size) for p in params) for params in self.online_staged.stage_params()]
+
+    def _forward_backward(self, batch: Batch):
+        obs, next_obs, scalars = self._inputs(batch, self.contexts[0], len(batch.actions))
+        with autograd.record():
+            losses, q_taken, td_abs = self.loss_block(obs, next_obs, scalars.as_in_context(self.contexts[-1]))
+        losses.backward()
+        return [losses], [q_taken], [td_abs]
+
+    def _grad_norm(self) -> float:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            squares = [gluonnlp.utils.grad_global_norm(params).asscalar() ** 2
+                       for params in self.online_staged.stage_params()]
+        return math.sqrt(sum(squares))

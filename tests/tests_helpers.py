@@ -1,0 +1,16 @@
+"""Shared helpers of the learner tests."""
+import numpy as np
+
+from gluon_pdqn.replay import Batch
+
+
+def a_batch(spec, size=16, seed=0):
+    rng = np.random.default_rng(seed)
+    def obs():
+        if spec.obs_dtype == np.uint8:
+            return rng.integers(0, 256, (size,) + spec.obs_shape).astype(np.uint8)
+        return rng.normal(size=(size,) + spec.obs_shape).astype(np.float32)
+    return Batch(obs=obs(), actions=rng.integers(0, spec.n_actions, size).astype(np.int32),
+                 rewards=rng.normal(size=size).astype(np.float32), next_obs=obs(),
+                 discounts=rng.choice([0.0, 0.99], size).astype(np.float32),
+                 weights=rng.uniform(0.5, 1.0, size).astype(np.float32), indices=np.arange(size))
