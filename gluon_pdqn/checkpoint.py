@@ -63,9 +63,10 @@ def save(run_dir: str, env_steps: int, state: dict, write_files: Callable[[str],
 
 
 def _fsync_dir_files(directory: str) -> None:
-    for name in os.listdir(directory):
-        with open(os.path.join(directory, name), "rb") as f:
-            os.fsync(f.fileno())
+    for root, _, files in os.walk(directory):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as f:
+                os.fsync(f.fileno())
 
 
 def resolve(path: str) -> str:

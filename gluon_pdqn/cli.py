@@ -49,7 +49,8 @@ def cli():
               help=f"Preset name ({', '.join(preset_names())}) or a .toml file.")
 @click.option("--env", "env_id", help="Gymnasium id, `module:Name-v0`, or an Atari id such as ALE/Pong-v5.")
 @click.option("--mode", type=click.Choice(MODES), help="Parallelism mode: one device; data parallel (batch "
-              "split over the --ctx devices); model parallel (network stages on the --ctx devices).")
+              "split over the --ctx devices); model parallel (network stages on the --ctx devices); an ensemble "
+              "(one network per --ctx device).")
 @click.option("--ctx", help="MXNet devices: cpu:0, gpu:0, gpu:0-3, gpu:0,gpu:2 (cpu:0,cpu:1 stand in for two).")
 @click.option("--kvstore", type=click.Choice(["device", "local", "nccl"]),
               help="How --mode data sums gradients across devices.")

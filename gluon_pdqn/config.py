@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 from .errors import UserError
 
-MODES = ("single", "data", "model")  # parallelism modes that exist (see learners.make_learner)
+MODES = ("single", "data", "model", "ensemble")  # parallelism modes that exist (see learners.make_learner)
 
 
 
@@ -91,6 +91,8 @@ class RunConfig:
     kvstore: str = "device"  # data mode's gradient aggregation: `device`, `local`, or `nccl` (GPU builds)
     model_split: str = "auto"  # model mode: `auto` (balance parameter counts) or layer indices where stages start
     microbatches: int = 1  # model mode: pieces each batch flows through the stages in (pipelining)
+    ensemble_temperature: float = 50.0  # ensemble mode: softmax temperature over members' returns (return units)
+    ensemble_acting: str = "mean"  # ensemble mode: act on the members' `mean` Q, or one `member` per episode
     seed: int = 0
     total_env_steps: int = 50_000  # run length in env steps
     eval_every: int = 2_000  # env steps between greedy evaluations; 0 disables them
@@ -274,6 +276,8 @@ def validate(cfg: Config) -> None:
         (cfg.run.kvstore in ("device", "local", "nccl"), "run.kvstore must be device, local or nccl"),
         (cfg.run.mode in MODES, f"run.mode must be one of {', '.join(MODES)}"),
         (cfg.run.microbatches >= 1, "run.microbatches must be at least 1"),
+        (cfg.run.ensemble_temperature > 0, "run.ensemble_temperature must be positive"),
+        (cfg.run.ensemble_acting in ("mean", "member"), "run.ensemble_acting must be mean or member"),
         (cfg.replay.batch_size % cfg.run.microbatches == 0, "replay.batch_size must be a multiple of run.microbatches"),
         (cfg.run.max_nonfinite_updates >= 1, "run.max_nonfinite_updates must be at least 1"),
     ]

@@ -39,6 +39,8 @@ METRICS_CSV = "metrics.csv"
 EPISODES_CSV = "episodes.csv"
 EVAL_CSV = "eval.csv"
 DEVICES_CSV = "devices.csv"
+MEMBERS_CSV = "members.csv"
+MEMBER_COLUMNS = [ENV_STEPS, "member", "mean_return", "weight"]
 
 
 def _truncate_csv(path: str, max_env_steps: int) -> None:
@@ -83,12 +85,14 @@ class MetricsWriter:
 
     def __init__(self, run_dir: str, resume_env_steps: int | None = None):
         if resume_env_steps is not None:
-            for name in (METRICS_CSV, EPISODES_CSV, EVAL_CSV, DEVICES_CSV):
+            for name in (METRICS_CSV, EPISODES_CSV, EVAL_CSV, DEVICES_CSV, MEMBERS_CSV):
                 _truncate_csv(os.path.join(run_dir, name), resume_env_steps)
         self._metrics = _CsvTable(os.path.join(run_dir, METRICS_CSV), METRIC_COLUMNS)
         self._episodes = _CsvTable(os.path.join(run_dir, EPISODES_CSV), EPISODE_COLUMNS)
         self._evals = _CsvTable(os.path.join(run_dir, EVAL_CSV), EVAL_COLUMNS)
         self._devices = _CsvTable(os.path.join(run_dir, DEVICES_CSV), DEVICE_COLUMNS)
+        self._members = None  # members.csv exists only for ensembles
+        self._run_dir = run_dir
         from tensorboardX import SummaryWriter  # imported late: it is slow to import and only needed here
 
         self._tensorboard = SummaryWriter(logdir=os.path.join(run_dir, "tensorboard"), flush_secs=10)
@@ -115,9 +119,20 @@ class MetricsWriter:
             for key in ("forward_backward_ms", "idle_ms", "kvstore_ms"):
                 self._tensorboard.add_scalar(f"devices/{row['device']}/{key}", row[key], env_steps)
 
+    def members(self, env_steps: int, returns, weights) -> None:
+        """An ensemble's per-member greedy returns and softmax weights after an evaluation."""
+        if self._members is None:
+            self._members = _CsvTable(os.path.join(self._run_dir, MEMBERS_CSV), MEMBER_COLUMNS)
+        for member, (mean_return, weight) in enumerate(zip(returns, weights)):
+            self._members.write({ENV_STEPS: env_steps, "member": member, "mean_return": mean_return,
+                                 "weight": weight})
+            self._tensorboard.add_scalar(f"members/{member}/mean_return", mean_return, env_steps)
+            self._tensorboard.add_scalar(f"members/{member}/weight", weight, env_steps)
+
     def close(self) -> None:
-        for table in (self._metrics, self._episodes, self._evals, self._devices):
-            table.close()
+        for table in (self._metrics, self._episodes, self._evals, self._devices, self._members):
+            if table is not None:
+                table.close()
         self._tensorboard.close()
 
 

@@ -144,6 +144,7 @@ class Training:
             self.resetting = np.zeros(num_envs, dtype=bool)
             for i in range(num_envs):
                 self.replay.begin_episode(i, self.obs[i])
+                self.learner.episode_started(i)
         else:
             self._restore(resume_bundle)
         self.writer = metrics.MetricsWriter(run_dir, self.counters.env_steps if resume_bundle else None)
@@ -215,6 +216,7 @@ class Training:
         for i in range(self.cfg.env.num_envs):
             if self.resetting[i]:
                 self.replay.begin_episode(i, next_obs[i])
+                self.learner.episode_started(i)
                 continue
             self.replay.add(i, int(actions[i]), float(rewards[i]), next_obs[i], bool(terminated[i]),
                             bool(truncated[i]))
@@ -274,6 +276,12 @@ class Training:
                                 "std_return": float(returns.std()), "episodes": len(returns)})
         self.display.message(f"eval at {self.counters.env_steps:,} env steps: mean {mean:.1f}, "
                              f"median {np.median(returns):.1f}, min {returns.min():.1f}, max {returns.max():.1f}")
+        members = self.learner.member_q_functions()
+        if members:  # an ensemble: each member's own greedy return sets the mixing weights of the targets
+            member_means = [float(evaluate(q, cfg.env, self.spec.n_actions, cfg.run.eval_episodes,
+                                           cfg.exploration.eval_epsilon, seed).mean()) for q in members]
+            weights = self.learner.set_member_returns(member_means)
+            self.writer.members(self.counters.env_steps, member_means, weights)
         if cfg.run.stop_return is not None and mean >= cfg.run.stop_return:
             self.solved = (self.counters.env_steps, self.counters.wall_seconds)
 
@@ -368,6 +376,7 @@ class Training:
             self.replay.truncate_open_episodes()
             for i in range(self.cfg.env.num_envs):
                 self.replay.begin_episode(i, self.obs[i])
+                self.learner.episode_started(i)
 
 
 def _crossed(before: int, after: int, every: int) -> bool:

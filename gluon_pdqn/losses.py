@@ -40,16 +40,19 @@ class DQNLoss(gluon.HybridBlock):
     Outputs: weighted loss per transition, Q(s, a) taken, |TD error|.
     """
 
-    def __init__(self, online: gluon.HybridBlock, target: gluon.HybridBlock, *, double_q: bool = True,
+    def __init__(self, online: gluon.HybridBlock, target: gluon.HybridBlock | None, *, double_q: bool = True,
                  loss: str = "huber", huber_delta: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         self.online = online
         self.target = target
         self._double_q = double_q
-        self._loss = loss
+        self._loss_name = loss
         self._huber_delta = huber_delta
 
     def hybrid_forward(self, F, obs, next_obs, scalars):
+        return self._loss(F, obs, next_obs, scalars, F.BlockGrad(self.target(next_obs)))
+
+    def _loss(self, F, obs, next_obs, scalars, next_q_target):
         actions, rewards, discounts, weights = F.split(scalars, num_outputs=4, axis=1, squeeze_axis=True)
         if self._double_q:
             # One pass of the online network over s and s' together: half the calls of two passes.
@@ -57,9 +60,21 @@ class DQNLoss(gluon.HybridBlock):
             next_q_online = F.BlockGrad(next_q_online)
         else:
             q, next_q_online = self.online(obs), None
-        next_q_target = F.BlockGrad(self.target(next_obs))
         targets = td_targets(F, rewards, discounts, next_q_target, next_q_online)
         q_taken = F.pick(q, actions, axis=1)
         td = q_taken - targets
-        per_transition = huber(F, td, self._huber_delta) if self._loss == "huber" else squared(F, td)
+        per_transition = huber(F, td, self._huber_delta) if self._loss_name == "huber" else squared(F, td)
         return per_transition * weights, q_taken, F.abs(td)
+
+
+class GivenTargetDQNLoss(DQNLoss):
+    """:class:`DQNLoss` whose target Q-values of ``next_obs`` (batch, actions) come in as a fourth input.
+
+    Used by ensemble members, whose target mixes the other members' target networks.
+    """
+
+    def __init__(self, online: gluon.HybridBlock, **kwargs):
+        super().__init__(online, None, **kwargs)
+
+    def hybrid_forward(self, F, obs, next_obs, scalars, next_q_target):
+        return self._loss(F, obs, next_obs, scalars, F.BlockGrad(next_q_target))

@@ -8,6 +8,7 @@ from ..envs import EnvSpec
 from ..errors import UserError
 from .base import Learner, StepResult
 from .data_parallel import DataParallelLearner
+from .ensemble import EnsembleLearner
 from .model_parallel import ModelParallelLearner
 from .single import SingleLearner
 
@@ -27,8 +28,10 @@ def make_learner(cfg: Config, spec: EnvSpec, contexts: list[mx.Context]) -> Lear
         if len(contexts) < 2:
             raise UserError("mode 'model' places network stages on devices; give --ctx two or more")
         return ModelParallelLearner(cfg, spec, contexts)
+    if cfg.run.mode == "ensemble":
+        return EnsembleLearner(cfg, spec, contexts)
     raise UserError(f"unknown mode '{cfg.run.mode}'; available: {', '.join(MODES)}")
 
 
-__all__ = ["DataParallelLearner", "Learner", "MODES", "ModelParallelLearner", "SingleLearner", "StepResult",
+__all__ = ["DataParallelLearner", "EnsembleLearner", "Learner", "MODES", "ModelParallelLearner", "SingleLearner", "StepResult",
            "make_learner"]

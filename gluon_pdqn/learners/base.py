@@ -64,6 +64,17 @@ class Learner(abc.ABC):
     def sync_target(self) -> None:
         """Copy the online parameters into the target network."""
 
+    def episode_started(self, env_index: int) -> None:
+        """Env ``env_index`` starts an episode (a hook for learners that act per episode)."""
+
+    def member_q_functions(self) -> list:
+        """Q-functions of the members to evaluate one by one (ensembles); none by default."""
+        return []
+
+    def set_member_returns(self, returns) -> list:
+        """Take the members' latest greedy mean returns; return each member's resulting weight."""
+        return []
+
     @abc.abstractmethod
     def save(self, directory: str) -> None:
         """Write parameters and optimizer state into ``directory`` (MXNet's array format and JSON; no pickle)."""
