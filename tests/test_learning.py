@@ -33,3 +33,11 @@ def test_prioritized_dueling_variant_learns(tmp_path):
     cfg = load_preset("cartpole").replace({"run.seed": 0, "replay.prioritized": True, "network.dueling": True})
     summary = Training(cfg, str(tmp_path)).run()
     assert summary.best_eval_mean >= 300
+
+
+@pytest.mark.parametrize("mode", ["data", "model", "ensemble"])
+def test_cartpole_solves_in_each_multi_device_mode_on_two_cpu_contexts(tmp_path, mode):
+    """Each multi-device mode on cpu:0,cpu:1 reaches a greedy 10-episode mean >= 475 within 50,000 steps."""
+    cfg = load_preset("cartpole").replace({"run.seed": 0, "run.mode": mode, "run.ctx": "cpu:0,cpu:1"})
+    summary = Training(cfg, str(tmp_path)).run()
+    assert summary.solved_at_env_steps is not None, f"best greedy mean {summary.best_eval_mean}"
