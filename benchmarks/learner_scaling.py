@@ -32,6 +32,7 @@ from gluon_pdqn.replay import Batch  # noqa: E402
 CNN = EnvSpec("ALE/Pong-v5", (4, 84, 84), np.dtype(np.uint8), (84, 84), 4, 6, True)
 MLP = EnvSpec("CartPole-v1", (4,), np.dtype(np.float32), (4,), 1, 2, False)
 PARALLEL_MODES = [m for m in ("data", "model") if m in MODES]
+MICROBATCHES = (2, 4)
 
 
 def _batch(spec: EnvSpec, size: int) -> Batch:
@@ -97,9 +98,16 @@ def main(contexts, repeats, loop_steps, output):
         for mode in PARALLEL_MODES:
             row[mode] = updates_per_second(mode, parallel, spec, overrides, parallel_batch, updates, repeats)
             row[f"{mode}_vs_single"] = round(row[mode] / row["single"], 3)
+        if "model" in PARALLEL_MODES and spec is CNN:
+            for pieces in MICROBATCHES:  # does pipelining micro-batches through the stages pay?
+                key = f"model_microbatches_{pieces}"
+                row[key] = updates_per_second("model", parallel, spec, {**overrides, "run.microbatches": pieces},
+                                              parallel_batch, updates, repeats)
+                row[f"{key}_vs_single"] = round(row[key] / row["single"], 3)
         results["learner_updates_per_s"].append(row)
-        click.echo(f"{name}: " + ", ".join(f"{m} {row[m]:.1f} updates/s" for m in ["single"] + PARALLEL_MODES)
-                   + "".join(f" ({m}/single {row[f'{m}_vs_single']:.2f})" for m in PARALLEL_MODES))
+        modes = ["single"] + [k for k in row if k not in ("case", "single") and not k.endswith("_vs_single")]
+        click.echo(f"{name}: " + ", ".join(f"{m} {row[m]:.1f} updates/s" for m in modes)
+                   + "".join(f" ({m}/single {row[f'{m}_vs_single']:.2f})" for m in modes[1:]))
     row = {"case": f"CartPole training loop, {loop_steps} env steps",
            "single": loop_env_steps_per_second("single", contexts.split(",")[0], loop_steps, 3)}
     for mode in PARALLEL_MODES:

@@ -136,13 +136,19 @@ def evaluate(path, episodes, epsilon, seed, ctx, video, as_json):
     import numpy as np
 
     from . import envs, loops
-    from .learners import SingleLearner
+    from .learners import EnsembleLearner, SingleLearner
     from .parallel import parse_contexts
 
     bundle = checkpoint.resolve(path)
     cfg = loops.config_of_checkpoint(bundle)
     spec = envs.describe(cfg.env)
-    learner = SingleLearner(cfg, spec, parse_contexts(ctx)[0])
+    devices = parse_contexts(ctx)
+    if cfg.run.mode == "ensemble":
+        # Members go round-robin on the devices given here (the training devices may not exist here).
+        members = len([name for name in os.listdir(bundle) if name.startswith("member")])
+        learner = EnsembleLearner(cfg, spec, [devices[i % len(devices)] for i in range(max(members, 2))])
+    else:  # data- and model-parallel checkpoints hold the same parameters as single-device ones
+        learner = SingleLearner(cfg, spec, devices[0])
     learner.load(bundle, with_optimizer=False)
     eps = cfg.exploration.eval_epsilon if epsilon is None else epsilon
     returns = loops.evaluate(learner.q_values, cfg.env, spec.n_actions, episodes, eps, seed)

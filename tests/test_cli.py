@@ -63,6 +63,9 @@ def test_evaluate_reports_returns(trained_run, tmp_path):
     (["--ctx", "cpu:0,cpu:1"], ["one device"]),
     (["--steps", "abc"], ["--steps"]),
     (["--mode", "warp"], ["--mode"]),
+    (["--mode", "data"], ["two or more"]),
+    (["--mode", "model", "--ctx", "cpu:0,cpu:1", "--set", "run.model_split=9"], ["run.model_split"]),
+    (["--mode", "ensemble", "--ctx", "cpu:0"], ["two or more"]),
 ])
 def test_bad_training_input_is_one_line_and_leaves_nothing(tmp_path, args, fragments):
     run_dir = tmp_path / "run"
@@ -133,3 +136,13 @@ def test_info_shows_versions_features_and_devices():
     result = gluon_pdqn("info")
     assert result.returncode == 0
     assert "mxnet" in result.stdout and "DIST_KVSTORE=yes" in result.stdout and "cpu:0" in result.stdout
+
+
+@pytest.mark.parametrize("mode", ["model", "ensemble"])
+def test_multi_device_checkpoints_evaluate_on_one_device(tmp_path, mode):
+    run_dir = tmp_path / mode
+    trained = gluon_pdqn("train", "--mode", mode, "--ctx", "cpu:0,cpu:1", "--run-dir", str(run_dir), *FAST)
+    assert trained.returncode == 0, trained.stderr
+    result = gluon_pdqn("evaluate", str(run_dir), "--episodes", "2", "--json", "--ctx", "cpu:0")
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads(result.stdout)["returns"]) == 2

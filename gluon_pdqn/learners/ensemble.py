@@ -53,7 +53,7 @@ class EnsembleLearner(Learner):
         if len(contexts) < 2:
             raise UserError("mode 'ensemble' trains one network per device; give --ctx two or more")
         self.cfg, self.spec, self.contexts = cfg, spec, list(contexts)
-        self.members = [SingleLearner(cfg, spec, ctx) for ctx in self.contexts]
+        self.members = [SingleLearner(cfg, spec, ctx) for ctx in self.contexts]  # a device may hold several
         for member in self.members:
             member.loss_block = GivenTargetDQNLoss(member.online, double_q=cfg.agent.double_q, loss=cfg.optim.loss,
                                                    huber_delta=cfg.optim.huber_delta)
