@@ -102,8 +102,10 @@ def train(preset, env_id, mode, ctx, kvstore, seed, steps, num_envs, run_dir, re
     verb = f"resuming from {bundle}" if bundle else "training"
     display.message(f"{verb}: {cfg.env.id}, mode {cfg.run.mode} on {cfg.run.ctx}, seed {cfg.run.seed}; "
                     f"run directory {run_dir}")
-    summary = training.run()
-    display.close()
+    try:
+        summary = training.run()
+    finally:
+        display.close()  # end the status line, so any error message starts a line of its own
     plots.learning_curve(run_dir)
     for note in summary.notes:
         display.message(f"note: {note}")
