@@ -134,7 +134,6 @@ class Config:
         return from_dict(data)
 
 
-SECTIONS = {f.name: f.type for f in dataclasses.fields(Config) if f.name != "preset"}
 _SECTION_CLASSES = {
     "env": EnvConfig, "network": NetworkConfig, "replay": ReplayConfig, "exploration": ExplorationConfig,
     "optim": OptimConfig, "agent": AgentConfig, "run": RunConfig,

@@ -182,9 +182,9 @@ class Training:
                 self.obs = next_obs
                 after = self.counters.env_steps
                 # Learn: updates_per_train updates for every train_every env steps crossed.
-                if after >= cfg.replay.learning_starts and self.replay.can_sample(cfg.replay.batch_size):
-                    due = (after // cfg.agent.train_every - before // cfg.agent.train_every)
-                    for _ in range(due * cfg.agent.updates_per_train):
+                due = (after // cfg.agent.train_every - before // cfg.agent.train_every) * cfg.agent.updates_per_train
+                if due and after >= cfg.replay.learning_starts and self.replay.can_sample(cfg.replay.batch_size):
+                    for _ in range(due):
                         last_result = self._update(after / total, timed=self._timing_due)
                         consecutive_skips = consecutive_skips + 1 if last_result.skipped else 0
                         if consecutive_skips >= cfg.run.max_nonfinite_updates:

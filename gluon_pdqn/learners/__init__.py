@@ -13,6 +13,10 @@ from .model_parallel import ModelParallelLearner
 from .single import SingleLearner
 
 
+# What each multi-device mode spreads over its devices (for the error when it is given only one).
+_SPREAD = {"data": "splits each batch over devices", "model": "places network stages on devices",
+           "ensemble": "trains one network per device"}
+
 
 def make_learner(cfg: Config, spec: EnvSpec, contexts: list[mx.Context]) -> Learner:
     """The learner of ``cfg.run.mode`` over ``contexts``."""
@@ -20,13 +24,11 @@ def make_learner(cfg: Config, spec: EnvSpec, contexts: list[mx.Context]) -> Lear
         if len(contexts) != 1:
             raise UserError(f"mode 'single' trains on one device; --ctx names {len(contexts)}")
         return SingleLearner(cfg, spec, contexts[0])
+    if cfg.run.mode in _SPREAD and len(contexts) < 2:
+        raise UserError(f"mode '{cfg.run.mode}' {_SPREAD[cfg.run.mode]}; give --ctx two or more, e.g. cpu:0,cpu:1")
     if cfg.run.mode == "data":
-        if len(contexts) < 2:
-            raise UserError("mode 'data' splits each batch over devices; give --ctx two or more, e.g. cpu:0,cpu:1")
         return DataParallelLearner(cfg, spec, contexts)
     if cfg.run.mode == "model":
-        if len(contexts) < 2:
-            raise UserError("mode 'model' places network stages on devices; give --ctx two or more")
         return ModelParallelLearner(cfg, spec, contexts)
     if cfg.run.mode == "ensemble":
         return EnsembleLearner(cfg, spec, contexts)

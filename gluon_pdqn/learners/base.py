@@ -87,6 +87,14 @@ class Learner(abc.ABC):
         """
 
 
+def device_figures(contexts: list[mx.Context], ready: list[float], kvstore_s: float, update_s: float,
+                   step_s: float) -> list[dict]:
+    """Rows of a timed step (see ``Learner.timed_step``): ``ready`` is when each device's gradients were ready."""
+    return [{"device": f"{ctx.device_type}:{ctx.device_id}", "forward_backward_ms": 1e3 * done,
+             "idle_ms": 1e3 * (max(ready) - done), "kvstore_ms": 1e3 * kvstore_s, "update_ms": 1e3 * update_s,
+             "step_ms": 1e3 * step_s} for ctx, done in zip(contexts, ready)]
+
+
 def structural_params(block: gluon.Block) -> dict[str, gluon.Parameter]:
     """Parameters by their place in the block (``body.0.weight``), independent of the block's name prefix."""
     return dict(block._collect_params_with_prefix())

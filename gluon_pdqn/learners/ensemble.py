@@ -24,8 +24,13 @@ from ..envs import EnvSpec
 from ..errors import UserError
 from ..losses import GivenTargetDQNLoss
 from ..replay import Batch
-from .base import Learner, StepResult
+from .base import Learner, StepResult, device_figures
 from .single import SingleLearner
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.exp(logits - logits.max())
+    return z / z.sum()
 
 
 def mixing_weights(returns: np.ndarray, temperature: float) -> np.ndarray:
@@ -35,8 +40,7 @@ def mixing_weights(returns: np.ndarray, temperature: float) -> np.ndarray:
     weights = np.zeros((k, k))
     for row in range(k):
         others = [j for j in range(k) if j != row]
-        z = logits[others] - logits[others].max()
-        weights[row, others] = np.exp(z) / np.exp(z).sum()
+        weights[row, others] = softmax(logits[others])
     return weights
 
 
@@ -50,8 +54,6 @@ class EnsembleLearner(Learner):
     """
 
     def __init__(self, cfg: Config, spec: EnvSpec, contexts: list[mx.Context]):
-        if len(contexts) < 2:
-            raise UserError("mode 'ensemble' trains one network per device; give --ctx two or more")
         self.cfg, self.spec, self.contexts = cfg, spec, list(contexts)
         self.members = [SingleLearner(cfg, spec, ctx) for ctx in self.contexts]  # a device may hold several
         for member in self.members:
@@ -90,8 +92,7 @@ class EnsembleLearner(Learner):
         self.member_returns = np.asarray(returns, dtype=np.float64)
         self.weights = mixing_weights(self.member_returns, self.cfg.run.ensemble_temperature)
         self._weights_on_device = self._device_weights()
-        z = self.member_returns / self.cfg.run.ensemble_temperature
-        return (np.exp(z - z.max()) / np.exp(z - z.max()).sum()).tolist()
+        return softmax(self.member_returns / self.cfg.run.ensemble_temperature).tolist()
 
     def _device_weights(self):
         return [[mx.nd.array([w], ctx=ctx) for w in row] for row, ctx in zip(self.weights, self.contexts)]
@@ -129,10 +130,7 @@ class EnsembleLearner(Learner):
         result = self._apply_update(outputs)
         mx.nd.waitall()
         end = time.perf_counter()
-        return result, [{"device": f"{ctx.device_type}:{ctx.device_id}", "forward_backward_ms": 1e3 * done,
-                         "idle_ms": 1e3 * (max(ready) - done), "kvstore_ms": 0.0,
-                         "update_ms": 1e3 * (end - update_start), "step_ms": 1e3 * (end - start)}
-                        for ctx, done in zip(self.contexts, ready)]
+        return result, device_figures(self.contexts, ready, 0.0, end - update_start, end - start)
 
     def _apply_update(self, outputs) -> StepResult:
         norms = [member._grad_norm() for member in self.members]

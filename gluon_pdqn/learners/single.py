@@ -15,8 +15,8 @@ from ..config import Config
 from ..envs import EnvSpec
 from ..losses import DQNLoss
 from ..replay import Batch
-from .base import (Learner, StepResult, copy_params, load_params, load_trainer_states, save_params,
-                   save_trainer_states)
+from .base import (Learner, StepResult, copy_params, device_figures, load_params, load_trainer_states,
+                   save_params, save_trainer_states)
 from .optimizers import make_optimizer
 
 
@@ -125,11 +125,8 @@ class SingleLearner(Learner):
         result = self._apply_update(losses, q_taken, td_abs)
         mx.nd.waitall()
         end = time.perf_counter()
-        figures = [{"device": f"{ctx.device_type}:{ctx.device_id}", "forward_backward_ms": 1e3 * done,
-                    "idle_ms": 1e3 * (max(ready) - done), "kvstore_ms": 1e3 * (update_start - reduce_start),
-                    "update_ms": 1e3 * (end - update_start), "step_ms": 1e3 * (end - start)}
-                   for ctx, done in zip(self.contexts, ready)]
-        return result, figures
+        return result, device_figures(self.contexts, ready, update_start - reduce_start, end - update_start,
+                                      end - start)
 
     def _apply_update(self, losses, q_taken, td_abs) -> StepResult:
         """Check the gradient, clip it, update, and refresh the target network when due."""

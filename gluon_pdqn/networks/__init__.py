@@ -49,8 +49,4 @@ def build(cfg: NetworkConfig, spec: EnvSpec, prefix: str) -> gluon.HybridBlock:
     return _REGISTRY[name](cfg, spec, prefix)
 
 
-def names() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-__all__ = ["MLP", "NatureCNN", "NumpyMLP", "QHead", "build", "names", "register", "resolve_name"]
+__all__ = ["MLP", "NatureCNN", "NumpyMLP", "QHead", "build", "register", "resolve_name"]

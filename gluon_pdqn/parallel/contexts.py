@@ -36,6 +36,3 @@ def parse_contexts(text: str) -> list[mx.Context]:
             raise UserError(f"--ctx asks for gpu:{missing[0]} but MXNet sees {seen}{build}")
     return contexts
 
-
-def describe_contexts(contexts: list[mx.Context]) -> str:
-    return ",".join(f"{c.device_type}:{c.device_id}" for c in contexts)

@@ -114,10 +114,6 @@ class ReplayBuffer:
                             f"{need / 2**30:.1f} GiB but only {available / 2**30:.1f} GiB is available; "
                             "lower replay.capacity")
 
-    def __len__(self) -> int:
-        """Transitions stored (slots with an action), approximately: LAST slots are not transitions."""
-        return int(np.minimum(self.written, self.slots_per_env).sum())
-
     # --- writing ----------------------------------------------------------------------------------
 
     def _frame_of(self, obs: np.ndarray) -> np.ndarray:
