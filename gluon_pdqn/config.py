@@ -93,6 +93,7 @@ class RunConfig:
     microbatches: int = 1  # model mode: pieces each batch flows through the stages in (pipelining)
     ensemble_temperature: float = 50.0  # ensemble mode: softmax temperature over members' returns (return units)
     ensemble_acting: str = "mean"  # ensemble mode: act on the members' `mean` Q, or one `member` per episode
+    overlap_acting: bool = False  # act from a policy snapshot taken each training round, while updates compute
     seed: int = 0
     total_env_steps: int = 50_000  # run length in env steps
     eval_every: int = 2_000  # env steps between greedy evaluations; 0 disables them

@@ -133,6 +133,8 @@ class Training:
         self.notes: list[str] = []
         self._last_logged = {"loss": float("nan"), "returns": []}
         self._timing_due = True  # time the next update per device
+        self._pending: list = []  # (replay indices, StepResult) of updates not yet taken in by _settle
+        self._consecutive_skips = 0
         self.best_eval: float | None = None
         self.last_eval: float | None = None
         self.solved: tuple[int, float] | None = None
@@ -164,7 +166,7 @@ class Training:
         window = {"start": time.perf_counter(), "env_steps": self.counters.env_steps,
                   "learner_steps": self.counters.learner_steps, "returns": []}
         session_start, wall_before = time.perf_counter(), self.counters.wall_seconds
-        consecutive_skips, last_result, interrupted_by = 0, None, None
+        last_result, interrupted_by = None, None
         with graceful_interrupts() as interrupt:
             while self.counters.env_steps < limit and self.solved is None:
                 if interrupt["signal"] is not None:
@@ -184,11 +186,14 @@ class Training:
                 # Learn: updates_per_train updates for every train_every env steps crossed.
                 due = (after // cfg.agent.train_every - before // cfg.agent.train_every) * cfg.agent.updates_per_train
                 if due and after >= cfg.replay.learning_starts and self.replay.can_sample(cfg.replay.batch_size):
+                    if cfg.run.overlap_acting:
+                        # The last round's updates ran while the envs stepped; act on their result from now.
+                        self._settle()
+                        self.learner.refresh_policy()
                     for _ in range(due):
                         last_result = self._update(after / total, timed=self._timing_due)
-                        consecutive_skips = consecutive_skips + 1 if last_result.skipped else 0
-                        if consecutive_skips >= cfg.run.max_nonfinite_updates:
-                            self._stop_nonfinite(consecutive_skips)
+                    if not cfg.run.overlap_acting:
+                        self._settle()
                 self.counters.wall_seconds = wall_before + time.perf_counter() - session_start
                 if _crossed(before, after, cfg.run.log_every):
                     self._log(window, last_result, epsilon, frame_skip)
@@ -232,6 +237,7 @@ class Training:
         self.resetting = terminated | truncated
 
     def _update(self, progress: float, timed: bool = False):
+        """Sample a batch and start one update; its outcome is taken in by ``_settle``."""
         cfg = self.cfg.replay
         beta = cfg.beta_start + (1.0 - cfg.beta_start) * min(progress, 1.0)
         batch = self.replay.sample(cfg.batch_size, beta=beta)
@@ -241,13 +247,31 @@ class Training:
             self._timing_due = False
         else:
             result = self.learner.step(batch)
-        if result.skipped:
-            self.counters.skipped_updates += 1
-        else:
-            self.counters.learner_steps = self.learner.learner_steps
-            if cfg.prioritized:
-                self.replay.update_priorities(batch.indices, result.td_errors())
+        self._pending.append((batch.indices, result))
+        self.counters.learner_steps = self.learner.learner_steps
         return result
+
+    def _settle(self) -> None:
+        """Take in the outcome of the updates started since the last call: skips, priorities, counters.
+
+        Its first read waits for those updates to finish. With Adam the learner itself never waits (see
+        ``StepResult``), so this is the one wait of a training round; PER priorities therefore change
+        once per round, as in Ape-X, not after every update.
+        """
+        pending, self._pending = self._pending, []
+        for indices, result in pending:
+            if result.skipped:
+                self.counters.skipped_updates += 1
+                self._consecutive_skips += 1
+                if result.counted:
+                    self.learner.learner_steps -= 1
+                if self._consecutive_skips >= self.cfg.run.max_nonfinite_updates:
+                    self._stop_nonfinite(self._consecutive_skips)
+            else:
+                self._consecutive_skips = 0
+                if self.cfg.replay.prioritized:
+                    self.replay.update_priorities(indices, result.td_errors())
+        self.counters.learner_steps = self.learner.learner_steps
 
     def _stop_nonfinite(self, count: int):
         bundles = checkpoint.list_complete(self.run_dir)
@@ -262,6 +286,7 @@ class Training:
     def _evaluate(self) -> None:
         cfg = self.cfg
         self.counters.evaluations += 1
+        self.learner.refresh_policy()  # evaluate the latest parameters, also when acting from a snapshot
         seed = cfg.run.seed + 1_000_003 * self.counters.evaluations
         returns = evaluate(self.learner.q_values, cfg.env, self.spec.n_actions, cfg.run.eval_episodes,
                            cfg.exploration.eval_epsilon, seed)
@@ -322,6 +347,7 @@ class Training:
 
     def save_checkpoint(self) -> str:
         """Write a complete bundle of everything needed to continue this run exactly."""
+        self._settle()
         env_state = snapshot.capture(self.vector_env)
         save_replay = self.cfg.replay.save_in_checkpoint
         replay_arrays, replay_scalars = self.replay.state_dict()

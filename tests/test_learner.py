@@ -3,6 +3,7 @@ import os
 import mxnet as mx
 import numpy as np
 import pytest
+from mxnet import gluon
 
 from gluon_pdqn.config import Config
 from gluon_pdqn.envs import EnvSpec
@@ -42,16 +43,38 @@ def test_updates_fit_a_fixed_target():
     assert learner.learner_steps == 201
 
 
-def test_non_finite_gradient_skips_the_update():
-    learner = make()
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_non_finite_gradient_skips_the_update(optimizer):
+    learner = make(Config().replace({"network.hidden": "16,16", "optim.name": optimizer}))
     before = params_of(learner)
     rewards = np.ones(32)
     rewards[3] = np.nan
     result = learner.step(a_batch(rewards))
     assert result.skipped and not np.isfinite(result.grad_norm)
-    assert learner.learner_steps == 0
+    # Adam skips on the device without waiting, so the step was counted before its outcome was known.
+    assert result.counted == (optimizer == "adam")
+    assert learner.learner_steps == (1 if optimizer == "adam" else 0)
     for name, value in params_of(learner).items():
         np.testing.assert_array_equal(value, before[name])
+    # The next finite step updates as usual.
+    assert not learner.step(a_batch()).skipped
+    assert any(not np.array_equal(value, before[name]) for name, value in params_of(learner).items())
+
+
+def test_clipping_on_the_device_equals_clipping_in_python():
+    """Adam's device-side clip and skip (no wait) gives the parameters of MXNet's Adam after a Python-side clip."""
+    cfg = Config().replace({"network.hidden": "16,16", "optim.max_grad_norm": 0.5})
+    on_device, in_python = make(cfg), make(cfg)
+    in_python.trainers = [gluon.Trainer(in_python.online.collect_params(),
+                                        mx.optimizer.Adam(learning_rate=cfg.optim.learning_rate), update_on_kvstore=False)]
+    assert on_device._skips_on_device() and not in_python._skips_on_device()
+    for seed in range(4):
+        batch = a_batch(rewards=np.full(32, 50.0), seed=seed)
+        norms = [learner.step(batch).grad_norm for learner in (on_device, in_python)]
+        assert norms[0] == pytest.approx(norms[1], rel=1e-5) and norms[0] > 0.5  # the clip is active
+    for name, value in params_of(in_python).items():
+        np.testing.assert_allclose(params_of(on_device)[name.replace(in_python.online.prefix, on_device.online.prefix)],
+                                   value, rtol=1e-4, atol=1e-6)
 
 
 def test_gradient_norm_is_clipped():
@@ -130,3 +153,18 @@ def test_multi_tensor_adam_takes_the_same_steps_as_mxnet_adam():
         results.append([p.data().asnumpy() for p in net.collect_params().values()])
     for plain, fused in zip(*results):
         np.testing.assert_allclose(fused, plain, rtol=1e-4, atol=1e-5)  # same algorithm, other float order
+
+
+def test_overlapped_acting_uses_its_snapshot_until_refreshed():
+    learner = make(Config().replace({"network.hidden": "16,16", "optim.learning_rate": 0.01,
+                                     "run.overlap_acting": True}))
+    obs = np.random.default_rng(1).normal(size=(8, 4)).astype(np.float32)
+    before = learner.q_values(obs)
+    for _ in range(5):
+        learner.step(a_batch(rewards=np.full(32, 5.0)))
+    np.testing.assert_array_equal(learner.q_values(obs), before)  # updates are not seen while acting
+    learner.refresh_policy()
+    after = learner.q_values(obs)
+    assert not np.allclose(after, before)
+    online = learner.online(mx.nd.array(obs)).asnumpy()
+    np.testing.assert_allclose(after, online, rtol=1e-5, atol=1e-6)

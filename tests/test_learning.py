@@ -41,3 +41,10 @@ def test_cartpole_solves_in_each_multi_device_mode_on_two_cpu_contexts(tmp_path,
     cfg = load_preset("cartpole").replace({"run.seed": 0, "run.mode": mode, "run.ctx": "cpu:0,cpu:1"})
     summary = Training(cfg, str(tmp_path)).run()
     assert summary.solved_at_env_steps is not None, f"best greedy mean {summary.best_eval_mean}"
+
+
+def test_cartpole_solves_with_acting_overlapped_with_learning(tmp_path):
+    """Acting from a snapshot refreshed once per round (one round of policy lag) still solves the preset."""
+    cfg = load_preset("cartpole").replace({"run.seed": 2, "run.overlap_acting": True})
+    summary = Training(cfg, str(tmp_path)).run()
+    assert summary.solved_at_env_steps is not None, f"best greedy mean {summary.best_eval_mean}"

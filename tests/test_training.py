@@ -26,6 +26,7 @@ def final_params(run_dir):
 @pytest.mark.parametrize("variant", [
     {"env__num_envs": 2, "replay__prioritized": True, "replay__n_step": 3},
     {"env__num_envs": 1, "optim__name": "rmsprop"},
+    {"env__num_envs": 2, "replay__prioritized": True, "run__overlap_acting": True},
 ])
 def test_resumed_run_ends_with_identical_parameters(tmp_path, variant):
     total = 1600

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 import json
+import math
 import os
 from dataclasses import dataclass
 
@@ -25,13 +26,28 @@ from ..errors import UserError
 
 @dataclass
 class StepResult:
-    """What one learner step produced. Device arrays are read only when asked (one sync each)."""
+    """What one learner step produced. Device arrays are read only when asked (one wait each).
 
-    skipped: bool  # the gradient was NaN or infinite and no update was applied
-    grad_norm: float  # global gradient norm before clipping
+    With Adam the learner never waits for a step: the gradient norm stays on the device, and the update
+    kernel itself skips a step whose norm is not finite. Reading ``skipped`` or ``grad_norm`` waits for it.
+    """
+
+    _grad_norm: object  # global gradient norm before clipping: a float, or an NDArray not yet read
     _losses: list  # NDArrays of weighted per-transition losses (summing to the batch's mean loss)
     _q_taken: list  # NDArrays of Q(s, a)
     _td_abs: list  # NDArrays of |TD error|
+    counted: bool = False  # counted in ``learner_steps`` before it was known whether it applied
+
+    @property
+    def grad_norm(self) -> float:
+        if not isinstance(self._grad_norm, float):
+            self._grad_norm = float(self._grad_norm.asscalar())
+        return self._grad_norm
+
+    @property
+    def skipped(self) -> bool:
+        """The gradient was NaN or infinite and no update was applied."""
+        return not math.isfinite(self.grad_norm)
 
     def loss(self) -> float:
         return float(sum(l.sum().asscalar() for l in self._losses))
@@ -41,6 +57,18 @@ class StepResult:
 
     def td_errors(self) -> np.ndarray:
         return np.concatenate([t.asnumpy() for t in self._td_abs])
+
+
+def gradient_scale(grad_norm: mx.nd.NDArray, max_norm: float) -> mx.nd.NDArray:
+    """The factor an update multiplies its gradient by, on the norm's device and without waiting for it.
+
+    ``min(1, max_norm / grad_norm)`` (1 when ``max_norm`` is 0: no clipping), and NaN when the norm is NaN
+    or infinite, which makes ``multi_adamw_update`` skip the step.
+    """
+    finite_or_nan = grad_norm * 0 + 1  # 1 if the norm is finite, NaN otherwise
+    if max_norm <= 0:
+        return finite_or_nan
+    return mx.nd.minimum(max_norm / grad_norm, finite_or_nan)
 
 
 class Learner(abc.ABC):
@@ -63,6 +91,13 @@ class Learner(abc.ABC):
     @abc.abstractmethod
     def sync_target(self) -> None:
         """Copy the online parameters into the target network."""
+
+    def refresh_policy(self) -> None:
+        """Act with the online parameters as they are now.
+
+        Learners acting from a snapshot (``run.overlap_acting``) keep acting with it until the next call;
+        the others always act with their latest parameters, and this does nothing.
+        """
 
     def episode_started(self, env_index: int) -> None:
         """Env ``env_index`` starts an episode (a hook for learners that act per episode)."""

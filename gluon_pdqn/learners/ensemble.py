@@ -24,7 +24,7 @@ from ..envs import EnvSpec
 from ..errors import UserError
 from ..losses import GivenTargetDQNLoss
 from ..replay import Batch
-from .base import Learner, StepResult, device_figures
+from .base import Learner, StepResult, device_figures, gradient_scale
 from .single import SingleLearner
 
 
@@ -133,23 +133,43 @@ class EnsembleLearner(Learner):
         return result, device_figures(self.contexts, ready, 0.0, end - update_start, end - start)
 
     def _apply_update(self, outputs) -> StepResult:
-        norms = [member._grad_norm() for member in self.members]
+        """Update every member, or none of them if any member's gradient is not finite."""
         k = len(self.members)
         first = self.contexts[0]
         losses = [losses / k for losses, _, _ in outputs]  # so the result's loss is the members' mean
         q_taken = [q for _, q, _ in outputs]
         td_mean = mx.nd.add_n(*[td.as_in_context(first) for _, _, td in outputs]) / k
+        if self.members[0]._skips_on_device():
+            norms = [member._grad_norm_array() for member in self.members]
+            grad_norm = mx.nd.add_n(*[(n * n).as_in_context(first) for n in norms]).sqrt()
+            all_finite_or_nan = grad_norm * 0 + 1
+            for member, norm in zip(self.members, norms):
+                scale = gradient_scale(norm, self.cfg.optim.max_grad_norm)
+                member.trainers[0]._optimizer.gradient_scale = scale * all_finite_or_nan.as_in_context(scale.context)
+                member.trainers[0].update(1)
+            self._count_update()
+            return StepResult(grad_norm, losses, q_taken, [td_mean], counted=True)
+        norms = [member._grad_norm() for member in self.members]
         grad_norm = math.sqrt(sum(n * n for n in norms))
         if not math.isfinite(grad_norm):
-            return StepResult(True, grad_norm, losses, q_taken, [td_mean])
+            return StepResult(grad_norm, losses, q_taken, [td_mean])
         for member, norm in zip(self.members, norms):
             member._clip(norm)
             member.trainers[0].update(1)
-            member._policy_stale = True
+        self._count_update()
+        return StepResult(grad_norm, losses, q_taken, [td_mean])
+
+    def _count_update(self) -> None:
+        for member in self.members:
+            if not member.overlap:
+                member._policy_stale = True
         self.learner_steps += 1
         if self.learner_steps % self.cfg.agent.target_update_every == 0:
             self.sync_target()
-        return StepResult(False, grad_norm, losses, q_taken, [td_mean])
+
+    def refresh_policy(self) -> None:
+        for member in self.members:
+            member.refresh_policy()
 
     def sync_target(self) -> None:
         for member in self.members:

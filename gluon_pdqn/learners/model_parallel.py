@@ -7,7 +7,6 @@ one set of devices).
 """
 from __future__ import annotations
 
-import math
 import warnings
 
 import gluonnlp
@@ -57,7 +56,8 @@ class ModelParallelLearner(SingleLearner):
         staged = [StagedNetwork(net, self.contexts, self.cuts, cfg.run.microbatches, cfg.run.hybridize)
                   for net in (self.online, self.target)]
         self.online_staged, self.target_staged = staged
-        self.acting_network = self.online_staged
+        if self.acting_snapshot is None:  # (a snapshot is a whole network on the first device)
+            self.acting_network = self.online_staged
         # The loss spans devices, so it runs imperatively; each stage is a static graph of its own.
         self.loss_block = self._loss_block(self.online_staged, self.target_staged, hybridize=False)
         self.trainers = [gluon.Trainer(params, make_optimizer(cfg.optim), update_on_kvstore=False)
@@ -74,9 +74,9 @@ class ModelParallelLearner(SingleLearner):
         losses.backward()
         return [losses], [q_taken], [td_abs]
 
-    def _grad_norm(self) -> float:
+    def _grad_norm_array(self) -> mx.nd.NDArray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            squares = [gluonnlp.utils.grad_global_norm(params).asscalar() ** 2
-                       for params in self.online_staged.stage_params()]
-        return math.sqrt(sum(squares))
+            norms = [gluonnlp.utils.grad_global_norm(params).as_in_context(self.contexts[-1])
+                     for params in self.online_staged.stage_params()]
+        return mx.nd.add_n(*[norm * norm for norm in norms]).sqrt()

@@ -16,15 +16,23 @@ class MultiTensorAdam(mx.optimizer.Adam):
     microseconds of overhead, a large share of a small network's update (measured: 6 launches were 18% of
     a CartPole run). With weight decay 0 and the bias correction folded into each learning rate, as
     ``mx.optimizer.Adam`` itself does, ``adamw_update`` computes the same step.
+
+    The kernel reads its gradient scale from an NDArray and skips the step when that is NaN, infinite or 0.
+    A learner sets ``gradient_scale`` (see ``learners.base.gradient_scale``) so that clipping and the
+    non-finite check happen on the device: the Python thread need not wait for any update.
     """
 
     def __init__(self, **kwargs):
         super().__init__(lazy_update=False, **kwargs)
         self.aggregate_num = 32  # parameters per kernel call (the Updater passes lists of this many)
         self._rescale_arrays: dict = {}
+        self.gradient_scale: mx.nd.NDArray | None = None  # this step's scale on some device, if set
 
     def _rescale_array(self, context) -> mx.nd.NDArray:
-        """``rescale_grad`` as the NDArray the kernel takes, made once per value and device (not per step)."""
+        """``rescale_grad`` (times ``gradient_scale``) as the NDArray the kernel takes, on ``context``."""
+        if self.gradient_scale is not None:
+            scale = self.gradient_scale.as_in_context(context)
+            return scale if self.rescale_grad == 1.0 else scale * self.rescale_grad
         key = (self.rescale_grad, context)
         if key not in self._rescale_arrays:
             if any(value != self.rescale_grad for value, _ in self._rescale_arrays):

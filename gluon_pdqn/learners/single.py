@@ -15,9 +15,9 @@ from ..config import Config
 from ..envs import EnvSpec
 from ..losses import DQNLoss
 from ..replay import Batch
-from .base import (Learner, StepResult, copy_params, device_figures, load_params, load_trainer_states,
-                   save_params, save_trainer_states)
-from .optimizers import make_optimizer
+from .base import (Learner, StepResult, copy_params, device_figures, gradient_scale, load_params,
+                   load_trainer_states, save_params, save_trainer_states)
+from .optimizers import MultiTensorAdam, make_optimizer
 
 
 class SingleLearner(Learner):
@@ -37,21 +37,38 @@ class SingleLearner(Learner):
                                        update_on_kvstore=False)]
 
     def _build_networks(self, cfg: Config, spec: EnvSpec, contexts: list[mx.Context]) -> None:
-        """Online and target networks initialized on ``contexts``, equal weights, and the acting copy."""
+        """Online and target networks initialized on ``contexts``, equal weights, and what acts.
+
+        Acting uses a numpy copy of an MLP (a Gluon call costs more than the whole numpy forward pass) or
+        the network itself. With ``run.overlap_acting`` it acts from a snapshot of the online network,
+        taken by ``refresh_policy``, so choosing actions never waits for updates still being computed.
+        """
         self.cfg, self.spec = cfg, spec
+        self.overlap = cfg.run.overlap_acting
         self.online = networks.build(cfg.network, spec, prefix="online_")
         self.target = networks.build(cfg.network, spec, prefix="target_")
+        initializer = mx.init.Xavier(rnd_type="uniform", factor_type="avg", magnitude=1.0)
         for net in (self.online, self.target):
-            net.initialize(mx.init.Xavier(rnd_type="uniform", factor_type="avg", magnitude=1.0), ctx=contexts)
+            net.initialize(initializer, ctx=contexts)
         self.target.collect_params().setattr("grad_req", "null")
         # Deferred shapes are resolved by one forward pass before anything reads the parameters.
         dummy = mx.nd.zeros((1,) + spec.obs_shape, ctx=contexts[0], dtype=spec.obs_dtype)
         self.online(dummy), self.target(dummy)
         copy_params(self.online, self.target)
         self._params = [p for p in self.online.collect_params().values() if p.grad_req != "null"]
+        self.acting_snapshot = None
         self.acting_network = self.online
+        if self.overlap:
+            self.acting_snapshot = networks.build(cfg.network, spec, prefix="acting_")
+            self.acting_snapshot.initialize(initializer, ctx=contexts[0])
+            self.acting_snapshot.collect_params().setattr("grad_req", "null")
+            if cfg.run.hybridize:
+                self.acting_snapshot.hybridize(static_alloc=True)
+            self.acting_snapshot(dummy)
+            copy_params(self.online, self.acting_snapshot)
+            self.acting_network = self.acting_snapshot
         self.learner_steps = 0
-        self._numpy_policy = (networks.NumpyMLP(self.online) if isinstance(self.online, networks.MLP)
+        self._numpy_policy = (networks.NumpyMLP(self.acting_network) if isinstance(self.online, networks.MLP)
                               else None)
         self._policy_stale = True
 
@@ -74,6 +91,11 @@ class SingleLearner(Learner):
                 self._policy_stale = False
             return self._numpy_policy(obs)
         return self.acting_network(mx.nd.array(obs, ctx=self.contexts[0], dtype=obs.dtype)).asnumpy()
+
+    def refresh_policy(self) -> None:
+        if self.acting_snapshot is not None:
+            copy_params(self.online, self.acting_snapshot)
+            self._policy_stale = True
 
     # --- learning ---------------------------------------------------------------------------------
 
@@ -130,23 +152,43 @@ class SingleLearner(Learner):
 
     def _apply_update(self, losses, q_taken, td_abs) -> StepResult:
         """Check the gradient, clip it, update, and refresh the target network when due."""
+        if self._skips_on_device():
+            grad_norm = self._grad_norm_array()
+            scale = gradient_scale(grad_norm, self.cfg.optim.max_grad_norm)
+            for trainer in self.trainers:
+                trainer._optimizer.gradient_scale = scale
+                trainer.update(1)
+            self._count_update()
+            return StepResult(grad_norm, losses, q_taken, td_abs, counted=True)
         grad_norm = self._grad_norm()
         if not math.isfinite(grad_norm):
-            return StepResult(True, grad_norm, losses, q_taken, td_abs)
+            return StepResult(grad_norm, losses, q_taken, td_abs)
         self._clip(grad_norm)
         for trainer in self.trainers:
             trainer.update(1)
+        self._count_update()
+        return StepResult(grad_norm, losses, q_taken, td_abs)
+
+    def _skips_on_device(self) -> bool:
+        """Whether the optimizer clips and skips non-finite steps on the device (Adam), so no step waits."""
+        return all(isinstance(trainer._optimizer, MultiTensorAdam) for trainer in self.trainers)
+
+    def _count_update(self) -> None:
         self.learner_steps += 1
-        self._policy_stale = True
+        if not self.overlap:
+            self._policy_stale = True
         if self.learner_steps % self.cfg.agent.target_update_every == 0:
             self.sync_target()
-        return StepResult(False, grad_norm, losses, q_taken, td_abs)
+
+    def _grad_norm_array(self) -> mx.nd.NDArray:
+        """Global gradient norm as a (1,) NDArray, not waited for."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return gluonnlp.utils.grad_global_norm(self._params)
 
     def _grad_norm(self) -> float:
         """Global gradient norm: the step's one blocking read, which also tells whether it is finite."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return float(gluonnlp.utils.grad_global_norm(self._params).asscalar())
+        return float(self._grad_norm_array().asscalar())
 
     def _clip(self, grad_norm: float) -> None:
         max_norm = self.cfg.optim.max_grad_norm
@@ -166,13 +208,19 @@ class SingleLearner(Learner):
             return ["optimizer"]
         return [f"optimizer-stage{i}" for i in range(len(self.trainers))]
 
+    def _blocks(self) -> dict:
+        blocks = {"online": self.online, "target": self.target}
+        if self.acting_snapshot is not None:
+            blocks["acting"] = self.acting_snapshot
+        return blocks
+
     def save(self, directory: str) -> None:
-        save_params({"online": self.online, "target": self.target}, directory)
+        save_params(self._blocks(), directory)
         for trainer, name in zip(self.trainers, self._optimizer_files()):
             save_trainer_states(trainer, directory, name)
 
     def load(self, directory: str, with_optimizer: bool = True) -> None:
-        load_params({"online": self.online, "target": self.target}, directory)
+        load_params(self._blocks(), directory)
         if with_optimizer:
             for trainer, name in zip(self.trainers, self._optimizer_files()):
                 load_trainer_states(trainer, directory, name)
