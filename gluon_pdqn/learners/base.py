@@ -59,8 +59,8 @@ class StepResult:
         return np.concatenate([t.asnumpy() for t in self._td_abs])
 
 
-def gradient_scale(grad_norm: mx.nd.NDArray, max_norm: float) -> mx.nd.NDArray:
-    """The factor an update multiplies its gradient by, on the norm's device and without waiting for it.
+def clip_scale(F, grad_norm, max_norm: float):
+    """The factor an update multiplies its gradient by, computed on the norm's device (``F``: nd or sym).
 
     ``min(1, max_norm / grad_norm)`` (1 when ``max_norm`` is 0: no clipping), and NaN when the norm is NaN
     or infinite, which makes ``multi_adamw_update`` skip the step.
@@ -68,7 +68,22 @@ def gradient_scale(grad_norm: mx.nd.NDArray, max_norm: float) -> mx.nd.NDArray:
     finite_or_nan = grad_norm * 0 + 1  # 1 if the norm is finite, NaN otherwise
     if max_norm <= 0:
         return finite_or_nan
-    return mx.nd.minimum(max_norm / grad_norm, finite_or_nan)
+    return F.minimum(max_norm / grad_norm, finite_or_nan)
+
+
+class GradientNormAndScale(gluon.HybridBlock):
+    """(global norm, clip scale) of gradients on one device, as one compiled graph.
+
+    Why: as ~9 imperative calls it cost 190-270 us of Python per update here, as one cached graph 60 us.
+    """
+
+    def __init__(self, max_norm: float):
+        super().__init__()
+        self.max_norm = max_norm
+
+    def hybrid_forward(self, F, *grads):
+        norm = F.sqrt(F.add_n(*[F.sum(F.square(g)).reshape((1,)) for g in grads]))
+        return norm, clip_scale(F, norm, self.max_norm)
 
 
 class Learner(abc.ABC):

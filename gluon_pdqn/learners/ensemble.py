@@ -24,7 +24,7 @@ from ..envs import EnvSpec
 from ..errors import UserError
 from ..losses import GivenTargetDQNLoss
 from ..replay import Batch
-from .base import Learner, StepResult, device_figures, gradient_scale
+from .base import Learner, StepResult, device_figures
 from .single import SingleLearner
 
 
@@ -140,11 +140,10 @@ class EnsembleLearner(Learner):
         q_taken = [q for _, q, _ in outputs]
         td_mean = mx.nd.add_n(*[td.as_in_context(first) for _, _, td in outputs]) / k
         if self.members[0]._skips_on_device():
-            norms = [member._grad_norm_array() for member in self.members]
-            grad_norm = mx.nd.add_n(*[(n * n).as_in_context(first) for n in norms]).sqrt()
-            all_finite_or_nan = grad_norm * 0 + 1
-            for member, norm in zip(self.members, norms):
-                scale = gradient_scale(norm, self.cfg.optim.max_grad_norm)
+            norms_and_scales = [member._grad_norm_and_scale() for member in self.members]
+            grad_norm = mx.nd.add_n(*[(n * n).as_in_context(first) for n, _ in norms_and_scales]).sqrt()
+            all_finite_or_nan = grad_norm * 0 + 1  # one member's non-finite gradient skips every member
+            for member, (_, scale) in zip(self.members, norms_and_scales):
                 member.trainers[0]._optimizer.gradient_scale = scale * all_finite_or_nan.as_in_context(scale.context)
                 member.trainers[0].update(1)
             self._count_update()

@@ -18,6 +18,7 @@ from ..envs import EnvSpec
 from ..errors import UserError
 from ..networks.staged import StagedNetwork, balanced_split, layer_sizes
 from ..replay import Batch
+from .base import clip_scale
 from .optimizers import make_optimizer
 from .single import SingleLearner
 
@@ -74,9 +75,11 @@ class ModelParallelLearner(SingleLearner):
         losses.backward()
         return [losses], [q_taken], [td_abs]
 
-    def _grad_norm_array(self) -> mx.nd.NDArray:
+    def _grad_norm_and_scale(self) -> tuple[mx.nd.NDArray, mx.nd.NDArray]:
+        # Each stage's gradients live on its own device: one norm per stage, combined on the last device.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             norms = [gluonnlp.utils.grad_global_norm(params).as_in_context(self.contexts[-1])
                      for params in self.online_staged.stage_params()]
-        return mx.nd.add_n(*[norm * norm for norm in norms]).sqrt()
+        norm = mx.nd.add_n(*[n * n for n in norms]).sqrt()
+        return norm, clip_scale(mx.nd, norm, self.cfg.optim.max_grad_norm)

@@ -18,7 +18,7 @@ class MultiTensorAdam(mx.optimizer.Adam):
     ``mx.optimizer.Adam`` itself does, ``adamw_update`` computes the same step.
 
     The kernel reads its gradient scale from an NDArray and skips the step when that is NaN, infinite or 0.
-    A learner sets ``gradient_scale`` (see ``learners.base.gradient_scale``) so that clipping and the
+    A learner sets ``gradient_scale`` (see ``learners.base.clip_scale``) so that clipping and the
     non-finite check happen on the device: the Python thread need not wait for any update.
     """
 

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 
-import gluonnlp
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
@@ -15,7 +13,7 @@ from ..config import Config
 from ..envs import EnvSpec
 from ..losses import DQNLoss
 from ..replay import Batch
-from .base import (Learner, StepResult, copy_params, device_figures, gradient_scale, load_params,
+from .base import (GradientNormAndScale, Learner, StepResult, copy_params, device_figures, load_params,
                    load_trainer_states, save_params, save_trainer_states)
 from .optimizers import MultiTensorAdam, make_optimizer
 
@@ -56,6 +54,8 @@ class SingleLearner(Learner):
         self.online(dummy), self.target(dummy)
         copy_params(self.online, self.target)
         self._params = [p for p in self.online.collect_params().values() if p.grad_req != "null"]
+        self._norm_and_scale = GradientNormAndScale(cfg.optim.max_grad_norm)
+        self._norm_and_scale.hybridize(static_alloc=True, static_shape=True)
         self.acting_snapshot = None
         self.acting_network = self.online
         if self.overlap:
@@ -153,8 +153,7 @@ class SingleLearner(Learner):
     def _apply_update(self, losses, q_taken, td_abs) -> StepResult:
         """Check the gradient, clip it, update, and refresh the target network when due."""
         if self._skips_on_device():
-            grad_norm = self._grad_norm_array()
-            scale = gradient_scale(grad_norm, self.cfg.optim.max_grad_norm)
+            grad_norm, scale = self._grad_norm_and_scale()
             for trainer in self.trainers:
                 trainer._optimizer.gradient_scale = scale
                 trainer.update(1)
@@ -180,15 +179,14 @@ class SingleLearner(Learner):
         if self.learner_steps % self.cfg.agent.target_update_every == 0:
             self.sync_target()
 
-    def _grad_norm_array(self) -> mx.nd.NDArray:
-        """Global gradient norm as a (1,) NDArray, not waited for."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return gluonnlp.utils.grad_global_norm(self._params)
+    def _grad_norm_and_scale(self) -> tuple[mx.nd.NDArray, mx.nd.NDArray]:
+        """Global gradient norm and clip scale (see ``base.clip_scale``) as (1,) NDArrays, not waited for."""
+        # After a data-parallel allreduce every device holds the same gradient; the first one's is read.
+        return self._norm_and_scale(*[param.grad(self.contexts[0]) for param in self._params])
 
     def _grad_norm(self) -> float:
         """Global gradient norm: the step's one blocking read, which also tells whether it is finite."""
-        return float(self._grad_norm_array().asscalar())
+        return float(self._grad_norm_and_scale()[0].asscalar())
 
     def _clip(self, grad_norm: float) -> None:
         max_norm = self.cfg.optim.max_grad_norm
