@@ -15,7 +15,8 @@ from typing import Any, Optional
 
 from .errors import UserError
 
-MODES = ("single", "data", "model", "ensemble")  # parallelism modes that exist (see learners.make_learner)
+MODES = ("single", "data", "model", "ensemble", "async")  # parallelism modes that exist (see cli.train)
+ASYNC_ALGOS = ("one-step-q", "n-step-q", "a3c")  # algorithms of mode async (Mnih et al. 2016)
 
 
 
@@ -85,6 +86,20 @@ class AgentConfig:
 
 
 @dataclass(frozen=True)
+class ActorsConfig:
+    """Mode ``async``: actor-learners stepping their own environments, one MXNet thread learning."""
+
+    count: int = 4  # actors, each with one environment
+    algo: str = "n-step-q"  # `one-step-q`, `n-step-q` or `a3c`
+    backend: str = "thread"  # actors as `thread`s of the learner's process, or as `process`es
+    t_max: int = 5  # env steps per rollout an actor hands in (the paper's t_max and I_AsyncUpdate)
+    target_update_every: int = 2_000  # env steps (all actors together) between target-network refreshes
+    epsilons: str = "sampled"  # final epsilon per actor: `sampled` from {0.1, 0.01, 0.5}, or the `apex` ladder
+    entropy_beta: float = 0.01  # a3c: weight of the policy's entropy bonus
+    value_coef: float = 0.5  # a3c: weight of the value loss
+
+
+@dataclass(frozen=True)
 class RunConfig:
     mode: str = "single"  # parallelism mode: one of MODES
     ctx: str = "cpu:0"  # MXNet contexts: `cpu:0`, `gpu:0`, `gpu:0-3`, `gpu:0,gpu:2`
@@ -115,6 +130,7 @@ class Config:
     exploration: ExplorationConfig = field(default_factory=ExplorationConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
+    actors: ActorsConfig = field(default_factory=ActorsConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
     def __post_init__(self):
@@ -137,7 +153,7 @@ class Config:
 
 _SECTION_CLASSES = {
     "env": EnvConfig, "network": NetworkConfig, "replay": ReplayConfig, "exploration": ExplorationConfig,
-    "optim": OptimConfig, "agent": AgentConfig, "run": RunConfig,
+    "optim": OptimConfig, "agent": AgentConfig, "actors": ActorsConfig, "run": RunConfig,
 }
 
 
@@ -280,6 +296,16 @@ def validate(cfg: Config) -> None:
         (cfg.run.ensemble_acting in ("mean", "member"), "run.ensemble_acting must be mean or member"),
         (cfg.replay.batch_size % cfg.run.microbatches == 0, "replay.batch_size must be a multiple of run.microbatches"),
         (cfg.run.max_nonfinite_updates >= 1, "run.max_nonfinite_updates must be at least 1"),
+        (cfg.actors.count >= 1, "actors.count must be at least 1"),
+        (cfg.actors.algo in ASYNC_ALGOS, f"actors.algo must be one of {', '.join(ASYNC_ALGOS)}"),
+        (cfg.actors.backend in ("thread", "process"), "actors.backend must be thread or process"),
+        (cfg.actors.t_max >= 1 and cfg.actors.target_update_every >= 1,
+         "actors.t_max and actors.target_update_every must be at least 1"),
+        (cfg.actors.epsilons in ("sampled", "apex"), "actors.epsilons must be sampled or apex"),
+        (cfg.actors.entropy_beta >= 0 and cfg.actors.value_coef > 0,
+         "actors.entropy_beta must not be negative and actors.value_coef must be positive"),
+        (not (cfg.run.mode == "async" and cfg.run.overlap_acting), "run.overlap_acting is for the replay modes; "
+                                                                    "async actors always act while it learns"),
     ]
     for ok, message in checks:
         if not ok:

@@ -25,9 +25,14 @@ MEAN_Q = "values/mean_q"
 GRAD_NORM = "losses/grad_norm"
 SKIPPED_UPDATES = "losses/skipped_updates"  # non-finite updates skipped so far
 EVAL_MEAN_RETURN = "eval/mean_return"
+# Mode async: how old the parameters were that chose the actions of an update's rollouts (in updates), and
+# how many actors each batched inference served.
+POLICY_LAG = "async/policy_lag"
+INFERENCE_BATCH = "async/inference_batch"
 
 METRIC_COLUMNS = [ENV_STEPS, FRAMES, LEARNER_STEPS, EPISODES, WALL_SECONDS, EPISODIC_RETURN, EPSILON,
-                  ENV_STEPS_PER_S, UPDATES_PER_S, TD_LOSS, MEAN_Q, GRAD_NORM, SKIPPED_UPDATES]
+                  ENV_STEPS_PER_S, UPDATES_PER_S, TD_LOSS, MEAN_Q, GRAD_NORM, SKIPPED_UPDATES, POLICY_LAG,
+                  INFERENCE_BATCH]
 EPISODE_COLUMNS = [ENV_STEPS, EPISODES, "env_index", "return", "length"]
 EVAL_COLUMNS = [ENV_STEPS, LEARNER_STEPS, WALL_SECONDS, "mean_return", "median_return", "min_return",
                 "max_return", "std_return", "episodes"]
@@ -41,6 +46,9 @@ EVAL_CSV = "eval.csv"
 DEVICES_CSV = "devices.csv"
 MEMBERS_CSV = "members.csv"
 MEMBER_COLUMNS = [ENV_STEPS, "member", "mean_return", "weight"]
+ACTORS_CSV = "actors.csv"
+ACTOR_COLUMNS = [ENV_STEPS, "actor", "final_epsilon", "actor_env_steps", "env_steps_per_s", "episodes",
+                 "mean_return"]
 
 
 def _truncate_csv(path: str, max_env_steps: int) -> None:
@@ -85,13 +93,14 @@ class MetricsWriter:
 
     def __init__(self, run_dir: str, resume_env_steps: int | None = None):
         if resume_env_steps is not None:
-            for name in (METRICS_CSV, EPISODES_CSV, EVAL_CSV, DEVICES_CSV, MEMBERS_CSV):
+            for name in (METRICS_CSV, EPISODES_CSV, EVAL_CSV, DEVICES_CSV, MEMBERS_CSV, ACTORS_CSV):
                 _truncate_csv(os.path.join(run_dir, name), resume_env_steps)
         self._metrics = _CsvTable(os.path.join(run_dir, METRICS_CSV), METRIC_COLUMNS)
         self._episodes = _CsvTable(os.path.join(run_dir, EPISODES_CSV), EPISODE_COLUMNS)
         self._evals = _CsvTable(os.path.join(run_dir, EVAL_CSV), EVAL_COLUMNS)
         self._devices = _CsvTable(os.path.join(run_dir, DEVICES_CSV), DEVICE_COLUMNS)
         self._members = None  # members.csv exists only for ensembles
+        self._actors = None  # actors.csv only for mode async
         self._run_dir = run_dir
         from tensorboardX import SummaryWriter  # imported late: it is slow to import and only needed here
 
@@ -129,8 +138,16 @@ class MetricsWriter:
             self._tensorboard.add_scalar(f"members/{member}/mean_return", mean_return, env_steps)
             self._tensorboard.add_scalar(f"members/{member}/weight", weight, env_steps)
 
+    def actors(self, env_steps: int, rows: list[dict]) -> None:
+        """Mode async: each actor's figures over the last log window."""
+        if self._actors is None:
+            self._actors = _CsvTable(os.path.join(self._run_dir, ACTORS_CSV), ACTOR_COLUMNS)
+        for row in rows:
+            self._actors.write({ENV_STEPS: env_steps, **row})
+            self._tensorboard.add_scalar(f"actors/{row['actor']}/env_steps_per_s", row["env_steps_per_s"], env_steps)
+
     def close(self) -> None:
-        for table in (self._metrics, self._episodes, self._evals, self._devices, self._members):
+        for table in (self._metrics, self._episodes, self._evals, self._devices, self._members, self._actors):
             if table is not None:
                 table.close()
         self._tensorboard.close()

@@ -85,6 +85,20 @@ def evaluate(q_values, env_cfg, n_actions: int, episodes: int, epsilon: float, s
         vector_env.close()
 
 
+def report_evaluation(returns: np.ndarray, counters: Counters, writer: metrics.MetricsWriter,
+                      display: metrics.ProgressDisplay) -> float:
+    """Log an evaluation's returns (eval.csv, TensorBoard, a line on the display); return their mean."""
+    mean = float(returns.mean())
+    writer.evaluation({metrics.ENV_STEPS: counters.env_steps, metrics.LEARNER_STEPS: counters.learner_steps,
+                       metrics.WALL_SECONDS: round(counters.wall_seconds, 3),
+                       "mean_return": mean, "median_return": float(np.median(returns)),
+                       "min_return": float(returns.min()), "max_return": float(returns.max()),
+                       "std_return": float(returns.std()), "episodes": len(returns)})
+    display.message(f"eval at {counters.env_steps:,} env steps: mean {mean:.1f}, "
+                    f"median {np.median(returns):.1f}, min {returns.min():.1f}, max {returns.max():.1f}")
+    return mean
+
+
 @contextlib.contextmanager
 def graceful_interrupts():
     """Turn SIGINT and SIGTERM into a flag the loop checks, so it can checkpoint before it exits."""
@@ -195,11 +209,11 @@ class Training:
                     if not cfg.run.overlap_acting:
                         self._settle()
                 self.counters.wall_seconds = wall_before + time.perf_counter() - session_start
-                if _crossed(before, after, cfg.run.log_every):
+                if crossed(before, after, cfg.run.log_every):
                     self._log(window, last_result, epsilon, frame_skip)
-                if cfg.run.eval_every and _crossed(before, after, cfg.run.eval_every):
+                if cfg.run.eval_every and crossed(before, after, cfg.run.eval_every):
                     self._evaluate()
-                if cfg.run.checkpoint_every and _crossed(before, after, cfg.run.checkpoint_every):
+                if cfg.run.checkpoint_every and crossed(before, after, cfg.run.checkpoint_every):
                     self.save_checkpoint()
                 if self.display.due():
                     self.display.update(self._status(epsilon, window))
@@ -290,17 +304,9 @@ class Training:
         seed = cfg.run.seed + 1_000_003 * self.counters.evaluations
         returns = evaluate(self.learner.q_values, cfg.env, self.spec.n_actions, cfg.run.eval_episodes,
                            cfg.exploration.eval_epsilon, seed)
-        mean = float(returns.mean())
+        mean = report_evaluation(returns, self.counters, self.writer, self.display)
         self.last_eval = mean
         self.best_eval = mean if self.best_eval is None else max(self.best_eval, mean)
-        self.writer.evaluation({metrics.ENV_STEPS: self.counters.env_steps,
-                                metrics.LEARNER_STEPS: self.counters.learner_steps,
-                                metrics.WALL_SECONDS: round(self.counters.wall_seconds, 3),
-                                "mean_return": mean, "median_return": float(np.median(returns)),
-                                "min_return": float(returns.min()), "max_return": float(returns.max()),
-                                "std_return": float(returns.std()), "episodes": len(returns)})
-        self.display.message(f"eval at {self.counters.env_steps:,} env steps: mean {mean:.1f}, "
-                             f"median {np.median(returns):.1f}, min {returns.min():.1f}, max {returns.max():.1f}")
         members = self.learner.member_q_functions()
         if members:  # an ensemble: each member's own greedy return sets the mixing weights of the targets
             member_means = [float(evaluate(q, cfg.env, self.spec.n_actions, cfg.run.eval_episodes,
@@ -405,7 +411,7 @@ class Training:
                 self.learner.episode_started(i)
 
 
-def _crossed(before: int, after: int, every: int) -> bool:
+def crossed(before: int, after: int, every: int) -> bool:
     """Whether a multiple of ``every`` lies in (before, after]."""
     return after // every > before // every
 

@@ -78,3 +78,51 @@ class GivenTargetDQNLoss(DQNLoss):
 
     def hybrid_forward(self, F, obs, next_obs, scalars, next_q_target):
         return self._loss(F, obs, next_obs, scalars, F.BlockGrad(next_q_target))
+
+
+class QRegressionLoss(gluon.HybridBlock):
+    """Mean TD loss of ``online`` against targets computed outside (async one-step and n-step Q-learning).
+
+    Inputs: ``obs`` (batch, ...), ``actions`` and ``targets`` (batch,). Outputs: mean loss, Q(s, a), |TD error|.
+    """
+
+    def __init__(self, online: gluon.HybridBlock, *, loss: str = "huber", huber_delta: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.online = online
+        self._loss_name = loss
+        self._huber_delta = huber_delta
+
+    def hybrid_forward(self, F, obs, actions, targets):
+        q_taken = F.pick(self.online(obs), actions, axis=1)
+        td = q_taken - F.BlockGrad(targets)
+        per_transition = huber(F, td, self._huber_delta) if self._loss_name == "huber" else squared(F, td)
+        return F.mean(per_transition), q_taken, F.abs(td)
+
+
+class ActorCriticLoss(gluon.HybridBlock):
+    """A3C's loss (Mnih et al. 2016) for a network whose last output column is V(s), the others policy logits.
+
+    ``-log pi(a|s) * (R - V(s)) - entropy_beta * H(pi(.|s)) + value_coef * (R - V(s))^2 / 2``, averaged over the
+    batch; the advantage carries no gradient into the value. Inputs: ``obs``, ``actions``, ``returns`` (the
+    n-step returns R). Outputs: mean loss, V(s), |R - V(s)|.
+    """
+
+    def __init__(self, network: gluon.HybridBlock, n_actions: int, *, entropy_beta: float, value_coef: float,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.network = network
+        self._n_actions = n_actions
+        self._entropy_beta = entropy_beta
+        self._value_coef = value_coef
+
+    def hybrid_forward(self, F, obs, actions, returns):
+        out = self.network(obs)
+        logits = F.slice_axis(out, axis=1, begin=0, end=self._n_actions)
+        values = F.reshape(F.slice_axis(out, axis=1, begin=self._n_actions, end=self._n_actions + 1), (-1,))
+        log_pi = F.log_softmax(logits, axis=1)
+        advantages = F.BlockGrad(returns - values)
+        policy_loss = -F.pick(log_pi, actions, axis=1) * advantages
+        entropy = -F.sum(F.exp(log_pi) * log_pi, axis=1)
+        value_loss = 0.5 * F.square(returns - values)
+        loss = F.mean(policy_loss - self._entropy_beta * entropy + self._value_coef * value_loss)
+        return loss, values, F.abs(returns - values)

@@ -34,8 +34,8 @@ class SingleLearner(Learner):
         self.trainers = [gluon.Trainer(self.online.collect_params(), make_optimizer(cfg.optim),
                                        update_on_kvstore=False)]
 
-    def _build_networks(self, cfg: Config, spec: EnvSpec, contexts: list[mx.Context]) -> None:
-        """Online and target networks initialized on ``contexts``, equal weights, and what acts.
+    def _build_networks(self, cfg: Config, spec: EnvSpec, contexts: list[mx.Context], with_target: bool = True) -> None:
+        """Online and (unless not ``with_target``) target networks on ``contexts``, equal weights, and what acts.
 
         Acting uses a numpy copy of an MLP (a Gluon call costs more than the whole numpy forward pass) or
         the network itself. With ``run.overlap_acting`` it acts from a snapshot of the online network,
@@ -44,15 +44,18 @@ class SingleLearner(Learner):
         self.cfg, self.spec = cfg, spec
         self.overlap = cfg.run.overlap_acting
         self.online = networks.build(cfg.network, spec, prefix="online_")
-        self.target = networks.build(cfg.network, spec, prefix="target_")
         initializer = mx.init.Xavier(rnd_type="uniform", factor_type="avg", magnitude=1.0)
-        for net in (self.online, self.target):
-            net.initialize(initializer, ctx=contexts)
-        self.target.collect_params().setattr("grad_req", "null")
+        self.online.initialize(initializer, ctx=contexts)
         # Deferred shapes are resolved by one forward pass before anything reads the parameters.
         dummy = mx.nd.zeros((1,) + spec.obs_shape, ctx=contexts[0], dtype=spec.obs_dtype)
-        self.online(dummy), self.target(dummy)
-        copy_params(self.online, self.target)
+        self.online(dummy)
+        self.target = None
+        if with_target:
+            self.target = networks.build(cfg.network, spec, prefix="target_")
+            self.target.initialize(initializer, ctx=contexts)
+            self.target.collect_params().setattr("grad_req", "null")
+            self.target(dummy)
+            copy_params(self.online, self.target)
         self._params = [p for p in self.online.collect_params().values() if p.grad_req != "null"]
         self._norm_and_scale = GradientNormAndScale(cfg.optim.max_grad_norm)
         self._norm_and_scale.hybridize(static_alloc=True, static_shape=True)
@@ -207,7 +210,9 @@ class SingleLearner(Learner):
         return [f"optimizer-stage{i}" for i in range(len(self.trainers))]
 
     def _blocks(self) -> dict:
-        blocks = {"online": self.online, "target": self.target}
+        blocks = {"online": self.online}
+        if self.target is not None:
+            blocks["target"] = self.target
         if self.acting_snapshot is not None:
             blocks["acting"] = self.acting_snapshot
         return blocks

@@ -1,0 +1,160 @@
+"""Learners of mode ``async`` (Mnih et al. 2016): they learn from actors' rollouts instead of a replay.
+
+Both run on one device in the one thread that owns MXNet. Every update consumes the rollouts that arrived
+since the last one, so a rollout's actions were chosen by parameters a few updates old: ``policy lag``.
+The optimizer, and with it RMSProp's statistics, is shared by all actors, as in the paper's "shared RMSProp".
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import mxnet as mx
+import numpy as np
+from mxnet import gluon
+
+from .. import networks
+from ..actors import Rollout
+from ..config import Config
+from ..envs import EnvSpec
+from ..losses import ActorCriticLoss, QRegressionLoss
+from .base import StepResult
+from .optimizers import make_optimizer
+from .single import SingleLearner
+
+
+def discounted_returns(rollout: Rollout, bootstrap: float, gamma: float) -> np.ndarray:
+    """The forward view: R_t = r_t + gamma r_{t+1} + ... + gamma^(T-t) V(s_T), with V(s_T) = ``bootstrap``."""
+    returns = np.empty(len(rollout.rewards), dtype=np.float32)
+    running = 0.0 if rollout.terminated else float(bootstrap)
+    for t in range(len(rollout.rewards) - 1, -1, -1):
+        running = float(rollout.rewards[t]) + gamma * running
+        returns[t] = running
+    return returns
+
+
+def _inputs(rollouts: list[Rollout], targets: np.ndarray, ctx: mx.Context):
+    obs = np.concatenate([r.obs for r in rollouts])
+    actions = np.concatenate([r.actions for r in rollouts]).astype(np.float32)
+    return (mx.nd.array(obs, ctx=ctx, dtype=obs.dtype), mx.nd.array(actions, ctx=ctx),
+            mx.nd.array(targets, ctx=ctx))
+
+
+class AsyncQLearner(SingleLearner):
+    """Asynchronous one-step or n-step Q-learning: targets from a target network refreshed by the caller.
+
+    Args:
+        cfg: the run's configuration (``actors.algo`` picks one-step or n-step targets).
+        spec: the environment's spaces.
+        ctx: the device.
+    """
+
+    def __init__(self, cfg: Config, spec: EnvSpec, ctx: mx.Context):
+        self.contexts = [ctx]
+        self._build_networks(cfg, spec, self.contexts)
+        self.n_step = cfg.actors.algo == "n-step-q"
+        self.loss_block = QRegressionLoss(self.online, loss=cfg.optim.loss, huber_delta=cfg.optim.huber_delta)
+        if cfg.run.hybridize:
+            self.loss_block.hybridize(static_alloc=True)
+        self.trainers = [gluon.Trainer(self.online.collect_params(), make_optimizer(cfg.optim),
+                                       update_on_kvstore=False)]
+        self._target_policy = networks.NumpyMLP(self.target) if self._numpy_policy is not None else None
+        self._target_stale = True
+
+    def action_values(self, obs: np.ndarray) -> np.ndarray:
+        """What actors choose from: Q-values (batch, n_actions)."""
+        return self.q_values(obs)
+
+    def _target_q(self, obs: np.ndarray) -> np.ndarray:
+        if self._target_policy is None:
+            return self.target(mx.nd.array(obs, ctx=self.contexts[0], dtype=obs.dtype)).asnumpy()
+        if self._target_stale:
+            self._target_policy.load(np.concatenate([p.data().asnumpy().ravel()
+                                                     for p in self._target_policy.parameters()]))
+            self._target_stale = False
+        return self._target_policy(obs)
+
+    def targets(self, rollouts: list[Rollout]) -> np.ndarray:
+        """Each step's target: the n-step return bootstrapped from max_a Q_target(s_T), or r + gamma max_a Q_target(s')."""
+        gamma = self.cfg.agent.gamma
+        if self.n_step:
+            bootstraps = self._target_q(np.stack([r.bootstrap_obs for r in rollouts])).max(axis=1)
+            return np.concatenate([discounted_returns(r, b, gamma) for r, b in zip(rollouts, bootstraps)])
+        # One step: bootstrap every transition from its successor (the last one from s_T).
+        successors = np.concatenate([np.concatenate([r.obs[1:], r.bootstrap_obs[None]]) for r in rollouts])
+        next_values = self._target_q(successors).max(axis=1)
+        not_terminal = np.concatenate([np.r_[np.ones(len(r.rewards) - 1), 0.0 if r.terminated else 1.0]
+                                       for r in rollouts])
+        rewards = np.concatenate([r.rewards for r in rollouts])
+        return (rewards + gamma * not_terminal * next_values).astype(np.float32)
+
+    def learn(self, rollouts: list[Rollout]) -> StepResult:
+        """One update from ``rollouts`` (their steps' gradients together, averaged)."""
+        inputs = _inputs(rollouts, self.targets(rollouts), self.contexts[0])
+        with mx.autograd.record():
+            loss, q_taken, td_abs = self.loss_block(*inputs)
+        loss.backward()
+        return self._apply_update([loss], [q_taken], [td_abs])
+
+    def _count_update(self) -> None:
+        self.learner_steps += 1
+        self._policy_stale = True  # (the target is refreshed by env steps, by the caller)
+
+    def sync_target(self) -> None:
+        super().sync_target()
+        self._target_stale = True
+
+
+class A3CLearner(SingleLearner):
+    """A3C: a policy and a value head on one shared torso, n-step advantages and an entropy bonus.
+
+    The network is the configured Q-network with one more output: columns 0..n-1 are policy logits, the
+    last is V(s) (two linear heads on the shared torso, computed as one layer).
+
+    Args:
+        cfg: the run's configuration (``actors.entropy_beta``, ``actors.value_coef``).
+        spec: the environment's spaces.
+        ctx: the device.
+    """
+
+    def __init__(self, cfg: Config, spec: EnvSpec, ctx: mx.Context):
+        self.contexts = [ctx]
+        self.n_actions = spec.n_actions
+        self._build_networks(cfg, dataclasses.replace(spec, n_actions=spec.n_actions + 1), self.contexts,
+                             with_target=False)
+        self.spec = spec
+        self.loss_block = ActorCriticLoss(self.online, spec.n_actions, entropy_beta=cfg.actors.entropy_beta,
+                                          value_coef=cfg.actors.value_coef)
+        if cfg.run.hybridize:
+            self.loss_block.hybridize(static_alloc=True)
+        self.trainers = [gluon.Trainer(self.online.collect_params(), make_optimizer(cfg.optim),
+                                       update_on_kvstore=False)]
+
+    def _outputs(self, obs: np.ndarray) -> np.ndarray:
+        return super().q_values(obs)
+
+    def q_values(self, obs: np.ndarray) -> np.ndarray:
+        """Policy logits: their argmax is the greedy action, which evaluation plays."""
+        return self._outputs(obs)[:, :self.n_actions]
+
+    def action_values(self, obs: np.ndarray) -> np.ndarray:
+        """What actors sample from: the policy's probabilities (batch, n_actions)."""
+        logits = self.q_values(obs).astype(np.float64)
+        z = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return z / z.sum(axis=1, keepdims=True)
+
+    def learn(self, rollouts: list[Rollout]) -> StepResult:
+        """One update from ``rollouts``: n-step returns bootstrapped from V(s_T) of the current parameters."""
+        values = self._outputs(np.stack([r.bootstrap_obs for r in rollouts]))[:, self.n_actions]
+        returns = np.concatenate([discounted_returns(r, v, self.cfg.agent.gamma) for r, v in zip(rollouts, values)])
+        inputs = _inputs(rollouts, returns, self.contexts[0])
+        with mx.autograd.record():
+            loss, state_values, advantage_abs = self.loss_block(*inputs)
+        loss.backward()
+        return self._apply_update([loss], [state_values], [advantage_abs])
+
+    def _count_update(self) -> None:
+        self.learner_steps += 1
+        self._policy_stale = True
+
+    def sync_target(self) -> None:
+        """A3C has no target network."""
