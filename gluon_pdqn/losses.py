@@ -102,18 +102,20 @@ class QRegressionLoss(gluon.HybridBlock):
 class ActorCriticLoss(gluon.HybridBlock):
     """A3C's loss (Mnih et al. 2016) for a network whose last output column is V(s), the others policy logits.
 
-    ``-log pi(a|s) * (R - V(s)) - entropy_beta * H(pi(.|s)) + value_coef * (R - V(s))^2 / 2``, averaged over the
-    batch; the advantage carries no gradient into the value. Inputs: ``obs``, ``actions``, ``returns`` (the
-    n-step returns R). Outputs: mean loss, V(s), |R - V(s)|.
+    ``-log pi(a|s) * (R - V(s)) - entropy_beta * H(pi(.|s)) + value_coef * L(R - V(s))``, averaged over the
+    batch, with L the Huber loss or x^2 / 2; the advantage carries no gradient into the value. Inputs: ``obs``,
+    ``actions``, ``returns`` (the n-step returns R). Outputs: mean loss, V(s), |R - V(s)|.
     """
 
     def __init__(self, network: gluon.HybridBlock, n_actions: int, *, entropy_beta: float, value_coef: float,
-                 **kwargs):
+                 loss: str = "huber", huber_delta: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         self.network = network
         self._n_actions = n_actions
         self._entropy_beta = entropy_beta
         self._value_coef = value_coef
+        self._loss_name = loss
+        self._huber_delta = huber_delta
 
     def hybrid_forward(self, F, obs, actions, returns):
         out = self.network(obs)
@@ -123,6 +125,7 @@ class ActorCriticLoss(gluon.HybridBlock):
         advantages = F.BlockGrad(returns - values)
         policy_loss = -F.pick(log_pi, actions, axis=1) * advantages
         entropy = -F.sum(F.exp(log_pi) * log_pi, axis=1)
-        value_loss = 0.5 * F.square(returns - values)
+        errors = returns - values
+        value_loss = huber(F, errors, self._huber_delta) if self._loss_name == "huber" else 0.5 * F.square(errors)
         loss = F.mean(policy_loss - self._entropy_beta * entropy + self._value_coef * value_loss)
-        return loss, values, F.abs(returns - values)
+        return loss, values, F.abs(errors)

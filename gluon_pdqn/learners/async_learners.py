@@ -123,7 +123,8 @@ class A3CLearner(SingleLearner):
                              with_target=False)
         self.spec = spec
         self.loss_block = ActorCriticLoss(self.online, spec.n_actions, entropy_beta=cfg.actors.entropy_beta,
-                                          value_coef=cfg.actors.value_coef)
+                                          value_coef=cfg.actors.value_coef, loss=cfg.optim.loss,
+                                          huber_delta=cfg.optim.huber_delta)
         if cfg.run.hybridize:
             self.loss_block.hybridize(static_alloc=True)
         self.trainers = [gluon.Trainer(self.online.collect_params(), make_optimizer(cfg.optim),
