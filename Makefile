@@ -29,6 +29,8 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/cartpole_solve.py
 	$(BIN)/python benchmarks/learner_scaling.py
+	$(BIN)/python benchmarks/overlap.py
+	$(BIN)/python benchmarks/async_scaling.py
 
 clean:
 	rm -rf $(VENV) *.egg-info

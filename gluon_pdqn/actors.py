@@ -9,7 +9,7 @@ process of its own:
                                                     the run's env steps so far, the parameters' version
     learner -> actor   ("stop",)                    instead of values: end now
     actor -> learner   ("rollout", Rollout)         up to t_max steps of experience (no reply)
-    actor -> learner   ("error", text)              the actor failed and has ended
+    actor -> learner   ("error", text)              the actor failed (one line: what was raised) and has ended
 
 The learner answers "act" requests in batches (one forward pass for every actor waiting) and applies the
 rollouts as they arrive (GA3C, Babaeizadeh et al. 2017).
@@ -19,7 +19,6 @@ from __future__ import annotations
 import multiprocessing
 import signal
 import threading
-import traceback
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -65,9 +64,9 @@ def run_actor(index: int, cfg: Config, epsilon: EpsilonSchedule, seed: int, conn
         _act(index, cfg, epsilon, seed, conn)
     except (EOFError, BrokenPipeError, ConnectionResetError, KeyboardInterrupt):
         pass  # the learner has gone or is stopping: nothing left to tell it
-    except BaseException:  # anything else is reported, so the learner can end the run with a clear error
+    except BaseException as e:  # anything else is reported, so the learner can end the run with a clear error
         try:
-            conn.send(("error", f"actor {index}: {traceback.format_exc(limit=4).strip()}"))
+            conn.send(("error", f"actor {index} failed: {type(e).__name__}: {e}"))
         except (OSError, ValueError):
             pass
     finally:

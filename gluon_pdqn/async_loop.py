@@ -155,7 +155,7 @@ class AsyncTraining:
                     elif kind == "rollout":
                         rollouts.append(payload[0])
                     elif kind == "error":
-                        raise TrainingStopped(f"{payload[0].splitlines()[-1]} (in {payload[0].splitlines()[0]})")
+                        raise TrainingStopped(f"{payload[0]}; the last checkpoint is kept")
             except (EOFError, ConnectionResetError):
                 raise TrainingStopped(f"actor {i} ended unexpectedly; the last checkpoint is kept") from None
         return rollouts

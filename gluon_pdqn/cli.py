@@ -13,7 +13,7 @@ import sys
 import click
 
 from . import __version__, checkpoint
-from .config import MODES, Config, load_preset, preset_names
+from .config import ASYNC_ALGOS, MODES, Config, load_preset, preset_names
 from .errors import TrainingStopped, UserError
 
 # Settings that may change when a run is resumed; the rest define the run and must stay as they were.
@@ -32,6 +32,13 @@ def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
     return overrides
 
 
+def _default_preset(mode: str | None, algo: str | None) -> str:
+    """The preset a train command without --preset starts from: async modes have their own."""
+    if mode != "async":
+        return "cartpole"
+    return "async-a3c" if algo == "a3c" else "async"
+
+
 def _default_run_dir(cfg: Config) -> str:
     slug = re.sub(r"[^A-Za-z0-9]+", "-", cfg.env.id).strip("-")
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -45,15 +52,19 @@ def cli():
 
 
 @cli.command()
-@click.option("--preset", default="cartpole", show_default=True,
-              help=f"Preset name ({', '.join(preset_names())}) or a .toml file.")
+@click.option("--preset", help=f"Preset name ({', '.join(preset_names())}) or a .toml file [default: cartpole; "
+              "with --mode async: async, or async-a3c for --algo a3c].")
 @click.option("--env", "env_id", help="Gymnasium id, `module:Name-v0`, or an Atari id such as ALE/Pong-v5.")
 @click.option("--mode", type=click.Choice(MODES), help="Parallelism mode: one device; data parallel (batch "
               "split over the --ctx devices); model parallel (network stages on the --ctx devices); an ensemble "
-              "(one network per --ctx device).")
+              "(one network per --ctx device); async actor-learners (--actors, --algo, --actor-backend).")
 @click.option("--ctx", help="MXNet devices: cpu:0, gpu:0, gpu:0-3, gpu:0,gpu:2 (cpu:0,cpu:1 stand in for two).")
 @click.option("--kvstore", type=click.Choice(["device", "local", "nccl"]),
               help="How --mode data sums gradients across devices.")
+@click.option("--actors", type=click.IntRange(min=1), help="Mode async: number of actors.")
+@click.option("--algo", type=click.Choice(ASYNC_ALGOS), help="Mode async: the algorithm.")
+@click.option("--actor-backend", type=click.Choice(["thread", "process"]),
+              help="Mode async: actors as threads of this process or as processes.")
 @click.option("--seed", type=int, help="Seed of environments, exploration, replay and initialization.")
 @click.option("--steps", type=click.IntRange(min=1), help="Env steps to train for (in total, when resuming).")
 @click.option("--num-envs", type=click.IntRange(min=1), help="Environments stepped together.")
@@ -63,13 +74,15 @@ def cli():
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override any setting, e.g. --set replay.capacity=100000 (repeatable).")
 @click.option("--quiet", is_flag=True, help="No progress display.")
-def train(preset, env_id, mode, ctx, kvstore, seed, steps, num_envs, run_dir, resume_path, sets, quiet):
+def train(preset, env_id, mode, ctx, kvstore, actors, algo, actor_backend, seed, steps, num_envs, run_dir,
+          resume_path, sets, quiet):
     """Train a DQN agent (with no options: CartPole-v1 on cpu:0, until solved)."""
     from . import loops, plots
     from .logging import ProgressDisplay
 
     options = {"env.id": env_id, "run.mode": mode, "run.ctx": ctx, "run.kvstore": kvstore, "run.seed": seed,
-               "run.total_env_steps": steps, "env.num_envs": num_envs}
+               "run.total_env_steps": steps, "env.num_envs": num_envs, "actors.count": actors,
+               "actors.algo": algo, "actors.backend": actor_backend}
     overrides = {k: v for k, v in options.items() if v is not None}
     overrides.update(_parse_sets(sets))
     created = False
@@ -83,7 +96,7 @@ def train(preset, env_id, mode, ctx, kvstore, seed, steps, num_envs, run_dir, re
         run_dir = checkpoint.run_dir_of(bundle)
     else:
         bundle = None
-        cfg = load_preset(preset).replace(overrides)
+        cfg = load_preset(preset or _default_preset(mode, algo)).replace(overrides)
         run_dir = run_dir or _default_run_dir(cfg)
         if os.path.exists(run_dir) and os.listdir(run_dir):
             raise UserError(f"run directory {run_dir} already exists; continue it with --resume {run_dir} or "
@@ -92,7 +105,12 @@ def train(preset, env_id, mode, ctx, kvstore, seed, steps, num_envs, run_dir, re
         created = True
     display = ProgressDisplay(enabled=not quiet)
     try:
-        training = loops.Training(cfg, run_dir, resume_bundle=bundle, display=display)
+        if cfg.run.mode == "async":
+            from .async_loop import AsyncTraining
+
+            training = AsyncTraining(cfg, run_dir, resume_bundle=bundle, display=display)
+        else:
+            training = loops.Training(cfg, run_dir, resume_bundle=bundle, display=display)
     except BaseException:
         if created:
             shutil.rmtree(run_dir, ignore_errors=True)  # leave nothing behind for a run that never started
@@ -139,6 +157,7 @@ def evaluate(path, episodes, epsilon, seed, ctx, video, as_json):
 
     from . import envs, loops
     from .learners import EnsembleLearner, SingleLearner
+    from .learners.async_learners import A3CLearner
     from .parallel import parse_contexts
 
     bundle = checkpoint.resolve(path)
@@ -149,7 +168,9 @@ def evaluate(path, episodes, epsilon, seed, ctx, video, as_json):
         # Members go round-robin on the devices given here (the training devices may not exist here).
         members = len([name for name in os.listdir(bundle) if name.startswith("member")])
         learner = EnsembleLearner(cfg, spec, [devices[i % len(devices)] for i in range(max(members, 2))])
-    else:  # data- and model-parallel checkpoints hold the same parameters as single-device ones
+    elif cfg.run.mode == "async" and cfg.actors.algo == "a3c":
+        learner = A3CLearner(cfg, spec, devices[0])
+    else:  # data-, model-parallel and async Q checkpoints hold the parameters of single-device ones
         learner = SingleLearner(cfg, spec, devices[0])
     learner.load(bundle, with_optimizer=False)
     eps = cfg.exploration.eval_epsilon if epsilon is None else epsilon

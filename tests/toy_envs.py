@@ -52,6 +52,16 @@ class NanRewardEnv(gym.Env):
         return self.np_random.uniform(-1, 1, 4).astype(np.float32), reward, self.steps % 20 == 0, False, {}
 
 
+class FailingEnv(NanRewardEnv):
+    """Raises from step() after 200 steps, like a user's environment with a bug."""
+
+    def step(self, action):
+        if self.steps >= 200:
+            raise RuntimeError("the environment broke")
+        return super().step(action)
+
+
 gym.register("Counting-v0", entry_point=CountingEnv)
 gym.register("CountingImage-v0", entry_point=CountingEnv, kwargs={"image": True, "length": 7})
 gym.register("NanReward-v0", entry_point=NanRewardEnv)
+gym.register("Failing-v0", entry_point=FailingEnv)
