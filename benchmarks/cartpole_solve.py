@@ -1,10 +1,13 @@
-"""Time to solve CartPole-v1 with the default preset: env steps and wall-clock seconds, over several seeds.
+"""Time to solve CartPole-v1 with a preset (the default one unless told): env steps and wall-clock seconds.
 
-Solved means a greedy 10-episode evaluation (every 2,000 env steps, its time included) averaging >= 475,
-within 50,000 env steps. Each seed runs as `gluon-pdqn train` in a fresh process, one after another, as a
-user would run it. Figures go to stdout and to benchmarks/results/cartpole_solve.json.
+Solved means a greedy 10-episode evaluation (its time included) averaging >= 475 within the preset's budget
+(50,000 env steps for cartpole). Each seed runs as `gluon-pdqn train` in a fresh process, one after another,
+as a user would run it. Figures go to stdout and to benchmarks/results/cartpole_solve.json.
 
-    python benchmarks/cartpole_solve.py [--seeds 0,1,2] [--set key=value ...]
+    python benchmarks/cartpole_solve.py [--preset cartpole] [--seeds 0,1,2] [--set key=value ...]
+
+With ``--preset async`` or ``--preset async-a3c`` it times mode async (4 actors) the same way, written to
+benchmarks/results/cartpole_solve-<preset>.json.
 """
 from __future__ import annotations
 
@@ -25,18 +28,20 @@ PEER = {"name": "stable-baselines3 DQN (rl-zoo hyperparameters)", "env_steps": [
 
 
 @click.command()
+@click.option("--preset", default="cartpole", show_default=True)
 @click.option("--seeds", default="0,1,2", show_default=True)
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Setting overrides for every seed.")
-@click.option("--output", default=os.path.join(os.path.dirname(__file__), "results", "cartpole_solve.json"),
-              show_default=True)
-def main(seeds, sets, output):
+@click.option("--output", help="JSON file [default: benchmarks/results/cartpole_solve[-<preset>].json].")
+def main(preset, seeds, sets, output):
+    suffix = "" if preset == "cartpole" else f"-{preset}"
+    output = output or os.path.join(os.path.dirname(__file__), "results", f"cartpole_solve{suffix}.json")
     seeds = [int(s) for s in seeds.split(",")]
     runs = []
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as scratch:
         for seed in seeds:
             run_dir = os.path.join(scratch, f"seed{seed}")
-            command = [sys.executable, "-m", "gluon_pdqn.cli", "train", "--quiet", "--seed", str(seed),
+            command = [sys.executable, "-m", "gluon_pdqn.cli", "train", "--quiet", "--preset", preset, "--seed", str(seed),
                        "--run-dir", run_dir] + [a for s in sets for a in ("--set", s)]
             start = time.perf_counter()
             result = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
@@ -61,7 +66,7 @@ def main(seeds, sets, output):
     seconds = [r["solve_seconds"] if r["solved"] else float("inf") for r in runs]
     median_seconds = statistics.median(seconds)
     report = {
-        "benchmark": "cartpole_solve", "settings": list(sets), "runs": runs,
+        "benchmark": "cartpole_solve", "preset": preset, "settings": list(sets), "runs": runs,
         "solved_seeds": len(solved), "seeds": len(runs),
         "median_solve_seconds": median_seconds if median_seconds != float("inf") else None,
         "median_solve_env_steps": statistics.median([r["solve_env_steps"] or float("inf") for r in runs]),

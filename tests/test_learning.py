@@ -3,8 +3,8 @@ import statistics
 
 import pytest
 
-from gluon_pdqn.config import load_preset
 from gluon_pdqn.async_loop import AsyncTraining
+from gluon_pdqn.config import load_preset
 from gluon_pdqn.loops import Training
 
 
@@ -55,7 +55,7 @@ def test_async_n_step_q_with_four_actors_learns(tmp_path):
     """Async n-step Q (4 actor threads, no replay) learns CartPole: a greedy mean of 200 within 100,000 steps.
 
     Thread timing makes async runs differ from run to run, so the default suite asks for clear learning;
-    the solve itself (>= 475) is the slow test below and benchmarks/async_solve.py.
+    the solve itself (>= 475) is the slow test below and `benchmarks/cartpole_solve.py --preset async`.
     """
     cfg = load_preset("async").replace({"run.seed": 1, "run.total_env_steps": 100_000, "run.stop_return": 200.0})
     summary = AsyncTraining(cfg, str(tmp_path)).run()
