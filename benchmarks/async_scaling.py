@@ -66,7 +66,7 @@ def main(actor_counts, backends, repeats, cartpole_steps, atari_id, atari_steps,
                 row = {"case": case, "backend": backend, "actors": count,
                        **{key: statistics.median(r[key] for r in runs) for key in runs[0]}}
                 results["rows"].append(row)
-                click.echo(f"{case}, {backend}s, {count} actors: {row['env_steps_per_s']:,.0f} env steps/s, "
+                click.echo(f"{case}, {count} {backend} actors: {row['env_steps_per_s']:,.0f} env steps/s, "
                            f"{row['updates_per_s']:,.0f} updates/s, inference batch {row['inference_batch']:.2f}, "
                            f"policy lag {row['policy_lag']:.2f}")
     results["load_average_after"] = os.getloadavg()
