@@ -41,6 +41,9 @@ class AsyncTraining:
         run_dir: directory for everything the run writes (created by the caller).
         resume_bundle: a checkpoint bundle to continue from, or None.
         display: progress display (None: silent).
+
+    With ``actors.backend = "process"`` the actors are spawned, so a script that runs this needs the
+    ``if __name__ == "__main__":`` guard that spawned processes need.
     """
 
     def __init__(self, cfg: Config, run_dir: str, resume_bundle: str | None = None,
