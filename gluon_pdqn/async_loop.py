@@ -85,7 +85,7 @@ class AsyncTraining:
         waiting: dict[int, np.ndarray] = {}
         try:
             with graceful_interrupts() as interrupt:
-                while self.counters.env_steps < limit and self.solved is None:
+                while self.counters.env_steps < limit and self.solved is None and not self._out_of_time():
                     if interrupt["signal"] is not None:
                         interrupted_by = signal.Signals(interrupt["signal"]).name
                         break
@@ -184,6 +184,10 @@ class AsyncTraining:
         raise TrainingStopped(f"{count} consecutive updates had NaN or infinite gradients at env step "
                               f"{self.counters.env_steps}; stopped (last good checkpoint: {last_good}). "
                               "Lower optim.learning_rate or set optim.max_grad_norm")
+
+    def _out_of_time(self) -> bool:
+        """Whether the run's time budget (``run.max_seconds`` of training, over all sessions) is spent."""
+        return 0 < self.cfg.run.max_seconds <= self.counters.wall_seconds
 
     # --- evaluation and logging -------------------------------------------------------------------
 

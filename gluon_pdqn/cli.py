@@ -17,7 +17,7 @@ from .config import ASYNC_ALGOS, MODES, Config, load_preset, preset_names
 from .errors import TrainingStopped, UserError
 
 # Settings that may change when a run is resumed; the rest define the run and must stay as they were.
-RESUMABLE_SETTINGS = ("run.total_env_steps", "run.eval_every", "run.eval_episodes", "run.stop_return",
+RESUMABLE_SETTINGS = ("run.total_env_steps", "run.max_seconds", "run.eval_every", "run.eval_episodes", "run.stop_return",
                       "run.checkpoint_every", "run.keep_checkpoints", "run.log_every",
                       "run.max_nonfinite_updates")
 
@@ -217,6 +217,82 @@ def _record_gif(learner, cfg, spec, epsilon, seed, path, max_frames=3000) -> str
         env.close()
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=33, loop=0)
     return path
+
+
+@cli.command()
+@click.option("--env", "env_id", default="CartPole-v1", show_default=True, help="Environment of every run.")
+@click.option("--modes", default="single,data,model,ensemble,async", show_default=True,
+              help=f"Comma-separated modes ({', '.join(MODES)}).")
+@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds 0..N-1 per mode.")
+@click.option("--budget-steps", type=click.IntRange(min=1), help="Env steps per run.")
+@click.option("--budget-seconds", type=click.FloatRange(min=1), help="Seconds of training per run.")
+@click.option("--preset", default="cartpole", show_default=True, help="Preset of the replay modes.")
+@click.option("--async-preset", default="async", show_default=True, help="Preset of mode async.")
+@click.option("--ctx", default="cpu:0,cpu:1", show_default=True,
+              help="Devices of data, model and ensemble; single and async use the first.")
+@click.option("--eval-every", type=click.IntRange(min=1), help="Env steps between greedy evaluations "
+              "[default: a 25th of --budget-steps, at least 1,000; 5,000 with --budget-seconds].")
+@click.option("--threshold", type=float, help="Return to time the runs to [default: the preset's stop return].")
+@click.option("--out", "out_dir", type=click.Path(), help="Results directory [default: compare/<env>-<time>]; "
+              "give an existing one to continue it.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="A setting for every run (repeatable).")
+def compare(env_id, modes, seeds, budget_steps, budget_seconds, preset, async_preset, ctx, eval_every, threshold,
+            out_dir, sets):
+    """Run every mode on the same environment, seeds and budget, one after another; write a table and plots."""
+    from . import compare as comparison
+
+    if (budget_steps is None) == (budget_seconds is None):
+        raise UserError("give exactly one of --budget-steps and --budget-seconds")
+    chosen = tuple(m.strip() for m in modes.split(",") if m.strip())
+    unknown = [m for m in chosen if m not in MODES]
+    if unknown or not chosen:
+        raise UserError(f"unknown mode(s) {', '.join(unknown) or '(none given)'}; available: {', '.join(MODES)}")
+    _parse_sets(sets)
+    load_preset(preset), load_preset(async_preset)  # bad presets fail here, not in the first run
+    if eval_every is None:
+        eval_every = max(1_000, budget_steps // 25) if budget_steps is not None else 5_000
+    plan = comparison.Plan(env=env_id, modes=chosen, seeds=tuple(range(seeds)), budget_steps=budget_steps,
+                           budget_seconds=budget_seconds, preset=preset, async_preset=async_preset, ctx=ctx,
+                           eval_every=eval_every,
+                           threshold=threshold if threshold is not None else comparison.default_threshold(preset),
+                           sets=tuple(sets))
+    if out_dir is None:
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", env_id).strip("-")
+        out_dir = os.path.join("compare", f"{slug}-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    try:
+        comparison.run_comparison(plan, out_dir, echo=click.echo)
+    except KeyboardInterrupt:
+        click.echo(f"interrupted; continue with the same command and --out {out_dir}", err=True)
+        return 130
+    with open(os.path.join(out_dir, "table.md")) as f:
+        click.echo(f.read())
+    click.echo(f"results: {out_dir} (table.md, results.json, results.csv, return_vs_env_steps.png, "
+               "return_vs_seconds.png, throughput.png)")
+    return 0
+
+
+@cli.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path())
+@click.option("--out", "out_path", default="curves.png", show_default=True, help="PNG file to write.")
+@click.option("--x", "x_axis", type=click.Choice(["env_steps", "wall_seconds"]), default="env_steps",
+              show_default=True)
+def plot(run_dirs, out_path, x_axis):
+    """Greedy-return curves of RUN_DIRS, grouped by mode (mean and min-max over each group's runs)."""
+    from . import plots
+
+    groups: dict[str, list[str]] = {}
+    for run_dir in run_dirs:
+        try:
+            with open(os.path.join(run_dir, "config.json")) as f:
+                config = json.load(f)
+        except (OSError, json.JSONDecodeError):
+            raise UserError(f"{run_dir} is not a run directory (no readable config.json)") from None
+        if not plots.evaluation_curve(run_dir):
+            raise UserError(f"{run_dir} has no evaluations (eval.csv) to plot")
+        groups.setdefault(f"{config['env']['id']} {config['run']['mode']}", []).append(run_dir)
+    plots.grouped_curves(groups, x_axis, out_path)
+    click.echo(f"wrote {out_path}")
+    return 0
 
 
 @cli.command()

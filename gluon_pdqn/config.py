@@ -111,6 +111,7 @@ class RunConfig:
     overlap_acting: bool = False  # act from a policy snapshot taken each training round, while updates compute
     seed: int = 0
     total_env_steps: int = 50_000  # run length in env steps
+    max_seconds: float = 0.0  # also stop after this many seconds of training (0: no time limit)
     eval_every: int = 2_000  # env steps between greedy evaluations; 0 disables them
     eval_episodes: int = 10
     stop_return: Optional[float] = None  # stop once an evaluation's mean return reaches this
@@ -285,6 +286,7 @@ def validate(cfg: Config) -> None:
                                                                           "agent.updates_per_train must be >= 1"),
         (cfg.agent.target_update_every >= 1, "agent.target_update_every must be at least 1"),
         (cfg.run.total_env_steps >= 1, "run.total_env_steps must be at least 1"),
+        (cfg.run.max_seconds >= 0, "run.max_seconds must not be negative"),
         (cfg.run.eval_every >= 0 and cfg.run.eval_episodes >= 1, "run.eval_every >= 0 and run.eval_episodes >= 1"),
         (cfg.run.checkpoint_every >= 0, "run.checkpoint_every must not be negative"),
         (cfg.run.keep_checkpoints >= 1, "run.keep_checkpoints must be at least 1"),

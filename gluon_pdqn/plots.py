@@ -49,3 +49,57 @@ def learning_curve(run_dir: str, path: str | None = None) -> str:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def evaluation_curve(run_dir: str) -> dict[str, np.ndarray]:
+    """A run's greedy evaluations: env steps, wall seconds and mean return per evaluation (empty if none)."""
+    evals = _read(os.path.join(run_dir, metrics.EVAL_CSV))
+    if not evals:
+        return {}
+    return {"env_steps": evals[metrics.ENV_STEPS], "wall_seconds": evals[metrics.WALL_SECONDS],
+            "mean_return": evals["mean_return"]}
+
+
+def grouped_curves(groups: dict[str, list[str]], x: str, path: str, title: str = "") -> str:
+    """Mean (line) and min-max spread (band) over each group's runs of greedy return against ``x``.
+
+    ``groups`` maps a label (a mode) to run directories (its seeds); ``x`` is ``env_steps`` or
+    ``wall_seconds``. Each run's curve is interpolated onto a common grid that ends where its shortest run ends.
+    """
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    for label, run_dirs in groups.items():
+        curves = [c for c in (evaluation_curve(d) for d in run_dirs) if c and len(c[x]) >= 1]
+        if not curves:
+            continue
+        end = min(c[x][-1] for c in curves)
+        grid = np.linspace(0.0, end, 50) if end > 0 else np.zeros(1)
+        values = np.array([np.interp(grid, np.r_[0.0, c[x]], np.r_[c["mean_return"][0], c["mean_return"]])
+                           for c in curves])
+        line, = ax.plot(grid, values.mean(axis=0), label=f"{label} ({len(curves)} run{'s' * (len(curves) > 1)})")
+        if len(curves) > 1:
+            ax.fill_between(grid, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.2)
+    ax.set_xlabel("env steps" if x == "env_steps" else "wall-clock seconds of training")
+    ax.set_ylabel("greedy evaluation return")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def throughput_bars(rates: dict[str, list[float]], path: str, title: str = "") -> str:
+    """Env steps per second per mode: median bar, each seed's run as a dot."""
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    labels = list(rates)
+    ax.bar(labels, [float(np.median(rates[k])) for k in labels], color="tab:blue", alpha=0.7)
+    for i, label in enumerate(labels):
+        ax.plot([i] * len(rates[label]), rates[label], "k.", ms=6)
+    ax.set_ylabel("env steps per second")
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
