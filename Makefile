@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow bench venv clean
+.PHONY: demo test test-slow bench peers venv clean
 
 venv: $(STAMP)
 
@@ -31,6 +31,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/learner_scaling.py
 	$(BIN)/python benchmarks/overlap.py
 	$(BIN)/python benchmarks/async_scaling.py
+
+# The peer (Stable-Baselines3's DQN, on torch 2.13.0 CPU) is an optional extra: installed only here.
+peers: $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -r requirements-peers.txt
+	$(BIN)/python benchmarks/peers.py
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -21,6 +21,7 @@ setup(
         "matplotlib>=3.7",
         "opencv-python-headless>=4.8",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={"test": ["pytest>=7"],
+                    "peers": ["stable-baselines3==2.9.2", "torch==2.13.0"]},  # benchmarks/peers.py
     entry_points={"console_scripts": ["gluon-pdqn=gluon_pdqn.cli:main"]},
 )

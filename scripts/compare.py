@@ -1,0 +1,10 @@
+"""`gluon-pdqn compare` as a plain script, for cluster machines where the console script is not on the path.
+
+    python scripts/compare.py --help
+"""
+import sys
+
+from gluon_pdqn.cli import main
+
+if __name__ == "__main__":
+    main(["compare", *sys.argv[1:]])
