@@ -11,8 +11,6 @@ policy lag (how many updates old the parameters were that chose an action), whic
 """
 from __future__ import annotations
 
-import json
-import os
 import signal
 import time
 from dataclasses import asdict
@@ -27,13 +25,13 @@ from .actors import ActorPool, Rollout
 from .config import Config
 from .errors import TrainingStopped, UserError
 from .learners.async_learners import A3CLearner, AsyncQLearner
-from .loops import Counters, Summary, crossed, evaluate, graceful_interrupts, report_evaluation
+from .loops import Counters, RunBookkeeping, Summary, crossed, graceful_interrupts
 from .parallel import parse_contexts
 
 POLL_SECONDS = 1.0  # longest wait for a message before checking signals and that every actor lives
 
 
-class AsyncTraining:
+class AsyncTraining(RunBookkeeping):
     """One run of mode ``async``; the same surface as ``loops.Training`` (``run`` returns a Summary).
 
     Args:
@@ -61,10 +59,7 @@ class AsyncTraining:
         self.learner = learner_class(cfg, self.spec, contexts[0])
         self.counters = Counters()
         self.sessions = 0  # how many times this run was started: actors get fresh seeds each session
-        self.notes: list[str] = []
-        self.best_eval: float | None = None
-        self.last_eval: float | None = None
-        self.solved: tuple[int, float] | None = None
+        self._init_bookkeeping()
         self._last_returns: list[float] = []  # the previous log window's episode returns (for the status line)
         if resume_bundle is not None:
             self._restore(resume_bundle)
@@ -121,7 +116,7 @@ class AsyncTraining:
                     if crossed(before, after, cfg.run.log_every):
                         self._log(pool)
                     if cfg.run.eval_every and crossed(before, after, cfg.run.eval_every):
-                        self._evaluate()
+                        self._greedy_evaluation()
                     if cfg.run.checkpoint_every and crossed(before, after, cfg.run.checkpoint_every):
                         self.save_checkpoint()
                     if self.display.due():
@@ -131,14 +126,7 @@ class AsyncTraining:
         finally:
             pool.close()
             self.writer.close()
-        summary = Summary(run_dir=self.run_dir, counters=asdict(self.counters),
-                          solved_at_env_steps=self.solved[0] if self.solved else None,
-                          solved_at_seconds=self.solved[1] if self.solved else None,
-                          last_eval_mean=self.last_eval, best_eval_mean=self.best_eval,
-                          interrupted_by=interrupted_by, checkpoint=bundle, notes=self.notes)
-        with open(os.path.join(self.run_dir, "summary.json"), "w") as f:
-            json.dump(asdict(summary), f, indent=2)
-        return summary
+        return self._finish(interrupted_by, bundle)
 
     def _receive(self, pool: ActorPool, waiting: dict) -> list[Rollout]:
         """Every message that has arrived (waiting at most POLL_SECONDS): requests into ``waiting``, rollouts out."""
@@ -178,30 +166,7 @@ class AsyncTraining:
                 self.writer.episode(self.counters.env_steps, self.counters.episodes, rollout.actor,
                                     float(episode_return), int(length))
 
-    def _stop_nonfinite(self, count: int):
-        bundles = checkpoint.list_complete(self.run_dir)
-        last_good = bundles[-1] if bundles else "none written yet"
-        raise TrainingStopped(f"{count} consecutive updates had NaN or infinite gradients at env step "
-                              f"{self.counters.env_steps}; stopped (last good checkpoint: {last_good}). "
-                              "Lower optim.learning_rate or set optim.max_grad_norm")
-
-    def _out_of_time(self) -> bool:
-        """Whether the run's time budget (``run.max_seconds`` of training, over all sessions) is spent."""
-        return 0 < self.cfg.run.max_seconds <= self.counters.wall_seconds
-
-    # --- evaluation and logging -------------------------------------------------------------------
-
-    def _evaluate(self) -> None:
-        cfg = self.cfg
-        self.counters.evaluations += 1
-        seed = cfg.run.seed + 1_000_003 * self.counters.evaluations
-        returns = evaluate(self.learner.q_values, cfg.env, self.spec.n_actions, cfg.run.eval_episodes,
-                           cfg.exploration.eval_epsilon, seed)
-        mean = report_evaluation(returns, self.counters, self.writer, self.display)
-        self.last_eval = mean
-        self.best_eval = mean if self.best_eval is None else max(self.best_eval, mean)
-        if cfg.run.stop_return is not None and mean >= cfg.run.stop_return:
-            self.solved = (self.counters.env_steps, self.counters.wall_seconds)
+    # --- logging ----------------------------------------------------------------------------------
 
     def _new_window(self, pool: ActorPool) -> dict:
         count = len(pool.connections)

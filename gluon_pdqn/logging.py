@@ -147,6 +147,7 @@ class MetricsWriter:
             self._tensorboard.add_scalar(f"actors/{row['actor']}/env_steps_per_s", row["env_steps_per_s"], env_steps)
 
     def close(self) -> None:
+        """Close every file (a second call does nothing)."""
         for table in (self._metrics, self._episodes, self._evals, self._devices, self._members, self._actors):
             if table is not None:
                 table.close()

@@ -115,7 +115,58 @@ def graceful_interrupts():
             signal.signal(s, h)
 
 
-class Training:
+class RunBookkeeping:
+    """What every training loop keeps besides learning: evaluations, stop conditions, and the run's summary.
+
+    A subclass sets ``cfg``, ``run_dir``, ``spec``, ``learner``, ``counters``, ``writer`` and ``display``, and
+    calls ``_init_bookkeeping`` in its constructor.
+    """
+
+    def _init_bookkeeping(self) -> None:
+        self.notes: list[str] = []
+        self.best_eval: float | None = None
+        self.last_eval: float | None = None
+        self.solved: tuple[int, float] | None = None  # (env steps, seconds) of the first evaluation >= stop_return
+
+    def _out_of_time(self) -> bool:
+        """Whether the run's time budget (``run.max_seconds`` of training, over all sessions) is spent."""
+        return 0 < self.cfg.run.max_seconds <= self.counters.wall_seconds
+
+    def _stop_nonfinite(self, count: int):
+        bundles = checkpoint.list_complete(self.run_dir)
+        last_good = bundles[-1] if bundles else "none written yet"
+        self.writer.close()
+        raise TrainingStopped(f"{count} consecutive updates had NaN or infinite gradients at env step "
+                              f"{self.counters.env_steps}; stopped (last good checkpoint: {last_good}). "
+                              "Lower optim.learning_rate or set optim.max_grad_norm")
+
+    def _greedy_evaluation(self) -> int:
+        """Evaluate the learner's greedy policy, log it, note whether the run is solved; return the seed used."""
+        cfg = self.cfg
+        self.counters.evaluations += 1
+        seed = cfg.run.seed + 1_000_003 * self.counters.evaluations
+        returns = evaluate(self.learner.q_values, cfg.env, self.spec.n_actions, cfg.run.eval_episodes,
+                           cfg.exploration.eval_epsilon, seed)
+        mean = report_evaluation(returns, self.counters, self.writer, self.display)
+        self.last_eval = mean
+        self.best_eval = mean if self.best_eval is None else max(self.best_eval, mean)
+        if cfg.run.stop_return is not None and mean >= cfg.run.stop_return:
+            self.solved = (self.counters.env_steps, self.counters.wall_seconds)
+        return seed
+
+    def _finish(self, interrupted_by: str | None, bundle: str) -> Summary:
+        """The run's summary, also written to ``summary.json``."""
+        summary = Summary(run_dir=self.run_dir, counters=asdict(self.counters),
+                          solved_at_env_steps=self.solved[0] if self.solved else None,
+                          solved_at_seconds=self.solved[1] if self.solved else None,
+                          last_eval_mean=self.last_eval, best_eval_mean=self.best_eval,
+                          interrupted_by=interrupted_by, checkpoint=bundle, notes=self.notes)
+        with open(os.path.join(self.run_dir, "summary.json"), "w") as f:
+            json.dump(asdict(summary), f, indent=2)
+        return summary
+
+
+class Training(RunBookkeeping):
     """One training run of the single-process modes: acting in a vector env, replay, learner, bookkeeping.
 
     Args:
@@ -144,14 +195,11 @@ class Training:
         self.rng = np.random.default_rng(seed)
         self.vector_env = envs.make_vector_env(cfg.env, cfg.env.num_envs)
         self.counters = Counters()
-        self.notes: list[str] = []
+        self._init_bookkeeping()
         self._last_logged = {"loss": float("nan"), "returns": []}
         self._timing_due = True  # time the next update per device
         self._pending: list = []  # (replay indices, StepResult) of updates not yet taken in by _settle
         self._consecutive_skips = 0
-        self.best_eval: float | None = None
-        self.last_eval: float | None = None
-        self.solved: tuple[int, float] | None = None
         num_envs = cfg.env.num_envs
         self.episode_returns = np.zeros(num_envs)
         self.episode_lengths = np.zeros(num_envs, dtype=np.int64)
@@ -221,14 +269,7 @@ class Training:
             bundle = self.save_checkpoint()  # still under the guard: a second Ctrl-C cannot cut it short
         self.writer.close()
         self.vector_env.close()
-        summary = Summary(run_dir=self.run_dir, counters=asdict(self.counters),
-                          solved_at_env_steps=self.solved[0] if self.solved else None,
-                          solved_at_seconds=self.solved[1] if self.solved else None,
-                          last_eval_mean=self.last_eval, best_eval_mean=self.best_eval,
-                          interrupted_by=interrupted_by, checkpoint=bundle, notes=self.notes)
-        with open(os.path.join(self.run_dir, "summary.json"), "w") as f:
-            json.dump(asdict(summary), f, indent=2)
-        return summary
+        return self._finish(interrupted_by, bundle)
 
     def _observe(self, actions, rewards, next_obs, terminated, truncated, window) -> None:
         """Store the step's transitions; a step that only reset an env (next-step autoreset) is not one."""
@@ -287,38 +328,18 @@ class Training:
                     self.replay.update_priorities(indices, result.td_errors())
         self.counters.learner_steps = self.learner.learner_steps
 
-    def _stop_nonfinite(self, count: int):
-        bundles = checkpoint.list_complete(self.run_dir)
-        last_good = bundles[-1] if bundles else "none written yet"
-        self.writer.close()
-        raise TrainingStopped(f"{count} consecutive updates had NaN or infinite gradients at env step "
-                              f"{self.counters.env_steps}; stopped (last good checkpoint: {last_good}). "
-                              "Lower optim.learning_rate or set optim.max_grad_norm")
-
-    def _out_of_time(self) -> bool:
-        """Whether the run's time budget (``run.max_seconds`` of training, over all sessions) is spent."""
-        return 0 < self.cfg.run.max_seconds <= self.counters.wall_seconds
-
     # --- evaluation and logging -------------------------------------------------------------------
 
     def _evaluate(self) -> None:
-        cfg = self.cfg
-        self.counters.evaluations += 1
         self.learner.refresh_policy()  # evaluate the latest parameters, also when acting from a snapshot
-        seed = cfg.run.seed + 1_000_003 * self.counters.evaluations
-        returns = evaluate(self.learner.q_values, cfg.env, self.spec.n_actions, cfg.run.eval_episodes,
-                           cfg.exploration.eval_epsilon, seed)
-        mean = report_evaluation(returns, self.counters, self.writer, self.display)
-        self.last_eval = mean
-        self.best_eval = mean if self.best_eval is None else max(self.best_eval, mean)
+        seed = self._greedy_evaluation()
         members = self.learner.member_q_functions()
         if members:  # an ensemble: each member's own greedy return sets the mixing weights of the targets
+            cfg = self.cfg
             member_means = [float(evaluate(q, cfg.env, self.spec.n_actions, cfg.run.eval_episodes,
                                            cfg.exploration.eval_epsilon, seed).mean()) for q in members]
             weights = self.learner.set_member_returns(member_means)
             self.writer.members(self.counters.env_steps, member_means, weights)
-        if cfg.run.stop_return is not None and mean >= cfg.run.stop_return:
-            self.solved = (self.counters.env_steps, self.counters.wall_seconds)
 
     def _log(self, window: dict, result, epsilon: float, frame_skip: int) -> None:
         now = time.perf_counter()

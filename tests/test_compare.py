@@ -1,6 +1,5 @@
 """`gluon-pdqn compare` and `gluon-pdqn plot`, through the command line."""
 import json
-import os
 import subprocess
 import sys
 
