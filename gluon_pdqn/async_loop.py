@@ -31,6 +31,10 @@ from .parallel import parse_contexts
 POLL_SECONDS = 1.0  # longest wait for a message before checking signals and that every actor lives
 
 
+def _died(actor: int) -> str:
+    return f"actor {actor} ended unexpectedly; the last checkpoint is kept"
+
+
 class AsyncTraining(RunBookkeeping):
     """One run of mode ``async``; the same surface as ``loops.Training`` (``run`` returns a Summary).
 
@@ -89,8 +93,11 @@ class AsyncTraining(RunBookkeeping):
                         order = sorted(waiting)
                         values = self.learner.action_values(np.stack([waiting[i] for i in order]))
                         for i, row in zip(order, values):
-                            pool.connections[i].send(("values", row, self.counters.env_steps,
-                                                      self.learner.learner_steps))
+                            try:
+                                pool.connections[i].send(("values", row, self.counters.env_steps,
+                                                          self.learner.learner_steps))
+                            except OSError:  # it died between asking and being answered
+                                raise TrainingStopped(_died(i)) from None
                         self._window["inference_batches"].append(len(order))
                         waiting.clear()
                     if not rollouts:
@@ -135,7 +142,7 @@ class AsyncTraining(RunBookkeeping):
         if not ready:
             for i in range(len(pool.connections)):
                 if not pool.alive(i):
-                    raise TrainingStopped(f"actor {i} ended unexpectedly; the last checkpoint is kept")
+                    raise TrainingStopped(_died(i))
         for conn in ready:
             i = pool.connections.index(conn)
             try:
@@ -148,7 +155,7 @@ class AsyncTraining(RunBookkeeping):
                     elif kind == "error":
                         raise TrainingStopped(f"{payload[0]}; the last checkpoint is kept")
             except (EOFError, ConnectionResetError):
-                raise TrainingStopped(f"actor {i} ended unexpectedly; the last checkpoint is kept") from None
+                raise TrainingStopped(_died(i)) from None
         return rollouts
 
     def _take_in(self, rollouts: list[Rollout]) -> None:
