@@ -41,7 +41,8 @@ def _default_preset(mode: str | None, algo: str | None) -> str:
 
 def _default_run_dir(cfg: Config) -> str:
     slug = re.sub(r"[^A-Za-z0-9]+", "-", cfg.env.id).strip("-")
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    # The workers of one launched job share the launcher's time stamp, and so one run directory.
+    stamp = os.environ.get("GLUON_PDQN_JOB_STAMP") or datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     return os.path.join("runs", f"{slug}-{cfg.run.mode}-s{cfg.run.seed}-{stamp}")
 
 
@@ -59,8 +60,9 @@ def cli():
               "split over the --ctx devices); model parallel (network stages on the --ctx devices); an ensemble "
               "(one network per --ctx device); async actor-learners (--actors, --algo, --actor-backend).")
 @click.option("--ctx", help="MXNet devices: cpu:0, gpu:0, gpu:0-3, gpu:0,gpu:2 (cpu:0,cpu:1 stand in for two).")
-@click.option("--kvstore", type=click.Choice(["device", "local", "nccl"]),
-              help="How --mode data sums gradients across devices.")
+@click.option("--kvstore", type=click.Choice(["device", "local", "nccl", "dist_sync", "dist_async"]),
+              help="How --mode data sums gradients across devices (device, local, nccl), or how --mode dist "
+                   "meets on the servers (dist_sync, the default there, or dist_async).")
 @click.option("--actors", type=click.IntRange(min=1), help="Mode async: number of actors.")
 @click.option("--algo", type=click.Choice(ASYNC_ALGOS), help="Mode async: the algorithm.")
 @click.option("--actor-backend", type=click.Choice(["thread", "process"]),
@@ -80,6 +82,8 @@ def train(preset, env_id, mode, ctx, kvstore, actors, algo, actor_backend, seed,
     from . import loops, plots
     from .logging import ProgressDisplay
 
+    if mode == "dist" and kvstore is None:
+        kvstore = "dist_sync"
     options = {"env.id": env_id, "run.mode": mode, "run.ctx": ctx, "run.kvstore": kvstore, "run.seed": seed,
                "run.total_env_steps": steps, "env.num_envs": num_envs, "actors.count": actors,
                "actors.algo": algo, "actors.backend": actor_backend}
@@ -98,11 +102,12 @@ def train(preset, env_id, mode, ctx, kvstore, actors, algo, actor_backend, seed,
         bundle = None
         cfg = load_preset(preset or _default_preset(mode, algo)).replace(overrides)
         run_dir = run_dir or _default_run_dir(cfg)
-        if os.path.exists(run_dir) and os.listdir(run_dir):
+        shared = cfg.run.mode == "dist"  # the job's workers share one run directory (rank 0 writes it)
+        if os.path.exists(run_dir) and os.listdir(run_dir) and not shared:
             raise UserError(f"run directory {run_dir} already exists; continue it with --resume {run_dir} or "
                             "choose another --run-dir")
         os.makedirs(run_dir, exist_ok=True)
-        created = True
+        created = not shared
     display = ProgressDisplay(enabled=not quiet)
     try:
         if cfg.run.mode == "async":
@@ -293,6 +298,44 @@ def plot(run_dirs, out_path, x_axis):
     plots.grouped_curves(groups, x_axis, out_path)
     click.echo(f"wrote {out_path}")
     return 0
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--servers", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--launcher", type=click.Choice(["local", "ssh", "slurm", "mpi"]), default="local", show_default=True)
+@click.option("-H", "--hostfile", type=click.Path(), help="ssh: hosts for servers and workers, one per line.")
+@click.option("--interface", help="Listen on this network interface instead of loopback (a private network only).")
+@click.option("--port", type=click.IntRange(min=0, max=65535), default=0, help="Scheduler port [default: a free one].")
+@click.option("--deadline", type=click.FloatRange(min=0), default=0.0, help="End the job as failed after this many "
+              "seconds [default: no deadline].")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def launch(workers, servers, launcher, hostfile, interface, port, deadline, command):
+    """Start a parameter-server job: scheduler, servers, and workers running COMMAND (train --mode dist ...)."""
+    from .parallel.launcher import Job, JobFailed
+
+    if command[0] != "train" or "--mode" not in command or command[command.index("--mode") + 1:][:1] != ("dist",):
+        raise UserError("launch runs: gluon-pdqn launch [options] -- train --mode dist [train options]")
+    hosts = None
+    if hostfile:
+        try:
+            with open(hostfile) as f:
+                hosts = [line.split()[0] for line in f if line.strip() and not line.startswith("#")]
+        except OSError as e:
+            raise UserError(f"cannot read hostfile {hostfile}: {e.strerror}") from None
+    os.environ["GLUON_PDQN_JOB_STAMP"] = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    job = Job(workers, servers, [sys.executable, "-m", "gluon_pdqn.cli", *command], launcher=launcher, hosts=hosts,
+              interface=interface, port=port, deadline=deadline)
+    click.echo(f"job: scheduler on {job.host}:{job.port}, {servers} server(s), {workers} worker(s), "
+               f"launcher {launcher}")
+    job.start()
+    try:
+        code = job.wait()
+    except JobFailed as e:
+        raise TrainingStopped(str(e)) from None
+    if code:
+        click.echo("job interrupted; the workers wrote checkpoints", err=True)
+    return code
 
 
 @cli.command()

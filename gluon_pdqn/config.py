@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 from .errors import UserError
 
-MODES = ("single", "data", "model", "ensemble", "async")  # parallelism modes that exist (see cli.train)
+MODES = ("single", "data", "model", "ensemble", "async", "dist")  # parallelism modes that exist (see cli.train)
 ASYNC_ALGOS = ("one-step-q", "n-step-q", "a3c")  # algorithms of mode async (Mnih et al. 2016)
 
 
@@ -103,7 +103,7 @@ class ActorsConfig:
 class RunConfig:
     mode: str = "single"  # parallelism mode: one of MODES
     ctx: str = "cpu:0"  # MXNet contexts: `cpu:0`, `gpu:0`, `gpu:0-3`, `gpu:0,gpu:2`
-    kvstore: str = "device"  # data mode's gradient aggregation: `device`, `local`, or `nccl` (GPU builds)
+    kvstore: str = "device"  # data: `device`, `local` or `nccl` (GPU builds); dist: `dist_sync` or `dist_async`
     model_split: str = "auto"  # model mode: `auto` (balance parameter counts) or layer indices where stages start
     microbatches: int = 1  # model mode: pieces each batch flows through the stages in (pipelining)
     ensemble_temperature: float = 50.0  # ensemble mode: softmax temperature over members' returns (return units)
@@ -291,7 +291,10 @@ def validate(cfg: Config) -> None:
         (cfg.run.checkpoint_every >= 0, "run.checkpoint_every must not be negative"),
         (cfg.run.keep_checkpoints >= 1, "run.keep_checkpoints must be at least 1"),
         (cfg.run.log_every >= 1, "run.log_every must be at least 1"),
-        (cfg.run.kvstore in ("device", "local", "nccl"), "run.kvstore must be device, local or nccl"),
+        (cfg.run.kvstore in ("device", "local", "nccl", "dist_sync", "dist_async"),
+         "run.kvstore must be device, local, nccl, dist_sync or dist_async"),
+        ((cfg.run.mode == "dist") == cfg.run.kvstore.startswith("dist_"),
+         "mode dist takes --kvstore dist_sync or dist_async, and only mode dist does"),
         (cfg.run.mode in MODES, f"run.mode must be one of {', '.join(MODES)}"),
         (cfg.run.microbatches >= 1, "run.microbatches must be at least 1"),
         (cfg.run.ensemble_temperature > 0, "run.ensemble_temperature must be positive"),

@@ -21,7 +21,7 @@ from . import logging as metrics
 from .config import Config, from_dict
 from .envs import snapshot
 from .errors import TrainingStopped, UserError
-from .exploration import EpsilonSchedule, epsilon_greedy
+from .exploration import EpsilonSchedule, apex_epsilons, epsilon_greedy
 from .learners import Learner, make_learner
 from .parallel import parse_contexts
 from .replay import ReplayBuffer
@@ -127,6 +127,7 @@ class RunBookkeeping:
         self.best_eval: float | None = None
         self.last_eval: float | None = None
         self.solved: tuple[int, float] | None = None  # (env steps, seconds) of the first evaluation >= stop_return
+        self._stop_on_return = True  # whether reaching run.stop_return ends the run
 
     def _out_of_time(self) -> bool:
         """Whether the run's time budget (``run.max_seconds`` of training, over all sessions) is spent."""
@@ -150,7 +151,7 @@ class RunBookkeeping:
         mean = report_evaluation(returns, self.counters, self.writer, self.display)
         self.last_eval = mean
         self.best_eval = mean if self.best_eval is None else max(self.best_eval, mean)
-        if cfg.run.stop_return is not None and mean >= cfg.run.stop_return:
+        if self._stop_on_return and cfg.run.stop_return is not None and mean >= cfg.run.stop_return:
             self.solved = (self.counters.env_steps, self.counters.wall_seconds)
         return seed
 
@@ -182,9 +183,23 @@ class Training(RunBookkeeping):
         self.display = display or metrics.ProgressDisplay(enabled=False)
         self.spec = envs.describe(cfg.env)
         contexts = parse_contexts(cfg.run.ctx)
-        seed = cfg.run.seed
-        mx.random.seed(seed)  # parameter initialization only
+        mx.random.seed(cfg.run.seed)  # parameter initialization only
         self.learner: Learner = make_learner(cfg, self.spec, contexts)
+        self._init_bookkeeping()
+        # A worker of a parameter-server job (mode dist) acts with its own seed and epsilon, runs its share
+        # of the env steps, and writes its figures under workers/ (rank 0 writes the run directory).
+        rank, workers = self.learner.rank, self.learner.num_workers
+        seed = cfg.run.seed + 1000 * rank
+        self.env_step_budget = cfg.run.total_env_steps // workers
+        if rank > 0:
+            self.run_dir = run_dir = os.path.join(run_dir, "workers", f"rank-{rank}")
+            os.makedirs(run_dir, exist_ok=True)
+            if resume_bundle is not None:  # each worker continues from its own checkpoint
+                resume_bundle = checkpoint.resolve(run_dir)
+        if cfg.run.mode == "dist":
+            # Workers of dist_sync must stop together: they run their budgets, and only rank 0 evaluates.
+            self._stop_on_return = False
+            self.notes.append("mode dist runs the whole step budget (run.stop_return is not applied)")
         self.replay = ReplayBuffer(cfg.replay.capacity, cfg.env.num_envs, self.spec.frame_shape,
                                    self.spec.obs_dtype, frame_stack=self.spec.frame_stack,
                                    n_step=cfg.replay.n_step, gamma=cfg.agent.gamma, seed=seed + 1,
@@ -192,10 +207,11 @@ class Training(RunBookkeeping):
                                    priority_epsilon=cfg.replay.priority_epsilon)
         self.display.message(f"replay: {cfg.replay.capacity:,} transitions, {self.replay.nbytes / 2**20:,.1f} MiB")
         self.epsilon = EpsilonSchedule.from_config(cfg.exploration, offset=cfg.replay.learning_starts)
+        if workers > 1:  # the Ape-X ladder by rank: 0.4 for rank 0 down to 0.4^8 for the last
+            self.epsilon.final = float(apex_epsilons(workers)[rank])
         self.rng = np.random.default_rng(seed)
         self.vector_env = envs.make_vector_env(cfg.env, cfg.env.num_envs)
         self.counters = Counters()
-        self._init_bookkeeping()
         self._last_logged = {"loss": float("nan"), "returns": []}
         self._timing_due = True  # time the next update per device
         self._pending: list = []  # (replay indices, StepResult) of updates not yet taken in by _settle
@@ -223,7 +239,7 @@ class Training(RunBookkeeping):
         """
         cfg = self.cfg
         frame_skip = cfg.env.frame_skip if self.spec.is_atari else 1
-        total = cfg.run.total_env_steps
+        total = self.env_step_budget
         limit = min(total, stop_at) if stop_at is not None else total
         window = {"start": time.perf_counter(), "env_steps": self.counters.env_steps,
                   "learner_steps": self.counters.learner_steps, "returns": []}
@@ -259,7 +275,7 @@ class Training(RunBookkeeping):
                 self.counters.wall_seconds = wall_before + time.perf_counter() - session_start
                 if crossed(before, after, cfg.run.log_every):
                     self._log(window, last_result, epsilon, frame_skip)
-                if cfg.run.eval_every and crossed(before, after, cfg.run.eval_every):
+                if cfg.run.eval_every and self.learner.rank == 0 and crossed(before, after, cfg.run.eval_every):
                     self._evaluate()
                 if cfg.run.checkpoint_every and crossed(before, after, cfg.run.checkpoint_every):
                     self.save_checkpoint()
@@ -370,7 +386,7 @@ class Training(RunBookkeeping):
         recent = f"{np.mean(recent[-20:]):.1f}" if recent else "-"
         loss = self._last_logged["loss"]
         evaluation = f"{self.last_eval:.1f}" if self.last_eval is not None else "-"
-        return (f"env steps {c.env_steps:,}/{self.cfg.run.total_env_steps:,}  {rate:,.0f} steps/s  "
+        return (f"env steps {c.env_steps:,}/{self.env_step_budget:,}  {rate:,.0f} steps/s  "
                 f"updates {c.learner_steps:,}  eps {epsilon:.3f}  return {recent}  loss "
                 f"{'-' if loss != loss else f'{loss:.3g}'}  eval {evaluation}")
 
@@ -408,6 +424,9 @@ class Training(RunBookkeeping):
         if state["env_spec"]["id"] != self.spec.id or state["env_spec"]["n_actions"] != self.spec.n_actions:
             raise UserError(f"checkpoint {bundle} is for {state['env_spec']['id']}, not {self.spec.id}")
         self.learner.load(bundle)
+        if self.cfg.run.mode == "dist":
+            self.notes.append("mode dist: the optimizer's state lives on the kvstore servers, which MXNet cannot "
+                              "save; it starts afresh")
         self.counters = Counters(**state["counters"])
         self.learner.learner_steps = self.counters.learner_steps
         self.rng.bit_generator.state = state["rng"]

@@ -7,7 +7,9 @@ from ..config import MODES, Config
 from ..envs import EnvSpec
 from ..errors import UserError
 from .base import Learner, StepResult
+from ..parallel.kvstore import create_dist_kvstore
 from .data_parallel import DataParallelLearner
+from .distributed import DistLearner
 from .ensemble import EnsembleLearner
 from .model_parallel import ModelParallelLearner
 from .single import SingleLearner
@@ -32,8 +34,12 @@ def make_learner(cfg: Config, spec: EnvSpec, contexts: list[mx.Context]) -> Lear
         return ModelParallelLearner(cfg, spec, contexts)
     if cfg.run.mode == "ensemble":
         return EnsembleLearner(cfg, spec, contexts)
+    if cfg.run.mode == "dist":
+        if len(contexts) != 1:
+            raise UserError(f"mode 'dist' trains on one device per worker; --ctx names {len(contexts)}")
+        return DistLearner(cfg, spec, contexts[0], create_dist_kvstore(cfg.run.kvstore))
     raise UserError(f"unknown mode '{cfg.run.mode}'; available: {', '.join(MODES)}")
 
 
-__all__ = ["DataParallelLearner", "EnsembleLearner", "Learner", "MODES", "ModelParallelLearner", "SingleLearner", "StepResult",
+__all__ = ["DataParallelLearner", "DistLearner", "EnsembleLearner", "Learner", "MODES", "ModelParallelLearner", "SingleLearner", "StepResult",
            "make_learner"]

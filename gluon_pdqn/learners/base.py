@@ -90,6 +90,8 @@ class Learner(abc.ABC):
     """One DQN learner: an online and a target network, an optimizer, and a device placement."""
 
     learner_steps: int
+    rank: int = 0  # this worker's place in a parameter-server job (mode dist); 0 of 1 otherwise
+    num_workers: int = 1
 
     @abc.abstractmethod
     def q_values(self, obs: np.ndarray) -> np.ndarray:

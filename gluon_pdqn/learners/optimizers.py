@@ -62,9 +62,15 @@ class MultiTensorAdam(mx.optimizer.Adam):
         self.update(index, weight, grad, state)
 
 
-def make_optimizer(cfg: OptimConfig) -> mx.optimizer.Optimizer:
-    """The MXNet optimizer ``cfg`` names (gradients arrive already averaged over the batch)."""
+def make_optimizer(cfg: OptimConfig, on_kvstore_servers: bool = False) -> mx.optimizer.Optimizer:
+    """The MXNet optimizer ``cfg`` names (gradients arrive already averaged over the batch).
+
+    ``on_kvstore_servers``: the optimizer is pickled to parameter servers, which unpickle it while ``mxnet``
+    itself is still being imported and so can load only MXNet's own classes: Adam is ``mx.optimizer.Adam``.
+    """
     if cfg.name == "adam":
+        if on_kvstore_servers:
+            return mx.optimizer.Adam(learning_rate=cfg.learning_rate, epsilon=cfg.adam_epsilon)
         return MultiTensorAdam(learning_rate=cfg.learning_rate, epsilon=cfg.adam_epsilon)
     if cfg.name == "rmsprop":
         # gamma2 is MXNet's momentum of the centred variant; DQN's RMSProp has none.

@@ -1,0 +1,247 @@
+"""``gluon-pdqn launch``: start a parameter-server job (scheduler, servers, workers) and see it to its end.
+
+ps-lite, behind MXNet's ``dist_sync``/``dist_async`` kvstores, reads its topology from ``DMLC_*`` variables.
+The dmlc tracker inside the mxnet wheel does not run on Python 3.11, so this is the project's own launcher:
+
+- every process gets its role, the scheduler's address and the job's size; the scheduler's port is chosen
+  free (or given), and everything binds to loopback unless an interface is named (ps-lite has no
+  authentication, and a server unpickles the optimizer it is sent: anyone who reaches its port runs code);
+- each child's output lines are prefixed with its role and rank;
+- the launcher watches every child: when one exits with an error or is killed, or the deadline passes, it
+  ends the whole job (each child's process group) and exits non-zero naming the process; ps-lite itself
+  would leave the survivors blocked in ``push`` or in its exit barrier forever;
+- Ctrl-C (or SIGTERM) is passed to the workers, which write a checkpoint; then the servers and the scheduler
+  are ended.
+
+``--launcher local`` runs every process here. ``ssh`` runs servers and workers on the hosts of a hostfile
+(round robin) through ``ssh host 'cd DIR && env DMLC_...=... COMMAND'``; ``slurm`` and ``mpi`` wrap each
+process in ``srun``/``mpirun -np 1`` (the scheduler stays on this machine).
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+from ..errors import UserError
+
+LOOPBACK = "127.0.0.1"
+EXIT_GRACE_SECONDS = 15.0  # after the workers finish (or are interrupted), how long the servers may take
+
+
+@dataclass
+class Child:
+    role: str  # scheduler, server or worker
+    rank: int
+    process: subprocess.Popen
+
+    @property
+    def name(self) -> str:
+        return self.role if self.role == "scheduler" else f"{self.role} {self.rank}"
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A TCP port nothing listens on now (the kernel's choice)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise UserError if ``port`` on ``host`` is taken."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            raise UserError(f"port {port} on {host} is in use; give another --port or leave it out to pick a "
+                            "free one") from None
+
+
+def interface_address(interface: str) -> str:
+    """The IPv4 address of a network interface (``eth0``), for binding to it instead of loopback."""
+    import fcntl
+    import struct
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            packed = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", interface[:15].encode()))  # SIOCGIFADDR
+        except OSError:
+            raise UserError(f"no network interface named {interface!r} with an IPv4 address") from None
+    return socket.inet_ntoa(packed[20:24])
+
+
+def role_environment(role: str, scheduler_host: str, port: int, servers: int, workers: int,
+                     node_host: str) -> dict[str, str]:
+    """The ``DMLC_*`` variables ps-lite reads for one process."""
+    return {"DMLC_ROLE": role, "DMLC_PS_ROOT_URI": scheduler_host, "DMLC_PS_ROOT_PORT": str(port),
+            "DMLC_NUM_SERVER": str(servers), "DMLC_NUM_WORKER": str(workers), "DMLC_NODE_HOST": node_host,
+            "PYTHONUNBUFFERED": "1"}
+
+
+def _prefix_output(child: Child, stream, out) -> None:
+    for line in iter(stream.readline, ""):
+        out.write(f"[{child.name}] {line}")
+        out.flush()
+    stream.close()
+
+
+class Job:
+    """A running parameter-server job.
+
+    Args:
+        workers, servers: how many of each.
+        worker_command: the argument list each worker runs (``gluon-pdqn train --mode dist ...``).
+        launcher: ``local``, ``ssh``, ``slurm`` or ``mpi``.
+        hosts: the hostfile's hosts (ssh), used round robin for servers and workers.
+        interface: bind to this interface's address instead of loopback.
+        port: the scheduler's port (0: a free one).
+        deadline: seconds after which the job is ended as failed (0: none).
+    """
+
+    def __init__(self, workers: int, servers: int, worker_command: list[str], launcher: str = "local",
+                 hosts: list[str] | None = None, interface: str | None = None, port: int = 0,
+                 deadline: float = 0.0, out=None):
+        if workers < 1 or servers < 1:
+            raise UserError("a job needs at least one worker and one server")
+        if launcher == "ssh" and not hosts:
+            raise UserError("--launcher ssh needs -H HOSTFILE with one host per line")
+        self.workers, self.servers, self.launcher = workers, servers, launcher
+        self.worker_command, self.hosts, self.deadline = worker_command, hosts or [], deadline
+        self.out = out or sys.stdout
+        self.host = interface_address(interface) if interface else LOOPBACK
+        if port:
+            check_port_free(self.host, port)
+        self.port = port or free_port(self.host)
+        self.children: list[Child] = []
+        self._threads: list[threading.Thread] = []
+
+    def _command(self, role: str, index: int, env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+        """Argument list and environment of one process, wrapped for the launcher."""
+        program = ([sys.executable, "-c", "import mxnet"] if role != "worker" else self.worker_command)
+        full_env = {**os.environ, **env}
+        if self.launcher == "local" or role == "scheduler":
+            return program, full_env
+        if self.launcher == "ssh":
+            host = self.hosts[index % len(self.hosts)]
+            exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+            remote = f"cd {shlex.quote(os.getcwd())} && env {exports} {shlex.join(program)}"
+            return ["ssh", "-o", "BatchMode=yes", host, remote], full_env
+        if self.launcher == "slurm":
+            return ["srun", "--ntasks=1", "--nodes=1", "--export=ALL", *program], full_env
+        if self.launcher == "mpi":
+            return ["mpirun", "-np", "1", *sum((["-x", k] for k in env), []), *program], full_env
+        raise UserError(f"unknown launcher {self.launcher!r}; use local, ssh, slurm or mpi")
+
+    def _start(self, role: str, rank: int) -> None:
+        node_host = self.host if self.launcher == "local" or role == "scheduler" else ""
+        env = role_environment(role, self.host, self.port, self.servers, self.workers, node_host)
+        if not node_host:
+            del env["DMLC_NODE_HOST"]  # a remote process binds to its own machine's address
+        command, full_env = self._command(role, rank, env)
+        try:
+            process = subprocess.Popen(command, env=full_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                       stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        except FileNotFoundError:
+            self.stop()
+            raise UserError(f"cannot start {role}: {command[0]} not found") from None
+        child = Child(role, rank, process)
+        self.children.append(child)
+        thread = threading.Thread(target=_prefix_output, args=(child, process.stdout, self.out), daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def start(self) -> None:
+        """Start the scheduler, then the servers, then the workers."""
+        if self.host != LOOPBACK:
+            self.out.write(f"warning: the job listens on {self.host}:{self.port}; ps-lite has no authentication "
+                           "and its servers unpickle what they are sent: run it on a private network only\n")
+        self._start("scheduler", 0)
+        for rank in range(self.servers):
+            self._start("server", rank)
+        for rank in range(self.workers):
+            self._start("worker", rank)
+
+    def wait(self) -> int:
+        """Watch the job until it ends; return 0, or raise JobFailed naming the process that failed."""
+        started = time.monotonic()
+        interrupted: list[int] = []
+
+        def on_signal(signum, _frame):
+            interrupted.append(signum)
+
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            workers_done_at = None
+            while True:
+                if interrupted:
+                    return self._interrupt(interrupted[0])
+                for child in self.children:
+                    code = child.process.poll()
+                    if code not in (None, 0):
+                        how = (f"was killed by {signal.Signals(-code).name}" if code < 0
+                               else f"exited with code {code}")
+                        self.stop()
+                        raise JobFailed(f"{child.name} {how}; the job was stopped")
+                workers = [c for c in self.children if c.role == "worker"]
+                if all(c.process.poll() == 0 for c in workers):
+                    workers_done_at = workers_done_at or time.monotonic()
+                    if all(c.process.poll() is not None for c in self.children):
+                        return 0
+                    if time.monotonic() - workers_done_at > EXIT_GRACE_SECONDS:
+                        self.stop()
+                        return 0
+                if self.deadline and time.monotonic() - started > self.deadline:
+                    self.stop()
+                    raise JobFailed(f"the job passed its deadline of {self.deadline:g} s and was stopped")
+                time.sleep(0.2)
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            for thread in self._threads:
+                thread.join(timeout=2)
+
+    def _interrupt(self, signum: int) -> int:
+        """Pass the signal to the workers (they checkpoint), give them time, then end everything."""
+        for child in self.children:
+            if child.role == "worker" and child.process.poll() is None:
+                _signal_group(child.process, signal.SIGINT)
+        limit = time.monotonic() + 60
+        while time.monotonic() < limit and any(c.process.poll() is None for c in self.children
+                                               if c.role == "worker"):
+            time.sleep(0.2)
+        self.stop()
+        return 128 + signum
+
+    def stop(self) -> None:
+        """End every child's process group: SIGTERM, then SIGKILL what is left after a few seconds."""
+        for child in self.children:
+            if child.process.poll() is None:
+                _signal_group(child.process, signal.SIGTERM)
+        limit = time.monotonic() + 5
+        for child in self.children:
+            try:
+                child.process.wait(max(0.0, limit - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(child.process, signal.SIGKILL)
+                child.process.wait()
+        for child in self.children:  # the whole group: processes a child started die with it
+            _signal_group(child.process, signal.SIGKILL)
+
+
+class JobFailed(Exception):
+    """A process of the job failed; the job has been stopped."""
+
+    exit_code = 1
+
+
+def _signal_group(process: subprocess.Popen, signum: int) -> None:
+    try:
+        os.killpg(process.pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
