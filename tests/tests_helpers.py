@@ -14,3 +14,23 @@ def a_batch(spec, size=16, seed=0):
                  rewards=rng.normal(size=size).astype(np.float32), next_obs=obs(),
                  discounts=rng.choice([0.0, 0.99], size).astype(np.float32),
                  weights=rng.uniform(0.5, 1.0, size).astype(np.float32), indices=np.arange(size))
+
+
+SPEC = None  # set below (EnvSpec of a 4-dimensional observation, 2 actions)
+
+
+def equivalence_batch(step, part, size=8):
+    """Batch ``part`` of ``step`` in the dist_sync equivalence test (workers take parts 0 and 1)."""
+    rng = np.random.default_rng(100 * step + part)
+    return Batch(obs=rng.normal(size=(size, 4)).astype(np.float32), actions=rng.integers(0, 2, size).astype(np.int32),
+                 rewards=rng.normal(size=size).astype(np.float32), next_obs=rng.normal(size=(size, 4)).astype(np.float32),
+                 discounts=np.full(size, 0.9, np.float32), weights=np.ones(size, np.float32), indices=np.arange(size))
+
+
+def _spec():
+    from gluon_pdqn.envs import EnvSpec
+
+    return EnvSpec("v", (4,), np.dtype(np.float32), (4,), 1, 2, False)
+
+
+SPEC = _spec()

@@ -1,0 +1,25 @@
+"""A worker of the dist_sync equivalence test: three SGD steps on its own batch, then its parameters to a file.
+
+Run by tests/test_dist.py under gluon_pdqn.parallel.launcher.Job (which sets DMLC_ROLE and friends).
+"""
+import sys
+
+import mxnet as mx
+import numpy as np
+
+from gluon_pdqn.config import Config
+from gluon_pdqn.learners import DistLearner
+from gluon_pdqn.parallel.kvstore import create_dist_kvstore
+from tests_helpers import SPEC, equivalence_batch
+
+SETTINGS = {"network.hidden": "16,16", "optim.name": "sgd", "optim.learning_rate": 0.1, "optim.max_grad_norm": 0,
+            "run.mode": "dist", "run.kvstore": "dist_sync", "run.hybridize": False}
+
+if __name__ == "__main__":
+    out_prefix = sys.argv[1]
+    mx.random.seed(0)
+    learner = DistLearner(Config().replace(SETTINGS), SPEC, mx.cpu(), create_dist_kvstore("dist_sync"))
+    for step in range(3):
+        learner.step(equivalence_batch(step, learner.rank))
+    np.savez(f"{out_prefix}-{learner.rank}.npz",
+             **{k: v.data().asnumpy() for k, v in learner.online._collect_params_with_prefix().items()})

@@ -1,0 +1,111 @@
+"""Mode dist on 127.0.0.1: dist_sync equivalence, dist_async learning, faults, ports, Ctrl-C."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from gluon_pdqn.config import Config
+from gluon_pdqn.errors import UserError
+from gluon_pdqn.learners import SingleLearner
+from gluon_pdqn.parallel.launcher import Job, JobFailed
+from gluon_pdqn.replay import Batch
+from tests_helpers import SPEC, equivalence_batch
+
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, TESTS_DIR)
+from dist_worker import SETTINGS  # noqa: E402
+
+
+def launch(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "gluon_pdqn.cli", "launch", *args], capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def test_dist_sync_workers_hold_the_parameters_of_one_process_on_both_batches(tmp_path):
+    prefix = str(tmp_path / "params")
+    job = Job(2, 1, [sys.executable, os.path.join(TESTS_DIR, "dist_worker.py"), prefix], deadline=120,
+              out=open(os.devnull, "w"))
+    job.start()
+    assert job.wait() == 0
+    workers = [np.load(f"{prefix}-{rank}.npz") for rank in (0, 1)]
+    mx.random.seed(0)
+    reference = SingleLearner(Config().replace({**SETTINGS, "run.mode": "single", "run.kvstore": "device"}), SPEC,
+                              mx.cpu())
+    for step in range(3):
+        parts = [equivalence_batch(step, part) for part in (0, 1)]
+        reference.step(Batch(*(np.concatenate([getattr(p, f) for p in parts]) for f in Batch.__dataclass_fields__)))
+    expected = {k: v.data().asnumpy() for k, v in reference.online._collect_params_with_prefix().items()}
+    for name, value in expected.items():
+        np.testing.assert_array_equal(workers[0][name], workers[1][name], err_msg=name)
+        np.testing.assert_allclose(workers[0][name], value, rtol=1e-5, atol=1e-6, err_msg=name)
+    assert not any(c.process.poll() is None for c in job.children)
+
+
+def test_a_killed_worker_ends_the_job_naming_it(tmp_path):
+    job = Job(2, 1, [sys.executable, "-m", "gluon_pdqn.cli", "train", "--mode", "dist", "--run-dir",
+                     str(tmp_path / "run"), "--steps", "10000000", "--quiet", "--set", "run.eval_every=0"],
+              out=open(os.devnull, "w"))
+    job.start()
+    time.sleep(8)
+    victim = [c for c in job.children if c.role == "worker"][1]
+    os.kill(victim.process.pid, signal.SIGKILL)
+    start = time.monotonic()
+    with pytest.raises(JobFailed, match="worker 1 was killed by SIGKILL"):
+        job.wait()
+    assert time.monotonic() - start < 20
+    assert all(c.process.poll() is not None for c in job.children)
+    with socket.socket() as s:  # nothing listens on the scheduler's port any more (TIME_WAIT aside)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", job.port))
+        s.listen()
+
+
+def test_an_occupied_port_is_a_one_line_error(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        result = launch("--port", str(port), "--", "train", "--mode", "dist", "--run-dir", str(tmp_path / "r"))
+    assert result.returncode == 2 and f"port {port} on 127.0.0.1 is in use" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_launch_runs_only_train_in_mode_dist_and_train_refuses_dist_outside_a_job(tmp_path):
+    result = launch("--", "train", "--mode", "single")
+    assert result.returncode == 2 and "train --mode dist" in result.stderr
+    direct = subprocess.run([sys.executable, "-m", "gluon_pdqn.cli", "train", "--mode", "dist", "--run-dir",
+                             str(tmp_path / "d")], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert direct.returncode == 2 and "gluon-pdqn launch" in direct.stderr
+    with pytest.raises(UserError, match="only mode dist"):
+        Config().replace({"run.kvstore": "dist_sync"})
+
+
+def test_ctrl_c_on_the_launcher_checkpoints_the_workers_and_ends_the_job(tmp_path):
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-m", "gluon_pdqn.cli", "launch", "--", "train", "--mode", "dist",
+                                "--run-dir", str(run_dir), "--steps", "10000000", "--quiet",
+                                "--set", "run.eval_every=0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, stdin=subprocess.DEVNULL, start_new_session=True)
+    time.sleep(10)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=90)
+    assert process.returncode == 130, err
+    assert "interrupted by SIGINT" in out
+    assert os.listdir(run_dir / "checkpoints") and os.listdir(run_dir / "workers" / "rank-1" / "checkpoints")
+
+
+@pytest.mark.slow
+def test_dist_async_learns_cartpole(tmp_path):
+    """Two dist_async workers and one server reach a greedy mean >= 475 (rank 0 evaluates)."""
+    run_dir = tmp_path / "run"
+    result = launch("--workers", "2", "--", "train", "--mode", "dist", "--kvstore", "dist_async", "--run-dir",
+                    str(run_dir), "--steps", "60000", "--quiet", "--set", "run.eval_every=2000", timeout=900)
+    assert result.returncode == 0, result.stdout[-2000:]
+    returns = [float(line.split(",")[3]) for line in (run_dir / "eval.csv").read_text().splitlines()[1:]]
+    assert max(returns) >= 475, returns
