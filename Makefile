@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/learner_scaling.py
 	$(BIN)/python benchmarks/overlap.py
 	$(BIN)/python benchmarks/async_scaling.py
+	$(BIN)/python benchmarks/dist_scaling.py
 
 # The peer (Stable-Baselines3's DQN, on torch 2.13.0 CPU) is an optional extra: installed only here.
 peers: $(STAMP)

@@ -37,6 +37,7 @@ def make_learner(cfg: Config, spec: EnvSpec, contexts: list[mx.Context]) -> Lear
     if cfg.run.mode == "dist":
         if len(contexts) != 1:
             raise UserError(f"mode 'dist' trains on one device per worker; --ctx names {len(contexts)}")
+        # The kvstore comes first: a process that joined the job after MXNet had run work hung (seen here).
         return DistLearner(cfg, spec, contexts[0], create_dist_kvstore(cfg.run.kvstore))
     raise UserError(f"unknown mode '{cfg.run.mode}'; available: {', '.join(MODES)}")
 

@@ -1,0 +1,124 @@
+"""Mode dist on this machine: env steps/s and updates/s for 1, 2 and 4 workers, and kvstore round trips.
+
+1. The training loop: `gluon-pdqn launch --workers W --servers 1 -- train --mode dist` on CartPole (the
+   cartpole preset, each worker its share of W x --steps env steps, no evaluation); per-worker and total
+   env steps/s and updates/s from each worker's summary.
+2. The traffic alone: push+pull round trips per second of the Nature CNN's parameters (1.7M floats, as
+   one key per parameter) between 2 workers and 1 server, in dist_sync and in dist_async.
+
+Everything runs on 127.0.0.1, on this machine's cores: workers, server and scheduler share them. Results go to
+stdout and benchmarks/results/dist_scaling.json.
+
+    python benchmarks/dist_scaling.py [--workers 1,2,4] [--steps 5000] [--round-trips 50]
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+
+import click
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def round_trip_worker(kind: str, round_trips: int, output: str) -> None:
+    """Inside a job: time push+pull of the Nature CNN's parameters; rank 0 writes the result."""
+    import mxnet as mx
+    import numpy as np
+
+    from gluon_pdqn.config import NetworkConfig
+    from gluon_pdqn.envs import EnvSpec
+    from gluon_pdqn.networks import build
+    from gluon_pdqn.parallel.kvstore import create_dist_kvstore
+
+    kv = create_dist_kvstore(kind)  # first: joining the job after MXNet has run work was seen to hang
+    spec = EnvSpec("ALE/Pong-v5", (4, 84, 84), np.dtype(np.uint8), (84, 84), 4, 6, True)
+    net = build(NetworkConfig(name="nature_cnn"), spec, prefix="cnn_")
+    net.initialize()
+    net(mx.nd.zeros((1, 4, 84, 84), dtype=np.uint8))
+    arrays = [p.data() for p in net.collect_params().values()]
+    kv.set_optimizer(mx.optimizer.SGD(learning_rate=0.0))  # dist_async servers abort without an optimizer
+    keys = list(range(len(arrays)))
+    kv.init(keys, arrays)
+    grads = [mx.nd.zeros_like(a) for a in arrays]
+    for _ in range(3):
+        kv.push(keys, grads)
+        kv.pull(keys, out=arrays)
+    mx.nd.waitall()
+    start = time.perf_counter()
+    for _ in range(round_trips):
+        kv.push(keys, grads)
+        kv.pull(keys, out=arrays)
+        mx.nd.waitall()
+    seconds = time.perf_counter() - start
+    if kv.rank == 0:
+        with open(output, "w") as f:
+            json.dump({"parameters": int(sum(a.size for a in arrays)), "round_trips_per_s": round_trips / seconds,
+                       "ms_per_round_trip": 1e3 * seconds / round_trips}, f)
+
+
+def run_job(workers: int, worker_command: list[str]) -> None:
+    from gluon_pdqn.parallel.launcher import Job
+
+    job = Job(workers, 1, worker_command, deadline=900, out=open(os.devnull, "w"))
+    job.start()
+    job.wait()
+
+
+def training_figures(workers: int, steps: int) -> dict:
+    with tempfile.TemporaryDirectory() as scratch:
+        run_dir = os.path.join(scratch, "run")
+        run_job(workers, [sys.executable, "-m", "gluon_pdqn.cli", "train", "--mode", "dist", "--run-dir", run_dir,
+                          "--steps", str(steps * workers), "--quiet", "--set", "run.eval_every=0",
+                          "--set", "run.checkpoint_every=0"])
+        summaries = []
+        for rank in range(workers):
+            directory = run_dir if rank == 0 else os.path.join(run_dir, "workers", f"rank-{rank}")
+            with open(os.path.join(directory, "summary.json")) as f:
+                summaries.append(json.load(f)["counters"])
+    per_worker = [c["env_steps"] / c["wall_seconds"] for c in summaries]
+    updates = [c["learner_steps"] / c["wall_seconds"] for c in summaries]
+    return {"workers": workers, "env_steps_per_s_total": sum(per_worker), "env_steps_per_s_per_worker": per_worker,
+            "updates_per_s_total": sum(updates)}
+
+
+@click.command()
+@click.option("--workers", "worker_counts", default="1,2,4", show_default=True)
+@click.option("--steps", default=5_000, show_default=True, help="Env steps per worker.")
+@click.option("--round-trips", default=50, show_default=True)
+@click.option("--round-trip-worker", "as_worker", type=(str, str), hidden=True, help="Internal: KIND OUTPUT.")
+@click.option("--output", default=os.path.join(HERE, "results", "dist_scaling.json"), show_default=True)
+def main(worker_counts, steps, round_trips, as_worker, output):
+    if as_worker:
+        kind, path = as_worker
+        return round_trip_worker(kind, round_trips, path)
+    results = {"cpu_count": os.cpu_count(), "load_average_before": os.getloadavg(), "training": [],
+               "round_trips": []}
+    for workers in (int(w) for w in worker_counts.split(",")):
+        row = training_figures(workers, steps)
+        results["training"].append(row)
+        click.echo(f"{workers} worker(s), dist_sync, CartPole: {row['env_steps_per_s_total']:,.0f} env steps/s in "
+                   f"total ({', '.join(f'{r:,.0f}' for r in row['env_steps_per_s_per_worker'])} per worker), "
+                   f"{row['updates_per_s_total']:,.0f} updates/s")
+    for kind in ("dist_sync", "dist_async"):
+        with tempfile.TemporaryDirectory() as scratch:
+            path = os.path.join(scratch, "round_trips.json")
+            run_job(2, [sys.executable, os.path.abspath(__file__), "--round-trips", str(round_trips),
+                        "--round-trip-worker", kind, path])
+            with open(path) as f:
+                row = {"kvstore": kind, "workers": 2, "servers": 1, **json.load(f)}
+        results["round_trips"].append(row)
+        click.echo(f"Nature CNN parameters ({row['parameters']:,} floats), {kind}, 2 workers: "
+                   f"{row['round_trips_per_s']:.1f} push+pull round trips/s ({row['ms_per_round_trip']:.1f} ms each)")
+    results["load_average_after"] = os.getloadavg()
+    os.makedirs(os.path.dirname(output), exist_ok=True)
+    with open(output, "w") as f:
+        json.dump(results, f, indent=2)
+    click.echo(f"written to {output}")
+
+
+if __name__ == "__main__":
+    main()
