@@ -120,6 +120,7 @@ def train(preset, env_id, mode, ctx, kvstore, actors, algo, actor_backend, seed,
         if created:
             shutil.rmtree(run_dir, ignore_errors=True)  # leave nothing behind for a run that never started
         raise
+    run_dir = training.run_dir  # a dist worker other than rank 0 writes under workers/rank-R/
     with open(os.path.join(run_dir, "config.json"), "w") as f:
         f.write(cfg.to_json())
     verb = f"resuming from {bundle}" if bundle else "training"
@@ -377,7 +378,14 @@ def main(argv=None) -> None:
     except (KeyboardInterrupt, click.exceptions.Abort):
         click.echo("interrupted", err=True)
         code = 130
-    sys.exit(code if isinstance(code, int) else 0)
+    code = code if isinstance(code, int) else 0
+    if os.environ.get("DMLC_ROLE") == "worker":
+        # A worker of a launched job: everything is written; skip ps-lite's exit barrier, which was seen to
+        # hang here. The launcher ends the servers and the scheduler once every worker has exited.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from ..errors import UserError
 
 LOOPBACK = "127.0.0.1"
-EXIT_GRACE_SECONDS = 15.0  # after the workers finish (or are interrupted), how long the servers may take
+EXIT_GRACE_SECONDS = 3.0  # once every worker has exited, how long the servers and scheduler may take to end
 
 
 @dataclass
