@@ -315,8 +315,10 @@ def launch(workers, servers, launcher, hostfile, interface, port, deadline, comm
     """Start a parameter-server job: scheduler, servers, and workers running COMMAND (train --mode dist ...)."""
     from .parallel.launcher import Job, JobFailed
 
-    if command[0] != "train" or "--mode" not in command or command[command.index("--mode") + 1:][:1] != ("dist",):
-        raise UserError("launch runs: gluon-pdqn launch [options] -- train --mode dist [train options]")
+    mode_dist = "--mode" in command and command[command.index("--mode") + 1:][:1] == ("dist",)
+    if command[0] != "train" or not (mode_dist or "--resume" in command):
+        raise UserError("launch runs: gluon-pdqn launch [options] -- train --mode dist [train options] "
+                        "(or -- train --resume RUN_DIR to continue a dist run)")
     hosts = None
     if hostfile:
         try:

@@ -1,4 +1,5 @@
-"""Mode dist on 127.0.0.1: dist_sync equivalence, dist_async learning, faults, ports, Ctrl-C."""
+"""Mode dist on 127.0.0.1: dist_sync equivalence, dist_async learning, faults, ports, Ctrl-C, resume."""
+import json
 import os
 import signal
 import socket
@@ -109,3 +110,26 @@ def test_dist_async_learns_cartpole(tmp_path):
     assert result.returncode == 0, result.stdout[-2000:]
     returns = [float(line.split(",")[3]) for line in (run_dir / "eval.csv").read_text().splitlines()[1:]]
     assert max(returns) >= 475, returns
+
+
+def test_a_killed_server_ends_the_job_and_the_run_resumes_from_its_checkpoints(tmp_path):
+    run_dir = tmp_path / "run"
+    train = [sys.executable, "-m", "gluon_pdqn.cli", "train", "--quiet"]
+    job = Job(2, 1, train + ["--mode", "dist", "--run-dir", str(run_dir), "--steps", "10000000",
+                             "--set", "run.eval_every=0", "--set", "run.checkpoint_every=500"], out=open(os.devnull, "w"))
+    job.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (run_dir / "workers" / "rank-1" / "checkpoints").exists():
+        time.sleep(0.5)
+    time.sleep(2)
+    os.kill([c for c in job.children if c.role == "server"][0].process.pid, signal.SIGKILL)
+    with pytest.raises(JobFailed, match="server 0 was killed by SIGKILL"):
+        job.wait()
+    assert all(c.process.poll() is not None for c in job.children)
+    # The same job continues from each worker's last complete checkpoint.
+    result = launch("--", "train", "--resume", str(run_dir), "--steps", "3000")
+    assert result.returncode == 0, result.stdout[-1500:]
+    assert "optimizer's state lives on the kvstore servers" in result.stdout
+    for directory in (run_dir, run_dir / "workers" / "rank-1"):
+        summary = json.loads((directory / "summary.json").read_text())
+        assert summary["counters"]["env_steps"] >= 1500
