@@ -61,7 +61,8 @@ def test_plot_draws_any_run_directories(comparison, tmp_path):
 
 @pytest.mark.parametrize("args, fragment", [
     (["--budget-steps", "10", "--budget-seconds", "5"], "exactly one"),
-    (["--modes", "single,warp", "--budget-steps", "10"], "unknown mode(s) warp"),
+    (["--modes", "single,warp", "--budget-steps", "10"], "mode(s) warp cannot be compared"),
+    (["--modes", "dist", "--budget-steps", "10"], "mode dist needs gluon-pdqn launch"),
     (["--preset", "nope", "--budget-steps", "10"], "unknown preset"),
 ])
 def test_bad_compare_input_is_one_line(tmp_path, args, fragment):
