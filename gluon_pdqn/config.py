@@ -104,6 +104,8 @@ class RunConfig:
     mode: str = "single"  # parallelism mode: one of MODES
     ctx: str = "cpu:0"  # MXNet contexts: `cpu:0`, `gpu:0`, `gpu:0-3`, `gpu:0,gpu:2`
     kvstore: str = "device"  # data: `device`, `local` or `nccl` (GPU builds); dist: `dist_sync` or `dist_async`
+    push_every: int = 1  # dist: updates whose summed gradient one push carries to the servers
+    pull_every: int = 1  # dist: pushes between pulls of the parameters from the servers
     model_split: str = "auto"  # model mode: `auto` (balance parameter counts) or layer indices where stages start
     microbatches: int = 1  # model mode: pieces each batch flows through the stages in (pipelining)
     ensemble_temperature: float = 50.0  # ensemble mode: softmax temperature over members' returns (return units)
@@ -297,6 +299,7 @@ def validate(cfg: Config) -> None:
          "mode dist takes --kvstore dist_sync or dist_async, and only mode dist does"),
         (cfg.run.mode in MODES, f"run.mode must be one of {', '.join(MODES)}"),
         (cfg.run.microbatches >= 1, "run.microbatches must be at least 1"),
+        (cfg.run.push_every >= 1 and cfg.run.pull_every >= 1, "run.push_every and run.pull_every must be >= 1"),
         (cfg.run.ensemble_temperature > 0, "run.ensemble_temperature must be positive"),
         (cfg.run.ensemble_acting in ("mean", "member"), "run.ensemble_acting must be mean or member"),
         (cfg.replay.batch_size % cfg.run.microbatches == 0, "replay.batch_size must be a multiple of run.microbatches"),

@@ -1,4 +1,4 @@
-"""A worker of the dist_sync equivalence test: three SGD steps on its own batch, then its parameters to a file.
+"""A worker of the dist_sync equivalence test: 3 x PUSH_EVERY SGD steps on its own batches, then its parameters.
 
 Run by tests/test_dist.py under gluon_pdqn.parallel.launcher.Job (which sets DMLC_ROLE and friends).
 """
@@ -16,10 +16,11 @@ SETTINGS = {"network.hidden": "16,16", "optim.name": "sgd", "optim.learning_rate
             "run.mode": "dist", "run.kvstore": "dist_sync", "run.hybridize": False}
 
 if __name__ == "__main__":
-    out_prefix = sys.argv[1]
+    out_prefix, push_every = sys.argv[1], int(sys.argv[2])
+    kvstore = create_dist_kvstore("dist_sync")  # first: joining after MXNet has run work hangs
     mx.random.seed(0)
-    learner = DistLearner(Config().replace(SETTINGS), SPEC, mx.cpu(), create_dist_kvstore("dist_sync"))
-    for step in range(3):
+    learner = DistLearner(Config().replace({**SETTINGS, "run.push_every": push_every}), SPEC, mx.cpu(), kvstore)
+    for step in range(3 * push_every):
         learner.step(equivalence_batch(step, learner.rank))
     np.savez(f"{out_prefix}-{learner.rank}.npz",
              **{k: v.data().asnumpy() for k, v in learner.online._collect_params_with_prefix().items()})

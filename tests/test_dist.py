@@ -28,18 +28,21 @@ def launch(*args, timeout=300):
                           timeout=timeout, stdin=subprocess.DEVNULL)
 
 
-def test_dist_sync_workers_hold_the_parameters_of_one_process_on_both_batches(tmp_path):
+@pytest.mark.parametrize("push_every", [1, 2])
+def test_dist_sync_workers_hold_the_parameters_of_one_process_on_all_batches(tmp_path, push_every):
+    """After 3 pushes every worker equals one process stepping on the batches each push summed, concatenated."""
     prefix = str(tmp_path / "params")
-    job = Job(2, 1, [sys.executable, os.path.join(TESTS_DIR, "dist_worker.py"), prefix], deadline=120,
-              out=open(os.devnull, "w"))
+    job = Job(2, 1, [sys.executable, os.path.join(TESTS_DIR, "dist_worker.py"), prefix, str(push_every)],
+              deadline=120, out=open(os.devnull, "w"))
     job.start()
     assert job.wait() == 0
     workers = [np.load(f"{prefix}-{rank}.npz") for rank in (0, 1)]
     mx.random.seed(0)
     reference = SingleLearner(Config().replace({**SETTINGS, "run.mode": "single", "run.kvstore": "device"}), SPEC,
                               mx.cpu())
-    for step in range(3):
-        parts = [equivalence_batch(step, part) for part in (0, 1)]
+    for push in range(3):
+        parts = [equivalence_batch(step, part) for step in range(push * push_every, (push + 1) * push_every)
+                 for part in (0, 1)]
         reference.step(Batch(*(np.concatenate([getattr(p, f) for p in parts]) for f in Batch.__dataclass_fields__)))
     expected = {k: v.data().asnumpy() for k, v in reference.online._collect_params_with_prefix().items()}
     for name, value in expected.items():
