@@ -2,7 +2,7 @@
 
 1. The training loop: `gluon-pdqn launch --workers W --servers 1 -- train --mode dist` on CartPole (the
    cartpole preset, each worker its share of W x --steps env steps, no evaluation); per-worker and total
-   env steps/s and updates/s from each worker's summary.
+   env steps/s and updates/s from each worker's summary; then 2 workers pushing every 4 and 16 updates.
 2. The traffic alone: push+pull round trips per second of the Nature CNN's parameters (1.7M floats, as
    one key per parameter) between 2 workers and 1 server, in dist_sync and in dist_async.
 
@@ -58,6 +58,7 @@ def round_trip_worker(kind: str, round_trips: int, output: str) -> None:
         with open(output, "w") as f:
             json.dump({"parameters": int(sum(a.size for a in arrays)), "round_trips_per_s": round_trips / seconds,
                        "ms_per_round_trip": 1e3 * seconds / round_trips}, f)
+    kv._barrier()  # no worker leaves while another still talks to the servers (that hung a worker here)
     os._exit(0)  # skip ps-lite's exit barrier, which hung here; the launcher ends servers and scheduler
 
 
@@ -69,12 +70,12 @@ def run_job(workers: int, worker_command: list[str]) -> None:
     job.wait()
 
 
-def training_figures(workers: int, steps: int) -> dict:
+def training_figures(workers: int, steps: int, push_every: int = 1) -> dict:
     with tempfile.TemporaryDirectory() as scratch:
         run_dir = os.path.join(scratch, "run")
         run_job(workers, [sys.executable, "-m", "gluon_pdqn.cli", "train", "--mode", "dist", "--run-dir", run_dir,
                           "--steps", str(steps * workers), "--quiet", "--set", "run.eval_every=0",
-                          "--set", "run.checkpoint_every=0"])
+                          "--set", "run.checkpoint_every=0", "--set", f"run.push_every={push_every}"])
         summaries = []
         for rank in range(workers):
             directory = run_dir if rank == 0 else os.path.join(run_dir, "workers", f"rank-{rank}")
@@ -82,7 +83,7 @@ def training_figures(workers: int, steps: int) -> dict:
                 summaries.append(json.load(f)["counters"])
     per_worker = [c["env_steps"] / c["wall_seconds"] for c in summaries]
     updates = [c["learner_steps"] / c["wall_seconds"] for c in summaries]
-    return {"workers": workers, "env_steps_per_s_total": sum(per_worker), "env_steps_per_s_per_worker": per_worker,
+    return {"workers": workers, "push_every": push_every, "env_steps_per_s_total": sum(per_worker), "env_steps_per_s_per_worker": per_worker,
             "updates_per_s_total": sum(updates)}
 
 
@@ -98,11 +99,13 @@ def main(worker_counts, steps, round_trips, as_worker, output):
         return round_trip_worker(kind, round_trips, path)
     results = {"cpu_count": os.cpu_count(), "load_average_before": os.getloadavg(), "training": [],
                "round_trips": []}
-    for workers in (int(w) for w in worker_counts.split(",")):
-        row = training_figures(workers, steps)
+    runs = [(int(w), 1) for w in worker_counts.split(",")] + [(2, k) for k in (4, 16)]  # then batched traffic
+    for workers, push_every in runs:
+        row = training_figures(workers, steps, push_every)
         results["training"].append(row)
-        click.echo(f"{workers} worker(s), dist_sync, CartPole: {row['env_steps_per_s_total']:,.0f} env steps/s in "
-                   f"total ({', '.join(f'{r:,.0f}' for r in row['env_steps_per_s_per_worker'])} per worker), "
+        click.echo(f"{workers} worker(s), dist_sync, push every {push_every} update(s), CartPole: "
+                   f"{row['env_steps_per_s_total']:,.0f} env steps/s in total "
+                   f"({', '.join(f'{r:,.0f}' for r in row['env_steps_per_s_per_worker'])} per worker), "
                    f"{row['updates_per_s_total']:,.0f} updates/s")
     for kind in ("dist_sync", "dist_async"):
         with tempfile.TemporaryDirectory() as scratch:

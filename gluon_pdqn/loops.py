@@ -283,6 +283,8 @@ class Training(RunBookkeeping):
                     self.display.update(self._status(epsilon, window))
             self.counters.wall_seconds = wall_before + time.perf_counter() - session_start
             bundle = self.save_checkpoint()  # still under the guard: a second Ctrl-C cannot cut it short
+            if interrupted_by is None:
+                self.learner.leave()
         self.writer.close()
         self.vector_env.close()
         return self._finish(interrupted_by, bundle)

@@ -109,6 +109,9 @@ class Learner(abc.ABC):
     def sync_target(self) -> None:
         """Copy the online parameters into the target network."""
 
+    def leave(self) -> None:
+        """The run is over: a worker of a parameter-server job waits until every worker is done (else nothing)."""
+
     def refresh_policy(self) -> None:
         """Act with the online parameters as they are now.
 

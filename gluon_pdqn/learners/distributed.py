@@ -61,6 +61,10 @@ class DistLearner(SingleLearner):
     def num_workers(self) -> int:
         return self.kvstore.num_workers
 
+    def leave(self) -> None:
+        # No worker may exit while another still pushes or pulls: that left a worker hanging here.
+        self.kvstore._barrier()
+
     def _skips_on_device(self) -> bool:
         return False  # the servers run the optimizer; the clip and the check happen here, before the push
 
