@@ -228,7 +228,7 @@ def _record_gif(learner, cfg, spec, epsilon, seed, path, max_frames=3000) -> str
 @cli.command()
 @click.option("--env", "env_id", default="CartPole-v1", show_default=True, help="Environment of every run.")
 @click.option("--modes", default="single,data,model,ensemble,async", show_default=True,
-              help="Comma-separated modes (single, data, model, ensemble, async).")
+              help=f"Comma-separated modes ({', '.join(MODES)}; dist runs as a job of 2 workers and 1 server).")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds 0..N-1 per mode.")
 @click.option("--budget-steps", type=click.IntRange(min=1), help="Env steps per run.")
 @click.option("--budget-seconds", type=click.FloatRange(min=1), help="Seconds of training per run.")
@@ -250,11 +250,9 @@ def compare(env_id, modes, seeds, budget_steps, budget_seconds, preset, async_pr
     if (budget_steps is None) == (budget_seconds is None):
         raise UserError("give exactly one of --budget-steps and --budget-seconds")
     chosen = tuple(m.strip() for m in modes.split(",") if m.strip())
-    comparable = [m for m in MODES if m != "dist"]  # dist runs under gluon-pdqn launch, not as one process
-    unknown = [m for m in chosen if m not in comparable]
+    unknown = [m for m in chosen if m not in MODES]
     if unknown or not chosen:
-        raise UserError(f"mode(s) {', '.join(unknown) or '(none given)'} cannot be compared; compare runs "
-                        f"{', '.join(comparable)} (mode dist needs gluon-pdqn launch)")
+        raise UserError(f"unknown mode(s) {', '.join(unknown) or '(none given)'}; available: {', '.join(MODES)}")
     _parse_sets(sets)
     load_preset(preset), load_preset(async_preset)  # bad presets fail here, not in the first run
     if eval_every is None:

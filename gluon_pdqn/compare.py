@@ -23,7 +23,8 @@ from . import plots
 from .config import load_preset
 from .errors import UserError
 
-SINGLE_DEVICE_MODES = ("single", "async")
+SINGLE_DEVICE_MODES = ("single", "async", "dist")  # (dist: one device per worker)
+DIST_WORKERS = 2  # mode dist runs as a job of this many workers and one server on this machine
 PLAN_FILE = "compare.json"
 
 
@@ -54,6 +55,8 @@ def run_name(mode: str, seed: int) -> str:
 def train_command(plan: Plan, mode: str, seed: int, run_dir: str, resume: bool) -> list[str]:
     """The ``gluon-pdqn train`` command line of one run (``resume``: continue it from its checkpoint)."""
     command = [sys.executable, "-m", "gluon_pdqn.cli", "train", "--quiet"]
+    if mode == "dist":  # a job: the launcher starts scheduler, server and workers around the train command
+        command[3:3] = ["launch", "--workers", str(DIST_WORKERS), "--servers", "1", "--"]
     if resume:
         return command + ["--resume", run_dir]
     first_device = plan.ctx.split(",")[0]
@@ -166,6 +169,12 @@ def run_figures(run_dir: str, threshold: float | None) -> dict:
     """One finished run's figures, from its summary and evaluations."""
     with open(os.path.join(run_dir, "summary.json")) as f:
         counters = json.load(f)["counters"]
+    for rank in range(1, plots.job_workers(run_dir)):  # a dist job: every worker's steps count
+        with open(os.path.join(run_dir, "workers", f"rank-{rank}", "summary.json")) as f:
+            worker = json.load(f)["counters"]
+        counters = {"env_steps": counters["env_steps"] + worker["env_steps"],
+                    "learner_steps": counters["learner_steps"] + worker["learner_steps"],
+                    "wall_seconds": max(counters["wall_seconds"], worker["wall_seconds"])}
     seconds = max(counters["wall_seconds"], 1e-9)
     curve = plots.evaluation_curve(run_dir)
     reached = None
@@ -203,7 +212,9 @@ def summarize(plan: Plan, results: list[dict]) -> list[dict]:
             "final_return_mean": float(np.mean(finals)) if finals else None,
             "final_return_std": float(np.std(finals)) if finals else None,
             "peak_memory_mib": max((r["peak_memory_mib"] or 0.0 for r in done), default=None),
-            "settings": f"preset {plan.async_preset}, no replay" if mode == "async" else f"preset {plan.preset}",
+            "settings": (f"preset {plan.async_preset}, no replay" if mode == "async" else
+                         f"preset {plan.preset}, {DIST_WORKERS} workers + 1 server, dist_sync" if mode == "dist"
+                         else f"preset {plan.preset}"),
         })
     return rows
 

@@ -51,13 +51,23 @@ def learning_curve(run_dir: str, path: str | None = None) -> str:
     return path
 
 
+def job_workers(run_dir: str) -> int:
+    """How many workers wrote the run (mode dist: rank 0 here, the others under workers/); 1 otherwise."""
+    workers_dir = os.path.join(run_dir, "workers")
+    return 1 + (len(os.listdir(workers_dir)) if os.path.isdir(workers_dir) else 0)
+
+
 def evaluation_curve(run_dir: str) -> dict[str, np.ndarray]:
-    """A run's greedy evaluations: env steps, wall seconds and mean return per evaluation (empty if none)."""
+    """A run's greedy evaluations: env steps, wall seconds and mean return per evaluation (empty if none).
+
+    For a dist job rank 0 evaluates at its own env steps; every worker runs as many, so the job's env steps
+    are those times the workers.
+    """
     evals = _read(os.path.join(run_dir, metrics.EVAL_CSV))
     if not evals:
         return {}
-    return {"env_steps": evals[metrics.ENV_STEPS], "wall_seconds": evals[metrics.WALL_SECONDS],
-            "mean_return": evals["mean_return"]}
+    return {"env_steps": evals[metrics.ENV_STEPS] * job_workers(run_dir),
+            "wall_seconds": evals[metrics.WALL_SECONDS], "mean_return": evals["mean_return"]}
 
 
 def grouped_curves(groups: dict[str, list[str]], x: str, path: str, title: str = "") -> str:

@@ -16,7 +16,7 @@ def cli(*args, timeout=600):
 @pytest.fixture(scope="module")
 def comparison(tmp_path_factory):
     out = tmp_path_factory.mktemp("compare") / "result"
-    args = ["compare", "--modes", "single,async", "--seeds", "2", "--budget-steps", "1500", "--eval-every", "500",
+    args = ["compare", "--modes", "single,async,dist", "--seeds", "2", "--budget-steps", "1500", "--eval-every", "500",
             "--threshold", "20", "--out", str(out), "--set", "network.hidden=16,16",
             "--set", "replay.learning_starts=200"]
     return out, args, cli(*args)
@@ -27,13 +27,14 @@ def test_compare_writes_figures_table_and_plots(comparison):
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "results.json").read_text())
     assert [(r["mode"], r["seed"], r["status"]) for r in report["runs"]] == [
-        ("single", 0, "done"), ("single", 1, "done"), ("async", 0, "done"), ("async", 1, "done")]
+        (mode, seed, "done") for mode in ("single", "async", "dist") for seed in (0, 1)]
     for run in report["runs"]:
         assert run["env_steps"] >= 1500 and run["env_steps_per_s"] > 0 and run["peak_memory_mib"] > 50
         assert run["final_return"] == run["final_return"]  # evaluated (not NaN)
-    assert {m["mode"]: m["runs"] for m in report["modes"]} == {"single": 2, "async": 2}
+    assert {m["mode"]: m["runs"] for m in report["modes"]} == {"single": 2, "async": 2, "dist": 2}
     table = (out / "table.md").read_text()
     assert table.count("\n| single |") == 1 and table.count("\n| async |") == 1 and "preset async, no replay" in table
+    assert "2 workers + 1 server, dist_sync" in table
     assert (out / "results.csv").read_text().startswith("mode,seed,status")
     for name in ("return_vs_env_steps.png", "return_vs_seconds.png", "throughput.png"):
         assert (out / name).stat().st_size > 5000
@@ -43,7 +44,7 @@ def test_compare_writes_figures_table_and_plots(comparison):
 def test_rerunning_a_comparison_continues_it_and_refuses_another_plan(comparison):
     out, args, _ = comparison
     again = cli(*args)
-    assert again.returncode == 0 and again.stdout.count("done earlier") == 4
+    assert again.returncode == 0 and again.stdout.count("done earlier") == 6
     other = cli(*[a if a != "1500" else "3000" for a in args])
     assert other.returncode == 2 and "holds another comparison" in other.stderr
     assert len(other.stderr.strip().splitlines()) == 1
@@ -61,8 +62,7 @@ def test_plot_draws_any_run_directories(comparison, tmp_path):
 
 @pytest.mark.parametrize("args, fragment", [
     (["--budget-steps", "10", "--budget-seconds", "5"], "exactly one"),
-    (["--modes", "single,warp", "--budget-steps", "10"], "mode(s) warp cannot be compared"),
-    (["--modes", "dist", "--budget-steps", "10"], "mode dist needs gluon-pdqn launch"),
+    (["--modes", "single,warp", "--budget-steps", "10"], "unknown mode(s) warp"),
     (["--preset", "nope", "--budget-steps", "10"], "unknown preset"),
 ])
 def test_bad_compare_input_is_one_line(tmp_path, args, fragment):
