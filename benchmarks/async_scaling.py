@@ -11,13 +11,14 @@ benchmarks/results/async_scaling.json.
 from __future__ import annotations
 
 import csv
-import json
 import os
 import statistics
 import tempfile
 import warnings
 
 import click
+
+from results_file import write_results
 
 warnings.filterwarnings("ignore")
 
@@ -69,11 +70,7 @@ def main(actor_counts, backends, repeats, cartpole_steps, atari_id, atari_steps,
                 click.echo(f"{case}, {count} {backend} actors: {row['env_steps_per_s']:,.0f} env steps/s, "
                            f"{row['updates_per_s']:,.0f} updates/s, inference batch {row['inference_batch']:.2f}, "
                            f"policy lag {row['policy_lag']:.2f}")
-    results["load_average_after"] = os.getloadavg()
-    os.makedirs(os.path.dirname(output), exist_ok=True)
-    with open(output, "w") as f:
-        json.dump(results, f, indent=2)
-    click.echo(f"written to {output}")
+    write_results(results, output)
 
 
 if __name__ == "__main__":

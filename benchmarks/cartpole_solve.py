@@ -21,6 +21,8 @@ import time
 
 import click
 
+from results_file import write_results
+
 # Stable-Baselines3 DQN with RL Zoo's tuned CartPole hyperparameters, measured on this project's 2-core
 # machine (issue 2): env steps and seconds to solve for 3 seeds, evaluation every 2,000 steps included.
 PEER = {"name": "stable-baselines3 DQN (rl-zoo hyperparameters)", "env_steps": [14_000, 32_000, 34_000],
@@ -71,15 +73,13 @@ def main(preset, seeds, sets, output):
         "median_solve_seconds": median_seconds if median_seconds != float("inf") else None,
         "median_solve_env_steps": statistics.median([r["solve_env_steps"] or float("inf") for r in runs]),
         "peer": {**PEER, "median_seconds": statistics.median(PEER["seconds"])},
-        "load_average_before": load_before, "load_average_after": os.getloadavg(), "cpu_count": os.cpu_count(),
+        "load_average_before": load_before,
     }
     if report["median_solve_seconds"] is not None:
         report["speedup_vs_peer_median"] = round(report["peer"]["median_seconds"] / median_seconds, 2)
-    os.makedirs(os.path.dirname(output), exist_ok=True)
-    with open(output, "w") as f:
-        json.dump(report, f, indent=2)
     click.echo(f"solved {len(solved)}/{len(runs)} seeds; median time to solve "
-               f"{median_seconds:.1f} s (peer median {report['peer']['median_seconds']:.0f} s); written to {output}")
+               f"{median_seconds:.1f} s (peer median {report['peer']['median_seconds']:.0f} s)")
+    write_results(report, output)
 
 
 if __name__ == "__main__":

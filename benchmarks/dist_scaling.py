@@ -21,6 +21,8 @@ import time
 
 import click
 
+from results_file import write_results
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -117,11 +119,7 @@ def main(worker_counts, steps, round_trips, as_worker, output):
         results["round_trips"].append(row)
         click.echo(f"Nature CNN parameters ({row['parameters']:,} floats), {kind}, 2 workers: "
                    f"{row['round_trips_per_s']:.1f} push+pull round trips/s ({row['ms_per_round_trip']:.1f} ms each)")
-    results["load_average_after"] = os.getloadavg()
-    os.makedirs(os.path.dirname(output), exist_ok=True)
-    with open(output, "w") as f:
-        json.dump(results, f, indent=2)
-    click.echo(f"written to {output}")
+    write_results(results, output)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ of each mode, not a speed-up. Results go to stdout and benchmarks/results/learne
 """
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import tempfile
@@ -18,6 +17,8 @@ import time
 import warnings
 
 import click
+
+from results_file import write_results
 import numpy as np
 
 warnings.filterwarnings("ignore")
@@ -115,11 +116,7 @@ def main(contexts, repeats, loop_steps, output):
         row[f"{mode}_vs_single"] = round(row[mode] / row["single"], 3)
     results["loop_env_steps_per_s"].append(row)
     click.echo(f"{row['case']}: " + ", ".join(f"{m} {row[m]:.0f} env steps/s" for m in ["single"] + PARALLEL_MODES))
-    results["load_average_after"] = os.getloadavg()
-    os.makedirs(os.path.dirname(output), exist_ok=True)
-    with open(output, "w") as f:
-        json.dump(results, f, indent=2)
-    click.echo(f"written to {output}")
+    write_results(results, output)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ and data modes) and on Pong with the Nature CNN. Results go to stdout and benchm
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import statistics
 import tempfile
@@ -25,6 +24,8 @@ import time
 import warnings
 
 import click
+
+from results_file import write_results
 import numpy as np
 
 warnings.filterwarnings("ignore")
@@ -122,11 +123,7 @@ def main(repeats, contexts, cartpole_steps, pong_steps, output):
         results["cases"].append(row)
         click.echo(f"{name}: " + ", ".join(f"{v} {row[v]:.1f}" for v in VARIANTS)
                    + f"  (no_wait/wait {row['no_wait_vs_wait']:.2f}, overlap/wait {row['overlap_vs_wait']:.2f})")
-    results["load_average_after"] = os.getloadavg()
-    os.makedirs(os.path.dirname(output), exist_ok=True)
-    with open(output, "w") as f:
-        json.dump(results, f, indent=2)
-    click.echo(f"written to {output}")
+    write_results(results, output)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ from importlib import metadata
 
 import click
 
+from results_file import write_results
+
 EVAL_EVERY, EVAL_EPISODES, SOLVED, BUDGET = 2_000, 10, 475.0, 50_000
 
 # rl-baselines3-zoo, hyperparams/dqn.yml, CartPole-v1.
@@ -128,15 +130,11 @@ def main(seeds, sb3_seed, output):
               "median_solve_seconds": {k: (v if v != float("inf") else None) for k, v in medians.items()},
               "speedup_vs_sb3": {k: round(peer / v, 2) for k, v in medians.items()
                                  if k != "sb3-dqn" and v not in (0, float("inf")) and peer != float("inf")},
-              "load_average_before": load_before, "load_average_after": os.getloadavg(),
-              "cpu_count": os.cpu_count()}
-    os.makedirs(os.path.dirname(output), exist_ok=True)
-    with open(output, "w") as f:
-        json.dump(report, f, indent=2)
+              "load_average_before": load_before}
     for name, value in medians.items():
         ratio = report["speedup_vs_sb3"].get(name)
         click.echo(f"{name}: median {value:.1f} s" + (f" ({ratio}x SB3's speed)" if ratio else ""))
-    click.echo(f"written to {output}")
+    write_results(report, output)
 
 
 if __name__ == "__main__":
