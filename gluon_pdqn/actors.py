@@ -154,6 +154,7 @@ class ActorPool:
         except BaseException:
             self.close()
             raise
+        self.index_of = {conn: i for i, conn in enumerate(self.connections)}  # (the learner's hot loop looks up)
 
     def alive(self, index: int) -> bool:
         return self._workers[index].is_alive()

@@ -80,7 +80,7 @@ class AsyncTraining(RunBookkeeping):
         pool = ActorPool(cfg, env_seed=cfg.run.seed + 7919 * self.sessions)
         self._window = self._new_window(pool)
         session_start, wall_before = time.perf_counter(), self.counters.wall_seconds
-        interrupted_by, consecutive_skips = None, 0
+        interrupted_by = None
         waiting: dict[int, np.ndarray] = {}
         try:
             with graceful_interrupts() as interrupt:
@@ -105,15 +105,7 @@ class AsyncTraining(RunBookkeeping):
                     before = self.counters.env_steps
                     self._take_in(rollouts)
                     result = self.learner.learn(rollouts)
-                    if result.skipped:
-                        self.counters.skipped_updates += 1
-                        consecutive_skips += 1
-                        if result.counted:
-                            self.learner.learner_steps -= 1
-                        if consecutive_skips >= cfg.run.max_nonfinite_updates:
-                            self._stop_nonfinite(consecutive_skips)
-                    else:
-                        consecutive_skips = 0
+                    self._take_in_outcome(result)
                     self.counters.learner_steps = self.learner.learner_steps
                     self._window["result"] = result
                     after = self.counters.env_steps
@@ -144,7 +136,7 @@ class AsyncTraining(RunBookkeeping):
                 if not pool.alive(i):
                     raise TrainingStopped(_died(i))
         for conn in ready:
-            i = pool.connections.index(conn)
+            i = pool.index_of[conn]
             try:
                 while conn.poll():
                     kind, *payload = conn.recv()

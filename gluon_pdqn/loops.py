@@ -128,10 +128,28 @@ class RunBookkeeping:
         self.last_eval: float | None = None
         self.solved: tuple[int, float] | None = None  # (env steps, seconds) of the first evaluation >= stop_return
         self._stop_on_return = True  # whether reaching run.stop_return ends the run
+        self._consecutive_skips = 0  # updates in a row whose gradient was not finite
 
     def _out_of_time(self) -> bool:
         """Whether the run's time budget (``run.max_seconds`` of training, over all sessions) is spent."""
         return 0 < self.cfg.run.max_seconds <= self.counters.wall_seconds
+
+    def _take_in_outcome(self, result) -> bool:
+        """Count a finished update; return whether it applied.
+
+        A skipped update (non-finite gradient) is counted as such, taken out of ``learner_steps`` if the
+        learner counted it before knowing, and after ``run.max_nonfinite_updates`` in a row stops the run.
+        """
+        if not result.skipped:
+            self._consecutive_skips = 0
+            return True
+        self.counters.skipped_updates += 1
+        self._consecutive_skips += 1
+        if result.counted:
+            self.learner.learner_steps -= 1
+        if self._consecutive_skips >= self.cfg.run.max_nonfinite_updates:
+            self._stop_nonfinite(self._consecutive_skips)
+        return False
 
     def _stop_nonfinite(self, count: int):
         bundles = checkpoint.list_complete(self.run_dir)
@@ -215,7 +233,6 @@ class Training(RunBookkeeping):
         self._last_logged = {"loss": float("nan"), "returns": []}
         self._timing_due = True  # time the next update per device
         self._pending: list = []  # (replay indices, StepResult) of updates not yet taken in by _settle
-        self._consecutive_skips = 0
         num_envs = cfg.env.num_envs
         self.episode_returns = np.zeros(num_envs)
         self.episode_lengths = np.zeros(num_envs, dtype=np.int64)
@@ -333,17 +350,8 @@ class Training(RunBookkeeping):
         """
         pending, self._pending = self._pending, []
         for indices, result in pending:
-            if result.skipped:
-                self.counters.skipped_updates += 1
-                self._consecutive_skips += 1
-                if result.counted:
-                    self.learner.learner_steps -= 1
-                if self._consecutive_skips >= self.cfg.run.max_nonfinite_updates:
-                    self._stop_nonfinite(self._consecutive_skips)
-            else:
-                self._consecutive_skips = 0
-                if self.cfg.replay.prioritized:
-                    self.replay.update_priorities(indices, result.td_errors())
+            if self._take_in_outcome(result) and self.cfg.replay.prioritized:
+                self.replay.update_priorities(indices, result.td_errors())
         self.counters.learner_steps = self.learner.learner_steps
 
     # --- evaluation and logging -------------------------------------------------------------------

@@ -87,13 +87,15 @@ class SingleLearner(Learner):
     def q_values(self, obs: np.ndarray) -> np.ndarray:
         if self._numpy_policy is not None:
             if self._policy_stale:
-                arrays = [p.list_data()[0].as_in_context(self.contexts[0]).reshape((-1,))
-                          for p in self._numpy_policy.parameters()]
-                flat = mx.nd.concat(*arrays, dim=0)
-                self._numpy_policy.load(flat.asnumpy())
+                self._load_numpy_copy(self._numpy_policy)
                 self._policy_stale = False
             return self._numpy_policy(obs)
         return self.acting_network(mx.nd.array(obs, ctx=self.contexts[0], dtype=obs.dtype)).asnumpy()
+
+    def _load_numpy_copy(self, policy: networks.NumpyMLP) -> None:
+        """Copy the parameters of the block ``policy`` mirrors into it: one device read."""
+        arrays = [p.list_data()[0].as_in_context(self.contexts[0]).reshape((-1,)) for p in policy.parameters()]
+        policy.load(mx.nd.concat(*arrays, dim=0).asnumpy())
 
     def refresh_policy(self) -> None:
         if self.acting_snapshot is not None:
