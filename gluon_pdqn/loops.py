@@ -292,7 +292,7 @@ class Training(RunBookkeeping):
                 self.counters.wall_seconds = wall_before + time.perf_counter() - session_start
                 if crossed(before, after, cfg.run.log_every):
                     self._log(window, last_result, epsilon, frame_skip)
-                if cfg.run.eval_every and self.learner.rank == 0 and crossed(before, after, cfg.run.eval_every):
+                if cfg.run.eval_every and crossed(before, after, cfg.run.eval_every) and self.learner.rank == 0:
                     self._evaluate()
                 if cfg.run.checkpoint_every and crossed(before, after, cfg.run.checkpoint_every):
                     self.save_checkpoint()
