@@ -1,8 +1,10 @@
-"""Mode dist on this machine: env steps/s and updates/s for 1, 2 and 4 workers, and kvstore round trips.
+"""Mode dist on this machine: env steps/s and updates/s for 1, 2 and 4 workers, staleness, kvstore round trips.
 
 1. The training loop: `gluon-pdqn launch --workers W --servers 1 -- train --mode dist` on CartPole (the
-   cartpole preset, each worker its share of W x --steps env steps, no evaluation); per-worker and total
-   env steps/s and updates/s from each worker's summary; then 2 workers pushing every 4 and 16 updates.
+   cartpole preset, each worker its share of W x --steps env steps, no evaluation), in dist_sync for 1, 2
+   and 4 workers and in dist_async for 2 and 4; then 2 dist_sync workers pushing every 4 and 16 updates.
+   Per-worker and total env steps/s and updates/s come from each worker's summary; gradient staleness and
+   the timed push+pull round trip from the figures every worker posted to rank 0 (``workers.csv``).
 2. The traffic alone: push+pull round trips per second of the Nature CNN's parameters (1.7M floats, as
    one key per parameter) between 2 workers and 1 server, in dist_sync and in dist_async.
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -72,21 +75,47 @@ def run_job(workers: int, worker_command: list[str]) -> None:
     job.wait()
 
 
-def training_figures(workers: int, steps: int, push_every: int = 1) -> dict:
+def posted_figures(run_dir: str) -> dict:
+    """Staleness and round trip per worker, from the rows each worker posted to rank 0 (workers.csv)."""
+    import csv
+
+    with open(os.path.join(run_dir, "workers.csv"), newline="") as f:
+        # Rank 0 writes every worker's latest post at each of its logs: a slower worker's post can repeat.
+        posts = {(r["rank"], r["worker/env_steps"]): r for r in csv.DictReader(f)}
+    by_rank: dict[int, dict] = {}
+    for row in posts.values():
+        figures = by_rank.setdefault(int(row["rank"]), {"staleness": [], "staleness_max": [], "round_trip_ms": []})
+        for name in figures:
+            value = float(row[f"worker/{name}"])
+            if value == value:
+                figures[name].append(value)
+    workers = [figures for _, figures in sorted(by_rank.items())]
+    nan = float("nan")
+    return {"staleness_mean_per_worker": [statistics.fmean(f["staleness"]) if f["staleness"] else nan
+                                          for f in workers],
+            "staleness_max_per_worker": [max(f["staleness_max"], default=nan) for f in workers],
+            "round_trip_ms_median_per_worker": [statistics.median(f["round_trip_ms"]) if f["round_trip_ms"] else nan
+                                                for f in workers]}
+
+
+def training_figures(workers: int, steps: int, kvstore: str = "dist_sync", push_every: int = 1) -> dict:
     with tempfile.TemporaryDirectory() as scratch:
         run_dir = os.path.join(scratch, "run")
-        run_job(workers, [sys.executable, "-m", "gluon_pdqn.cli", "train", "--mode", "dist", "--run-dir", run_dir,
-                          "--steps", str(steps * workers), "--quiet", "--set", "run.eval_every=0",
-                          "--set", "run.checkpoint_every=0", "--set", f"run.push_every={push_every}"])
+        run_job(workers, [sys.executable, "-m", "gluon_pdqn.cli", "train", "--mode", "dist", "--kvstore", kvstore,
+                          "--run-dir", run_dir, "--steps", str(steps * workers), "--quiet",
+                          "--set", "run.eval_every=0", "--set", "run.checkpoint_every=0",
+                          "--set", f"run.push_every={push_every}"])
         summaries = []
         for rank in range(workers):
             directory = run_dir if rank == 0 else os.path.join(run_dir, "workers", f"rank-{rank}")
             with open(os.path.join(directory, "summary.json")) as f:
                 summaries.append(json.load(f)["counters"])
+        posted = posted_figures(run_dir)
     per_worker = [c["env_steps"] / c["wall_seconds"] for c in summaries]
     updates = [c["learner_steps"] / c["wall_seconds"] for c in summaries]
-    return {"workers": workers, "push_every": push_every, "env_steps_per_s_total": sum(per_worker), "env_steps_per_s_per_worker": per_worker,
-            "updates_per_s_total": sum(updates)}
+    return {"workers": workers, "kvstore": kvstore, "push_every": push_every,
+            "env_steps_per_s_total": sum(per_worker), "env_steps_per_s_per_worker": per_worker,
+            "updates_per_s_total": sum(updates), **posted}
 
 
 @click.command()
@@ -101,14 +130,22 @@ def main(worker_counts, steps, round_trips, as_worker, output):
         return round_trip_worker(kind, round_trips, path)
     results = {"cpu_count": os.cpu_count(), "load_average_before": os.getloadavg(), "training": [],
                "round_trips": []}
-    runs = [(int(w), 1) for w in worker_counts.split(",")] + [(2, k) for k in (4, 16)]  # then batched traffic
-    for workers, push_every in runs:
-        row = training_figures(workers, steps, push_every)
+    counts = [int(w) for w in worker_counts.split(",")]
+    runs = ([(w, "dist_sync", 1) for w in counts] + [(w, "dist_async", 1) for w in counts if w > 1]
+            + [(2, "dist_sync", k) for k in (4, 16)])  # then batched traffic
+    for workers, kvstore, push_every in runs:
+        row = training_figures(workers, steps, kvstore, push_every)
         results["training"].append(row)
-        click.echo(f"{workers} worker(s), dist_sync, push every {push_every} update(s), CartPole: "
+
+        def listed(values, digits=0):
+            return ", ".join(f"{v:,.{digits}f}" for v in values)
+
+        click.echo(f"{workers} worker(s), {kvstore}, push every {push_every} update(s), CartPole: "
                    f"{row['env_steps_per_s_total']:,.0f} env steps/s in total "
-                   f"({', '.join(f'{r:,.0f}' for r in row['env_steps_per_s_per_worker'])} per worker), "
-                   f"{row['updates_per_s_total']:,.0f} updates/s")
+                   f"({listed(row['env_steps_per_s_per_worker'])} per worker), "
+                   f"{row['updates_per_s_total']:,.0f} updates/s; staleness per worker mean "
+                   f"{listed(row['staleness_mean_per_worker'], 2)}, max {listed(row['staleness_max_per_worker'])}; "
+                   f"round trip {listed(row['round_trip_ms_median_per_worker'], 1)} ms")
     for kind in ("dist_sync", "dist_async"):
         with tempfile.TemporaryDirectory() as scratch:
             path = os.path.join(scratch, "round_trips.json")

@@ -29,10 +29,16 @@ EVAL_MEAN_RETURN = "eval/mean_return"
 # how many actors each batched inference served.
 POLICY_LAG = "async/policy_lag"
 INFERENCE_BATCH = "async/inference_batch"
+# Mode dist, per worker: an upper bound on the server updates the last gradients of a pull interval missed
+# (mean and max over the window's intervals), the median timed push+pull round trip, and the pushes so far.
+STALENESS = "dist/staleness"
+STALENESS_MAX = "dist/staleness_max"
+ROUND_TRIP_MS = "dist/round_trip_ms"
+PUSHES = "dist/pushes"
 
 METRIC_COLUMNS = [ENV_STEPS, FRAMES, LEARNER_STEPS, EPISODES, WALL_SECONDS, EPISODIC_RETURN, EPSILON,
                   ENV_STEPS_PER_S, UPDATES_PER_S, TD_LOSS, MEAN_Q, GRAD_NORM, SKIPPED_UPDATES, POLICY_LAG,
-                  INFERENCE_BATCH]
+                  INFERENCE_BATCH, STALENESS, STALENESS_MAX, ROUND_TRIP_MS, PUSHES]
 EPISODE_COLUMNS = [ENV_STEPS, EPISODES, "env_index", "return", "length"]
 EVAL_COLUMNS = [ENV_STEPS, LEARNER_STEPS, WALL_SECONDS, "mean_return", "median_return", "min_return",
                 "max_return", "std_return", "episodes"]
@@ -46,6 +52,10 @@ EVAL_CSV = "eval.csv"
 DEVICES_CSV = "devices.csv"
 MEMBERS_CSV = "members.csv"
 MEMBER_COLUMNS = [ENV_STEPS, "member", "mean_return", "weight"]
+WORKERS_CSV = "workers.csv"
+WORKER_FIGURES = [ENV_STEPS, LEARNER_STEPS, EPISODES, ENV_STEPS_PER_S, UPDATES_PER_S, EPISODIC_RETURN, EPSILON,
+                  STALENESS, STALENESS_MAX, ROUND_TRIP_MS, PUSHES]  # what each worker posts to rank 0
+WORKER_COLUMNS = [ENV_STEPS, "rank", *(f"worker/{name.split('/')[-1]}" for name in WORKER_FIGURES)]
 ACTORS_CSV = "actors.csv"
 ACTOR_COLUMNS = [ENV_STEPS, "actor", "final_epsilon", "actor_env_steps", "env_steps_per_s", "episodes",
                  "mean_return"]
@@ -93,7 +103,7 @@ class MetricsWriter:
 
     def __init__(self, run_dir: str, resume_env_steps: int | None = None):
         if resume_env_steps is not None:
-            for name in (METRICS_CSV, EPISODES_CSV, EVAL_CSV, DEVICES_CSV, MEMBERS_CSV, ACTORS_CSV):
+            for name in (METRICS_CSV, EPISODES_CSV, EVAL_CSV, DEVICES_CSV, MEMBERS_CSV, ACTORS_CSV, WORKERS_CSV):
                 _truncate_csv(os.path.join(run_dir, name), resume_env_steps)
         self._metrics = _CsvTable(os.path.join(run_dir, METRICS_CSV), METRIC_COLUMNS)
         self._episodes = _CsvTable(os.path.join(run_dir, EPISODES_CSV), EPISODE_COLUMNS)
@@ -101,6 +111,7 @@ class MetricsWriter:
         self._devices = _CsvTable(os.path.join(run_dir, DEVICES_CSV), DEVICE_COLUMNS)
         self._members = None  # members.csv exists only for ensembles
         self._actors = None  # actors.csv only for mode async
+        self._workers = None  # workers.csv only for rank 0 of mode dist
         self._run_dir = run_dir
         from tensorboardX import SummaryWriter  # imported late: it is slow to import and only needed here
 
@@ -146,9 +157,22 @@ class MetricsWriter:
             self._actors.write({ENV_STEPS: env_steps, **row})
             self._tensorboard.add_scalar(f"actors/{row['actor']}/env_steps_per_s", row["env_steps_per_s"], env_steps)
 
+    def workers(self, env_steps: int, rows: list[dict]) -> None:
+        """Mode dist, rank 0: every worker's latest posted figures (see WORKER_FIGURES), one row per worker."""
+        if self._workers is None:
+            self._workers = _CsvTable(os.path.join(self._run_dir, WORKERS_CSV), WORKER_COLUMNS)
+        for row in rows:
+            self._workers.write({ENV_STEPS: env_steps, "rank": row["rank"],
+                                 **{f"worker/{name.split('/')[-1]}": row[name] for name in WORKER_FIGURES}})
+            for name in (ENV_STEPS_PER_S, STALENESS, ROUND_TRIP_MS):
+                if row[name] == row[name]:
+                    self._tensorboard.add_scalar(f"workers/{row['rank']}/{name.split('/')[-1]}", row[name],
+                                                 env_steps)
+
     def close(self) -> None:
         """Close every file (a second call does nothing)."""
-        for table in (self._metrics, self._episodes, self._evals, self._devices, self._members, self._actors):
+        for table in (self._metrics, self._episodes, self._evals, self._devices, self._members, self._actors,
+                      self._workers):
             if table is not None:
                 table.close()
         self._tensorboard.close()

@@ -373,7 +373,8 @@ class Training(RunBookkeeping):
         c = self.counters
         loss = result.loss() if result else float("nan")
         self._last_logged = {"loss": loss, "returns": window["returns"]}
-        self.writer.scalars({
+        traffic = self.learner.traffic_figures()  # mode dist only
+        row = {
             metrics.ENV_STEPS: c.env_steps, metrics.FRAMES: c.env_steps * frame_skip,
             metrics.LEARNER_STEPS: c.learner_steps, metrics.EPISODES: c.episodes,
             metrics.WALL_SECONDS: round(c.wall_seconds, 3),
@@ -385,7 +386,13 @@ class Training(RunBookkeeping):
             metrics.MEAN_Q: result.mean_q() if result else float("nan"),
             metrics.GRAD_NORM: result.grad_norm if result else float("nan"),
             metrics.SKIPPED_UPDATES: c.skipped_updates,
-        })
+            **{name: traffic[key] for key, name in _TRAFFIC_METRICS.items() if key in traffic},
+        }
+        self.writer.scalars(row)
+        if self.cfg.run.mode == "dist":  # every worker posts its figures; rank 0 gets them all
+            board = self.learner.exchange_figures({name: row[name] for name in metrics.WORKER_FIGURES})
+            if board:
+                self.writer.workers(c.env_steps, board)
         window.update(start=now, env_steps=c.env_steps, learner_steps=c.learner_steps, returns=[])
         self._timing_due = True
 
@@ -463,6 +470,10 @@ class Training(RunBookkeeping):
             for i in range(self.cfg.env.num_envs):
                 self.replay.begin_episode(i, self.obs[i])
                 self.learner.episode_started(i)
+
+
+_TRAFFIC_METRICS = {"staleness": metrics.STALENESS, "staleness_max": metrics.STALENESS_MAX,
+                    "round_trip_ms": metrics.ROUND_TRIP_MS, "pushes": metrics.PUSHES}
 
 
 def crossed(before: int, after: int, every: int) -> bool:

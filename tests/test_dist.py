@@ -136,3 +136,40 @@ def test_a_killed_server_ends_the_job_and_the_run_resumes_from_its_checkpoints(t
     for directory in (run_dir, run_dir / "workers" / "rank-1"):
         summary = json.loads((directory / "summary.json").read_text())
         assert summary["counters"]["env_steps"] >= 1500
+
+
+def _csv_rows(path):
+    import csv
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("kvstore,pull_every", [("dist_sync", 2), ("dist_async", 1)])
+def test_rank_0_gathers_every_workers_figures_with_staleness_and_round_trips(tmp_path, kvstore, pull_every):
+    """workers.csv at rank 0 holds both workers' rows, posted over the kvstore (no shared files needed).
+
+    dist_sync with pull_every 2: the last push of each interval missed the one push before it. A pull may
+    bring the next round too (when every worker's next push reached the servers first); the next interval
+    then looks one shorter, so it is the mean that is 1.
+    dist_async: some pushes miss the other worker's updates. Launch labels are kvstore ranks.
+    """
+    run_dir = tmp_path / "run"
+    result = launch("--", "train", "--mode", "dist", "--kvstore", kvstore, "--run-dir", str(run_dir), "--steps",
+                    "5000", "--quiet", "--set", "run.eval_every=0", "--set", "run.log_every=500",
+                    "--set", "replay.learning_starts=500", "--set", f"run.pull_every={pull_every}")
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert f"[worker 1] run directory: {run_dir}/workers/rank-1" in result.stdout
+    rows = _csv_rows(run_dir / "workers.csv")
+    assert {r["rank"] for r in rows} == {"0", "1"}
+    learning = [r for r in rows if float(r["worker/pushes"]) > 0 and r["worker/staleness"] != "nan"]
+    assert {r["rank"] for r in learning} == {"0", "1"}
+    assert all(float(r["worker/round_trip_ms"]) > 0 for r in learning if r["worker/round_trip_ms"] != "nan")
+    staleness = [float(r["worker/staleness"]) for r in learning]
+    if kvstore == "dist_sync":
+        assert abs(np.mean(staleness) - 1.0) < 0.05, staleness
+    else:
+        assert min(staleness) >= 0 and max(float(r["worker/staleness_max"]) for r in learning) >= 1
+    # Rank 1's own metrics agree with what rank 0 received from it.
+    own = _csv_rows(run_dir / "workers" / "rank-1" / "metrics.csv")[-1]
+    posted = [r for r in rows if r["rank"] == "1"][-1]
+    assert float(posted["worker/env_steps"]) == float(own["env_steps"])

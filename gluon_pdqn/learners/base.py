@@ -112,6 +112,17 @@ class Learner(abc.ABC):
     def leave(self) -> None:
         """The run is over: a worker of a parameter-server job waits until every worker is done (else nothing)."""
 
+    def traffic_figures(self) -> dict:
+        """A parameter-server worker's traffic since the last call (staleness, round trip); none elsewhere."""
+        return {}
+
+    def exchange_figures(self, figures: dict) -> list[dict]:
+        """Share this worker's figures with rank 0 of a parameter-server job, which gets every worker's.
+
+        Learners of one process have no other workers: they return no rows.
+        """
+        return []
+
     def refresh_policy(self) -> None:
         """Act with the online parameters as they are now.
 

@@ -5,15 +5,23 @@ kvstore servers, which hold the parameters and apply the optimizer, and pulls th
 (``run.push_every``, ``run.pull_every``). In ``dist_sync`` the servers sum one push from every worker before they
 update, so every worker holds the same parameters after each step; in ``dist_async`` they apply each push as it
 arrives.
+
+Two more keys carry bookkeeping (see ``parallel.kvstore.ServerOptimizer``): an update counter, pulled with the
+parameters, which measures how stale each worker's gradients are, and a board of every worker's figures, which
+rank 0 pulls into the run directory.
 """
 from __future__ import annotations
 
 import math
+import statistics
+import time
 
 import mxnet as mx
+import numpy as np
 
 from ..config import Config
 from ..envs import EnvSpec
+from ..parallel.kvstore import ServerOptimizer
 from .base import StepResult
 from .optimizers import make_optimizer
 from .single import SingleLearner
@@ -28,12 +36,22 @@ class DistLearner(SingleLearner):
     pull. Between pulls the worker computes gradients on parameters it has not refreshed: that is what
     batching the traffic costs.
 
+    Staleness: each pull also brings the servers' update count. Between two pulls the count grows by this
+    worker's pushes and, in ``dist_async``, by the other workers'. The last push of the interval was computed
+    on parameters that missed all of them but itself, so ``count_now - count_before - 1`` bounds from above
+    the number of updates its gradients missed (0 in ``dist_sync`` with ``pull_every`` 1; ``pull_every - 1``
+    with batched pulls). The round trip of one push and pull is timed on every ``ROUND_TRIP_EVERY``-th pull
+    (first waiting for the gradients, so it is the traffic and the servers' update alone).
+
     Args:
         cfg: the run's configuration.
         spec: the environment's spaces.
         ctx: this worker's device.
         kvstore: the job's ``dist_sync`` or ``dist_async`` kvstore.
     """
+
+    ROUND_TRIP_EVERY = 20  # pulls between timed round trips (a timed one waits, so not every one)
+    BOARD_WIDTH = 16  # figures a worker can report (plus the "reporting" column)
 
     def __init__(self, cfg: Config, spec: EnvSpec, ctx: mx.Context, kvstore):
         self.contexts = [ctx]
@@ -46,12 +64,20 @@ class DistLearner(SingleLearner):
         # A push carries the sum of push_every gradients; dist_sync also sums one push per worker.
         workers = kvstore.num_workers if kvstore.type == "dist_sync" else 1
         optimizer.rescale_grad = 1.0 / (self.push_every * workers)
-        kvstore.set_optimizer(optimizer)
         self._keys = list(range(len(self._params)))
+        self._counter_key, self._board_key = len(self._keys), len(self._keys) + 1
+        kvstore.set_optimizer(ServerOptimizer(optimizer, self._counter_key, self._board_key,
+                                                 1 + self.BOARD_WIDTH))
+        self._one = mx.nd.ones(1, ctx=ctx)
         self._gradient_sum = [mx.nd.zeros(p.shape, ctx=ctx) for p in self._params]
         self._summed = 0  # gradients in the sum
         self.pushes = 0
+        self.pulls = 0
         self._joined = False
+        self._pulled_count = None  # the update count pulled last, read at the next pull (it has arrived by then)
+        self._count_before = None  # the update count of the pull before that, read
+        self._staleness: list[int] = []  # per pull interval since the last traffic_figures()
+        self._round_trips_ms: list[float] = []
 
     @property
     def rank(self) -> int:
@@ -71,9 +97,77 @@ class DistLearner(SingleLearner):
     def _join(self) -> None:
         """First push: rank 0's parameters (fresh, or from its checkpoint) become the servers'; all pull them."""
         weights = [p.data(self.contexts[0]) for p in self._params]
-        self.kvstore.init(self._keys, weights)
-        self.kvstore.pull(self._keys, out=weights)
+        ctx = self.contexts[0]
+        board = mx.nd.zeros((self.num_workers, 1 + self.BOARD_WIDTH), ctx=ctx)
+        self.kvstore.init(self._keys + [self._counter_key, self._board_key], weights + [mx.nd.zeros(1, ctx=ctx), board])
         self._joined = True
+        self._pull()
+
+    def _pull(self) -> None:
+        """Pull the parameters and the update count; take in the count of the previous pull."""
+        if self._pulled_count is not None:
+            count = int(self._pulled_count.asscalar())
+            if self._count_before is not None:
+                self._staleness.append(count - self._count_before - 1)
+            self._count_before = count
+        self._pulled_count = mx.nd.zeros(1, ctx=self.contexts[0])
+        self.kvstore.pull(self._keys + [self._counter_key],
+                          out=[p.data(self.contexts[0]) for p in self._params] + [self._pulled_count])
+        self.pulls += 1
+
+    def _push_and_pull(self) -> None:
+        """Push the gradient sum (and one to the update counter); pull when due."""
+        pulling = (self.pushes + 1) % self.pull_every == 0
+        timed = pulling and self.pulls % self.ROUND_TRIP_EVERY == 1
+        if timed:
+            for total in self._gradient_sum:
+                total.wait_to_read()
+            start = time.perf_counter()
+        self.kvstore.push(self._keys + [self._counter_key], self._gradient_sum + [self._one])
+        # A fresh sum, not the old one zeroed: ps-lite may still be sending from the pushed arrays (zeroing
+        # them in place lost updates in the equivalence test).
+        self._gradient_sum = [mx.nd.zeros_like(total) for total in self._gradient_sum]
+        self._summed = 0
+        self.pushes += 1
+        if pulling:
+            self._pull()
+            if timed:
+                self._pulled_count.wait_to_read()
+                for param in self._params:
+                    param.data(self.contexts[0]).wait_to_read()
+                self._round_trips_ms.append(1000.0 * (time.perf_counter() - start))
+
+    def traffic_figures(self) -> dict:
+        """Staleness (mean and max over the pull intervals) and median round trip since the last call."""
+        staleness, round_trips = self._staleness, self._round_trips_ms
+        self._staleness, self._round_trips_ms = [], []
+        return {"staleness": statistics.fmean(staleness) if staleness else float("nan"),
+                "staleness_max": max(staleness) if staleness else float("nan"),
+                "round_trip_ms": statistics.median(round_trips) if round_trips else float("nan"),
+                "pushes": self.pushes}
+
+    def exchange_figures(self, figures: dict) -> list[dict]:
+        """Post this worker's ``figures`` to the board; rank 0 gets back every worker's latest row.
+
+        Every worker must call it at the same points of its run, with the same names (``dist_sync`` waits for
+        every worker's post). Rows are dicts with ``rank`` and the names given; a worker that has not posted
+        yet has no row.
+        """
+        if len(figures) > self.BOARD_WIDTH:
+            raise ValueError(f"at most {self.BOARD_WIDTH} figures fit on the board, not {len(figures)}")
+        if not self._joined:
+            self._join()
+        board = np.zeros((self.num_workers, 1 + self.BOARD_WIDTH), dtype=np.float32)
+        board[self.rank, 0] = 1.0  # this row is posted
+        board[self.rank, 1:1 + len(figures)] = [float(v) for v in figures.values()]
+        self.kvstore.push(self._board_key, mx.nd.array(board, ctx=self.contexts[0]))
+        if self.rank != 0:
+            return []
+        pulled = mx.nd.zeros(board.shape, ctx=self.contexts[0])
+        self.kvstore.pull(self._board_key, out=pulled)
+        names = list(figures)
+        return [{"rank": rank, **{name: float(v) for name, v in zip(names, row[1:])}}
+                for rank, row in enumerate(pulled.asnumpy()) if row[0] != 0]
 
     def _apply_update(self, losses, q_taken, td_abs) -> StepResult:
         if not self._joined:
@@ -86,13 +180,6 @@ class DistLearner(SingleLearner):
         self._summed += 1
         if self._summed == self.push_every:
             # In dist_sync the servers wait for a push from every worker: a sum of zeros is pushed too.
-            self.kvstore.push(self._keys, self._gradient_sum)
-            # A fresh sum, not the old one zeroed: ps-lite may still be sending from the pushed arrays (zeroing
-            # them in place lost updates in the equivalence test).
-            self._gradient_sum = [mx.nd.zeros_like(total) for total in self._gradient_sum]
-            self._summed = 0
-            self.pushes += 1
-            if self.pushes % self.pull_every == 0:
-                self.kvstore.pull(self._keys, out=[p.data(self.contexts[0]) for p in self._params])
+            self._push_and_pull()
         self._count_update()
         return StepResult(grad_norm, losses, q_taken, td_abs, counted=True)

@@ -6,7 +6,9 @@ The dmlc tracker inside the mxnet wheel does not run on Python 3.11, so this is 
 - every process gets its role, the scheduler's address and the job's size; the scheduler's port is chosen
   free (or given), and everything binds to loopback unless an interface is named (ps-lite has no
   authentication, and a server unpickles the optimizer it is sent: anyone who reaches its port runs code);
-- each child's output lines are prefixed with its role and rank;
+- each child's output lines are prefixed with its role and rank; on this machine, each server and worker
+  is given its own port (``PORT``) in increasing order, because ps-lite ranks the nodes of one host by port:
+  so ``[worker 1]`` is kvstore rank 1 (a remote node picks its own port, and its rank may differ from its label);
 - the launcher watches every child: when one exits with an error or is killed, or the deadline passes, it
   ends the whole job (each child's process group) and exits non-zero naming the process; ps-lite itself
   would leave the survivors blocked in ``push`` or in its exit barrier forever;
@@ -48,9 +50,19 @@ class Child:
 
 def free_port(host: str = LOOPBACK) -> int:
     """A TCP port nothing listens on now (the kernel's choice)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    return free_ports(1, host)[0]
+
+
+def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
+    """``count`` different TCP ports nothing listens on now, in increasing order."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for s in sockets:  # all bound at once, so the kernel cannot hand out one port twice
+            s.bind((host, 0))
+        return sorted(s.getsockname()[1] for s in sockets)
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -117,7 +129,11 @@ class Job:
         self.host = interface_address(interface) if interface else LOOPBACK
         if port:
             check_port_free(self.host, port)
-        self.port = port or free_port(self.host)
+        ports = free_ports(1 + servers + workers, self.host)
+        self.port = port or ports.pop()
+        # Local nodes listen on increasing ports in launch order, which makes ps-lite's ranks the launch order.
+        # Should one be taken meanwhile, ps-lite binds another at random: only the labels would then differ.
+        self._node_ports = ports[:servers + workers]
         self.children: list[Child] = []
         self._threads: list[threading.Thread] = []
 
@@ -143,6 +159,8 @@ class Job:
         env = role_environment(role, self.host, self.port, self.servers, self.workers, node_host)
         if not node_host:
             del env["DMLC_NODE_HOST"]  # a remote process binds to its own machine's address
+        elif role != "scheduler":
+            env["PORT"] = str(self._node_ports[rank if role == "server" else self.servers + rank])
         command, full_env = self._command(role, rank, env)
         try:
             process = subprocess.Popen(command, env=full_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
