@@ -326,9 +326,9 @@ def launch(workers, servers, launcher, hostfile, interface, port, deadline, comm
                 hosts = [line.split()[0] for line in f if line.strip() and not line.startswith("#")]
         except OSError as e:
             raise UserError(f"cannot read hostfile {hostfile}: {e.strerror}") from None
-    os.environ["GLUON_PDQN_JOB_STAMP"] = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    stamp = {"GLUON_PDQN_JOB_STAMP": datetime.datetime.now().strftime("%Y%m%d-%H%M%S")}
     job = Job(workers, servers, [sys.executable, "-m", "gluon_pdqn.cli", *command], launcher=launcher, hosts=hosts,
-              interface=interface, port=port, deadline=deadline)
+              interface=interface, port=port, deadline=deadline, environment=stamp)
     click.echo(f"job: scheduler on {job.host}:{job.port}, {servers} server(s), {workers} worker(s), "
                f"launcher {launcher}")
     job.start()

@@ -144,32 +144,102 @@ def _csv_rows(path):
         return list(csv.DictReader(f))
 
 
-@pytest.mark.parametrize("kvstore,pull_every", [("dist_sync", 2), ("dist_async", 1)])
-def test_rank_0_gathers_every_workers_figures_with_staleness_and_round_trips(tmp_path, kvstore, pull_every):
+@pytest.mark.parametrize("kvstore", ["dist_sync", "dist_async"])
+def test_rank_0_gathers_every_workers_figures_with_staleness_and_round_trips(tmp_path, kvstore):
     """workers.csv at rank 0 holds both workers' rows, posted over the kvstore (no shared files needed).
 
-    dist_sync with pull_every 2: the last push of each interval missed the one push before it. A pull may
-    bring the next round too (when every worker's next push reached the servers first); the next interval
-    then looks one shorter, so it is the mean that is 1.
-    dist_async: some pushes miss the other worker's updates. Launch labels are kvstore ranks.
+    dist_async measures staleness: some pushes miss the other worker's updates. dist_sync, where it is
+    pull_every - 1 by construction, does not. Launch labels are kvstore ranks.
     """
     run_dir = tmp_path / "run"
     result = launch("--", "train", "--mode", "dist", "--kvstore", kvstore, "--run-dir", str(run_dir), "--steps",
                     "5000", "--quiet", "--set", "run.eval_every=0", "--set", "run.log_every=500",
-                    "--set", "replay.learning_starts=500", "--set", f"run.pull_every={pull_every}")
+                    "--set", "replay.learning_starts=500")
     assert result.returncode == 0, result.stdout[-2000:]
     assert f"[worker 1] run directory: {run_dir}/workers/rank-1" in result.stdout
     rows = _csv_rows(run_dir / "workers.csv")
     assert {r["rank"] for r in rows} == {"0", "1"}
-    learning = [r for r in rows if float(r["worker/pushes"]) > 0 and r["worker/staleness"] != "nan"]
+    learning = [r for r in rows if float(r["worker/pushes"]) > 0 and r["worker/round_trip_ms"] != "nan"]
     assert {r["rank"] for r in learning} == {"0", "1"}
-    assert all(float(r["worker/round_trip_ms"]) > 0 for r in learning if r["worker/round_trip_ms"] != "nan")
+    assert all(float(r["worker/round_trip_ms"]) > 0 for r in learning)
     staleness = [float(r["worker/staleness"]) for r in learning]
     if kvstore == "dist_sync":
-        assert abs(np.mean(staleness) - 1.0) < 0.05, staleness
+        assert all(value != value for value in staleness)  # not measured
     else:
         assert min(staleness) >= 0 and max(float(r["worker/staleness_max"]) for r in learning) >= 1
-    # Rank 1's own metrics agree with what rank 0 received from it.
-    own = _csv_rows(run_dir / "workers" / "rank-1" / "metrics.csv")[-1]
-    posted = [r for r in rows if r["rank"] == "1"][-1]
-    assert float(posted["worker/env_steps"]) == float(own["env_steps"])
+    # What rank 0 received from rank 1 is what rank 1 logged (in dist_async, maybe not its latest row yet).
+    own = {float(r["env_steps"]): r for r in _csv_rows(run_dir / "workers" / "rank-1" / "metrics.csv")}
+    for posted in (r for r in rows if r["rank"] == "1"):
+        logged = own[float(posted["worker/env_steps"])]
+        assert float(posted["worker/env_steps_per_s"]) == pytest.approx(float(logged["charts/env_steps_per_s"]),
+                                                                        rel=1e-6)
+
+
+SHIMS = os.path.join(TESTS_DIR, "launcher_shims")
+
+
+def _shimmed_launch(tmp_path, launcher: str, *train_args: str, wait: bool = True):
+    """``gluon-pdqn launch --launcher L`` in tmp_path with the stand-ins of tests/launcher_shims first on PATH."""
+    env = {**os.environ, "PATH": SHIMS + os.pathsep + os.environ["PATH"], "SHIM_LOG": str(tmp_path / "shim.log")}
+    if launcher == "ssh":
+        (tmp_path / "hosts").write_text("localhost\n127.0.0.1\n")
+        where = ["-H", str(tmp_path / "hosts")]
+    else:
+        where = ["--interface", "lo"]
+    command = [sys.executable, "-m", "gluon_pdqn.cli", "launch", "--launcher", launcher, *where, "--", "train",
+               "--mode", "dist", "--quiet", "--set", "run.eval_every=0", *train_args]
+    if wait:
+        return subprocess.run(command, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+                              env=env, cwd=tmp_path)
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL, env=env, cwd=tmp_path, start_new_session=True)
+
+
+@pytest.mark.parametrize("launcher", ["ssh", "slurm", "mpi"])
+def test_a_job_runs_through_ssh_srun_and_mpirun(tmp_path, launcher):
+    """With stand-ins that behave as the real commands do for the environment (tests/launcher_shims).
+
+    ssh's remote shell and mpirun's ranks see only what the launcher passes on: the job's variables and the
+    run's time stamp, so both workers share one default run directory.
+    """
+    result = _shimmed_launch(tmp_path, launcher, "--steps", "2000")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-500:]
+    wrapped = (tmp_path / "shim.log").read_text().splitlines()
+    assert len(wrapped) == 3  # one server and two workers; the scheduler runs here
+    if launcher == "ssh":  # servers, then workers, round robin over the hostfile
+        assert wrapped == ["ssh localhost", "ssh 127.0.0.1", "ssh localhost"]
+    (run_dir,) = [p.parent for p in (tmp_path / "runs").glob("*/config.json")]
+    for directory in (run_dir, run_dir / "workers" / "rank-1"):
+        assert json.loads((directory / "summary.json").read_text())["counters"]["env_steps"] >= 1000
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if text.encode() in f.read():
+                    found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+def test_ctrl_c_ends_processes_started_over_ssh_which_checkpoint(tmp_path):
+    """ssh neither passes signals on nor ends the remote command when killed; the launcher still ends it all."""
+    run_dir = tmp_path / "ssh-run"
+    process = _shimmed_launch(tmp_path, "ssh", "--run-dir", str(run_dir), "--steps", "10000000", wait=False)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (run_dir / "workers" / "rank-1" / "metrics.csv").exists():
+        time.sleep(0.5)
+    time.sleep(3)
+    assert len(_processes_mentioning(str(run_dir))) >= 2  # the remote workers, in sessions of their own
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=90)
+    assert process.returncode == 130
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _processes_mentioning(str(run_dir)):
+        time.sleep(0.5)
+    assert _processes_mentioning(str(run_dir)) == []
+    for directory in (run_dir, run_dir / "workers" / "rank-1"):  # ended by SIGTERM, they wrote a checkpoint
+        assert os.listdir(directory / "checkpoints")

@@ -36,12 +36,15 @@ class DistLearner(SingleLearner):
     pull. Between pulls the worker computes gradients on parameters it has not refreshed: that is what
     batching the traffic costs.
 
-    Staleness: each pull also brings the servers' update count. Between two pulls the count grows by this
-    worker's pushes and, in ``dist_async``, by the other workers'. The last push of the interval was computed
-    on parameters that missed all of them but itself, so ``count_now - count_before - 1`` bounds from above
-    the number of updates its gradients missed (0 in ``dist_sync`` with ``pull_every`` 1; ``pull_every - 1``
-    with batched pulls). The round trip of one push and pull is timed on every ``ROUND_TRIP_EVERY``-th pull
-    (first waiting for the gradients, so it is the traffic and the servers' update alone).
+    Staleness (``dist_async``): each push also adds one to the servers' update counter, and each pull brings
+    the count back. Between two pulls the count grows by this worker's pushes and by the other workers'.
+    The last push of the interval was computed on parameters that missed all of them but itself, so
+    ``count_now - count_before - 1`` bounds from above the number of updates its gradients missed. The counts
+    are read when the figures are logged, not at each pull, which would wait. ``dist_sync`` needs no
+    counter (and saves its traffic): there a gradient misses exactly the ``pull_every - 1`` pushes before it.
+
+    The round trip of one push and pull is timed on every ``ROUND_TRIP_EVERY``-th pull, after waiting for the
+    gradients; in ``dist_sync`` it includes waiting for every other worker's push of that round.
 
     Args:
         cfg: the run's configuration.
@@ -66,17 +69,18 @@ class DistLearner(SingleLearner):
         optimizer.rescale_grad = 1.0 / (self.push_every * workers)
         self._keys = list(range(len(self._params)))
         self._counter_key, self._board_key = len(self._keys), len(self._keys) + 1
+        self._measures_staleness = kvstore.type == "dist_async"
+        self._pushed_keys = self._keys + ([self._counter_key] if self._measures_staleness else [])
+        self._counter_increment = [mx.nd.ones(1, ctx=ctx)] if self._measures_staleness else []
         kvstore.set_optimizer(ServerOptimizer(optimizer, self._counter_key, self._board_key,
                                                  1 + self.BOARD_WIDTH))
-        self._one = mx.nd.ones(1, ctx=ctx)
         self._gradient_sum = [mx.nd.zeros(p.shape, ctx=ctx) for p in self._params]
         self._summed = 0  # gradients in the sum
         self.pushes = 0
         self.pulls = 0
         self._joined = False
-        self._pulled_count = None  # the update count pulled last, read at the next pull (it has arrived by then)
-        self._count_before = None  # the update count of the pull before that, read
-        self._staleness: list[int] = []  # per pull interval since the last traffic_figures()
+        self._pulled_counts: list[mx.nd.NDArray] = []  # update counts pulled since the figures were last read
+        self._count_before: int | None = None  # the last update count read
         self._round_trips_ms: list[float] = []
 
     @property
@@ -104,15 +108,12 @@ class DistLearner(SingleLearner):
         self._pull()
 
     def _pull(self) -> None:
-        """Pull the parameters and the update count; take in the count of the previous pull."""
-        if self._pulled_count is not None:
-            count = int(self._pulled_count.asscalar())
-            if self._count_before is not None:
-                self._staleness.append(count - self._count_before - 1)
-            self._count_before = count
-        self._pulled_count = mx.nd.zeros(1, ctx=self.contexts[0])
-        self.kvstore.pull(self._keys + [self._counter_key],
-                          out=[p.data(self.contexts[0]) for p in self._params] + [self._pulled_count])
+        """Pull the parameters (and, for staleness, the update count)."""
+        out = [p.data(self.contexts[0]) for p in self._params]
+        if self._measures_staleness:
+            self._pulled_counts.append(mx.nd.zeros(1, ctx=self.contexts[0]))
+            out.append(self._pulled_counts[-1])
+        self.kvstore.pull(self._pushed_keys, out=out)
         self.pulls += 1
 
     def _push_and_pull(self) -> None:
@@ -123,7 +124,7 @@ class DistLearner(SingleLearner):
             for total in self._gradient_sum:
                 total.wait_to_read()
             start = time.perf_counter()
-        self.kvstore.push(self._keys + [self._counter_key], self._gradient_sum + [self._one])
+        self.kvstore.push(self._pushed_keys, self._gradient_sum + self._counter_increment)
         # A fresh sum, not the old one zeroed: ps-lite may still be sending from the pushed arrays (zeroing
         # them in place lost updates in the equivalence test).
         self._gradient_sum = [mx.nd.zeros_like(total) for total in self._gradient_sum]
@@ -132,15 +133,19 @@ class DistLearner(SingleLearner):
         if pulling:
             self._pull()
             if timed:
-                self._pulled_count.wait_to_read()
                 for param in self._params:
                     param.data(self.contexts[0]).wait_to_read()
                 self._round_trips_ms.append(1000.0 * (time.perf_counter() - start))
 
     def traffic_figures(self) -> dict:
-        """Staleness (mean and max over the pull intervals) and median round trip since the last call."""
-        staleness, round_trips = self._staleness, self._round_trips_ms
-        self._staleness, self._round_trips_ms = [], []
+        """Staleness (mean and max over the pull intervals; dist_async) and median round trip since the last call."""
+        counts = [int(count.asscalar()) for count in self._pulled_counts]
+        self._pulled_counts = []
+        if self._count_before is not None:
+            counts.insert(0, self._count_before)
+        staleness = [after - before - 1 for before, after in zip(counts, counts[1:])]
+        self._count_before = counts[-1] if counts else None
+        round_trips, self._round_trips_ms = self._round_trips_ms, []
         return {"staleness": statistics.fmean(staleness) if staleness else float("nan"),
                 "staleness_max": max(staleness) if staleness else float("nan"),
                 "round_trip_ms": statistics.median(round_trips) if round_trips else float("nan"),

@@ -14,6 +14,10 @@ from mxnet import ndarray  # not mx.nd: the servers' partly imported mxnet has n
 from ..errors import UserError
 
 DIST_KVSTORES = ("dist_sync", "dist_async")
+# The dist kvstores this process joined, never freed: freeing one runs ps-lite's exit barrier, which blocks
+# for good when another process of the job has gone (an interrupted job, a remote worker). A worker leaves
+# with os._exit instead (see cli.main).
+_JOINED: list = []
 
 
 def create_dist_kvstore(kind: str) -> mx.kvstore.KVStore:
@@ -25,7 +29,9 @@ def create_dist_kvstore(kind: str) -> mx.kvstore.KVStore:
                         "train --mode dist ...")
     if not mx.runtime.Features().is_enabled("DIST_KVSTORE"):
         raise UserError("this mxnet build has no distributed kvstore (DIST_KVSTORE)")
-    return mx.kv.create(kind)
+    kvstore = mx.kv.create(kind)
+    _JOINED.append(kvstore)
+    return kvstore
 
 
 class ServerOptimizer(mx.optimizer.Optimizer):

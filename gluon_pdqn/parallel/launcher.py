@@ -17,7 +17,11 @@ The dmlc tracker inside the mxnet wheel does not run on Python 3.11, so this is 
 
 ``--launcher local`` runs every process here. ``ssh`` runs servers and workers on the hosts of a hostfile
 (round robin) through ``ssh host 'cd DIR && env DMLC_...=... COMMAND'``; ``slurm`` and ``mpi`` wrap each
-process in ``srun``/``mpirun -np 1`` (the scheduler stays on this machine).
+process in ``srun``/``mpirun -np 1`` (the scheduler stays on this machine). Those three need ``--interface``:
+the scheduler must listen where the other machines reach it (ssh to this machine's own loopback names aside).
+ssh does not pass signals to the remote command and killing ssh leaves it running, so over ssh the command
+is watched by its remote shell: it is ended (SIGTERM, on which workers write a checkpoint) when ssh's input
+closes, which the launcher does when it stops the job, and the operating system does if the launcher dies.
 """
 from __future__ import annotations
 
@@ -88,6 +92,27 @@ def interface_address(interface: str) -> str:
     return socket.inet_ntoa(packed[20:24])
 
 
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+REMOTE_GRACE_SECONDS = 30  # from SIGTERM to SIGKILL for a command run over ssh
+
+
+def remote_command(directory: str, env: dict[str, str], program: list[str]) -> str:
+    """The shell command ssh runs: ``program`` in ``directory`` with ``env``, ended when ssh's input closes.
+
+    The program runs in the background; a watcher reads the input ssh forwards and sends SIGTERM when it
+    ends. The shell exits with the program's code.
+    """
+    exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+    # A background command reads /dev/null unless told otherwise: the watcher reads ssh's input through fd 3.
+    # A process blocked in MXNet (waiting for a server that is gone) cannot run its SIGTERM handler: SIGKILL
+    # follows after REMOTE_GRACE_SECONDS.
+    return (f"cd {shlex.quote(directory)} && exec 3<&0 && {{ env {exports} {shlex.join(program)} & pid=$!; "
+            "{ cat <&3 >/dev/null 2>&1; kill -TERM $pid 2>/dev/null; i=0; "
+            f"while kill -0 $pid 2>/dev/null && [ $i -lt {REMOTE_GRACE_SECONDS} ]; do sleep 1; i=$((i+1)); done; "
+            "kill -KILL $pid 2>/dev/null; } & watcher=$!; "
+            "wait $pid; code=$?; kill $watcher 2>/dev/null; exit $code; }")
+
+
 def role_environment(role: str, scheduler_host: str, port: int, servers: int, workers: int,
                      node_host: str) -> dict[str, str]:
     """The ``DMLC_*`` variables ps-lite reads for one process."""
@@ -114,17 +139,25 @@ class Job:
         interface: bind to this interface's address instead of loopback.
         port: the scheduler's port (0: a free one).
         deadline: seconds after which the job is ended as failed (0: none).
+        environment: more variables for every server and worker (carried over ssh and mpirun too).
     """
 
     def __init__(self, workers: int, servers: int, worker_command: list[str], launcher: str = "local",
                  hosts: list[str] | None = None, interface: str | None = None, port: int = 0,
-                 deadline: float = 0.0, out=None):
+                 deadline: float = 0.0, out=None, environment: dict[str, str] | None = None):
         if workers < 1 or servers < 1:
             raise UserError("a job needs at least one worker and one server")
+        if launcher not in ("local", "ssh", "slurm", "mpi"):
+            raise UserError(f"unknown launcher {launcher!r}; use local, ssh, slurm or mpi")
         if launcher == "ssh" and not hosts:
             raise UserError("--launcher ssh needs -H HOSTFILE with one host per line")
+        only_here = launcher == "ssh" and all(h in LOOPBACK_NAMES for h in hosts)
+        if launcher != "local" and not interface and not only_here:
+            raise UserError(f"--launcher {launcher} starts processes on other machines, which cannot reach a "
+                            "scheduler on loopback: give --interface IF, the private network they share")
         self.workers, self.servers, self.launcher = workers, servers, launcher
         self.worker_command, self.hosts, self.deadline = worker_command, hosts or [], deadline
+        self.environment = dict(environment or {})
         self.out = out or sys.stdout
         self.host = interface_address(interface) if interface else LOOPBACK
         if port:
@@ -144,26 +177,32 @@ class Job:
         if self.launcher == "local" or role == "scheduler":
             return program, full_env
         if self.launcher == "ssh":
-            host = self.hosts[index % len(self.hosts)]
-            exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-            remote = f"cd {shlex.quote(os.getcwd())} && env {exports} {shlex.join(program)}"
-            return ["ssh", "-o", "BatchMode=yes", host, remote], full_env
+            host = self._ssh_host(role, index)
+            return ["ssh", "-o", "BatchMode=yes", host, remote_command(os.getcwd(), env, program)], full_env
         if self.launcher == "slurm":
             return ["srun", "--ntasks=1", "--nodes=1", "--export=ALL", *program], full_env
-        if self.launcher == "mpi":
-            return ["mpirun", "-np", "1", *sum((["-x", k] for k in env), []), *program], full_env
-        raise UserError(f"unknown launcher {self.launcher!r}; use local, ssh, slurm or mpi")
+        return ["mpirun", "-np", "1", *sum((["-x", k] for k in env), []), *program], full_env
+
+    def _ssh_host(self, role: str, index: int) -> str:
+        """Servers, then workers, round robin over the hostfile."""
+        return self.hosts[(index if role == "server" else self.servers + index) % len(self.hosts)]
 
     def _start(self, role: str, rank: int) -> None:
-        node_host = self.host if self.launcher == "local" or role == "scheduler" else ""
+        here = (self.launcher == "local" or role == "scheduler"
+                or (self.launcher == "ssh" and self._ssh_host(role, rank) in LOOPBACK_NAMES))
+        node_host = self.host if here else ""
         env = role_environment(role, self.host, self.port, self.servers, self.workers, node_host)
+        if role != "scheduler":
+            env.update(self.environment)
         if not node_host:
             del env["DMLC_NODE_HOST"]  # a remote process binds to its own machine's address
         elif role != "scheduler":
             env["PORT"] = str(self._node_ports[rank if role == "server" else self.servers + rank])
         command, full_env = self._command(role, rank, env)
         try:
-            process = subprocess.Popen(command, env=full_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            # Over ssh the input stays open for as long as the process should run (see remote_command).
+            stdin = subprocess.PIPE if self.launcher == "ssh" and role != "scheduler" else subprocess.DEVNULL
+            process = subprocess.Popen(command, env=full_env, stdin=stdin, stdout=subprocess.PIPE,
                                        stderr=subprocess.STDOUT, text=True, start_new_session=True)
         except FileNotFoundError:
             self.stop()
@@ -225,10 +264,16 @@ class Job:
                 thread.join(timeout=2)
 
     def _interrupt(self, signum: int) -> int:
-        """Pass the signal to the workers (they checkpoint), give them time, then end everything."""
+        """Pass the signal to the workers (they checkpoint), give them time, then end everything.
+
+        The servers keep running meanwhile: a worker waiting on them could not act on the signal.
+        """
         for child in self.children:
             if child.role == "worker" and child.process.poll() is None:
-                _signal_group(child.process, signal.SIGINT)
+                if child.process.stdin is not None:  # over ssh: the remote shell sends SIGTERM
+                    child.process.stdin.close()
+                else:
+                    _signal_group(child.process, signal.SIGINT)
         limit = time.monotonic() + 60
         while time.monotonic() < limit and any(c.process.poll() is None for c in self.children
                                                if c.role == "worker"):
@@ -237,7 +282,13 @@ class Job:
         return 128 + signum
 
     def stop(self) -> None:
-        """End every child's process group: SIGTERM, then SIGKILL what is left after a few seconds."""
+        """End every child's process group: SIGTERM, then SIGKILL what is left after a few seconds.
+
+        Children over ssh first have their input closed, which ends their remote command.
+        """
+        for child in self.children:
+            if child.process.stdin is not None:
+                child.process.stdin.close()
         for child in self.children:
             if child.process.poll() is None:
                 _signal_group(child.process, signal.SIGTERM)
