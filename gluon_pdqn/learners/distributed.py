@@ -72,8 +72,7 @@ class DistLearner(SingleLearner):
         self._measures_staleness = kvstore.type == "dist_async"
         self._pushed_keys = self._keys + ([self._counter_key] if self._measures_staleness else [])
         self._counter_increment = [mx.nd.ones(1, ctx=ctx)] if self._measures_staleness else []
-        kvstore.set_optimizer(ServerOptimizer(optimizer, self._counter_key, self._board_key,
-                                                 1 + self.BOARD_WIDTH))
+        kvstore.set_optimizer(ServerOptimizer(optimizer, self._counter_key, self._board_key, 1 + self.BOARD_WIDTH))
         self._gradient_sum = [mx.nd.zeros(p.shape, ctx=ctx) for p in self._params]
         self._summed = 0  # gradients in the sum
         self.pushes = 0
@@ -103,7 +102,8 @@ class DistLearner(SingleLearner):
         weights = [p.data(self.contexts[0]) for p in self._params]
         ctx = self.contexts[0]
         board = mx.nd.zeros((self.num_workers, 1 + self.BOARD_WIDTH), ctx=ctx)
-        self.kvstore.init(self._keys + [self._counter_key, self._board_key], weights + [mx.nd.zeros(1, ctx=ctx), board])
+        self.kvstore.init(self._keys + [self._counter_key, self._board_key],
+                          weights + [mx.nd.zeros(1, ctx=ctx), board])
         self._joined = True
         self._pull()
 
@@ -117,7 +117,7 @@ class DistLearner(SingleLearner):
         self.pulls += 1
 
     def _push_and_pull(self) -> None:
-        """Push the gradient sum (and one to the update counter); pull when due."""
+        """Push the gradient sum (in dist_async, also one to the update counter); pull when due."""
         pulling = (self.pushes + 1) % self.pull_every == 0
         timed = pulling and self.pulls % self.ROUND_TRIP_EVERY == 1
         if timed:
@@ -138,7 +138,7 @@ class DistLearner(SingleLearner):
                 self._round_trips_ms.append(1000.0 * (time.perf_counter() - start))
 
     def traffic_figures(self) -> dict:
-        """Staleness (mean and max over the pull intervals; dist_async) and median round trip since the last call."""
+        """Since the last call: staleness (mean, max over pull intervals; dist_async) and median round trip."""
         counts = [int(count.asscalar()) for count in self._pulled_counts]
         self._pulled_counts = []
         if self._count_before is not None:
