@@ -80,6 +80,14 @@ def test_an_occupied_port_is_a_one_line_error(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("launcher", ["slurm", "mpi", "ssh"])
+def test_launchers_to_other_machines_need_an_interface(tmp_path, launcher):
+    (tmp_path / "hosts").write_text("node1\nnode2\n")
+    result = launch("--launcher", launcher, "-H", str(tmp_path / "hosts"), "--", "train", "--mode", "dist")
+    assert result.returncode == 2 and "give --interface IF" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 def test_launch_runs_only_train_in_mode_dist_and_train_refuses_dist_outside_a_job(tmp_path):
     result = launch("--", "train", "--mode", "single")
     assert result.returncode == 2 and "train --mode dist" in result.stderr
