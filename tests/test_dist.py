@@ -251,3 +251,40 @@ def test_ctrl_c_ends_processes_started_over_ssh_which_checkpoint(tmp_path):
     assert _processes_mentioning(str(run_dir)) == []
     for directory in (run_dir, run_dir / "workers" / "rank-1"):  # ended by SIGTERM, they wrote a checkpoint
         assert os.listdir(directory / "checkpoints")
+
+
+def _process_with_environment(*entries: str) -> int | None:
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                environment = f.read().split(b"\0")
+        except OSError:
+            continue
+        if all(entry.encode() in environment for entry in entries):
+            return int(pid)
+    return None
+
+
+def test_a_killed_remote_server_ends_an_ssh_job_leaving_no_process(tmp_path, monkeypatch):
+    """The workers then wait on the dead server and cannot act on SIGTERM: SIGKILL follows after the grace."""
+    monkeypatch.setenv("PATH", SHIMS + os.pathsep + os.environ["PATH"])
+    run_dir = tmp_path / "run"
+    job = Job(2, 1, [sys.executable, "-m", "gluon_pdqn.cli", "train", "--mode", "dist", "--run-dir", str(run_dir),
+                     "--steps", "10000000", "--quiet", "--set", "run.eval_every=0"],
+              launcher="ssh", hosts=["localhost", "127.0.0.1"], remote_grace=3, out=open(os.devnull, "w"))
+    job.start()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (run_dir / "workers" / "rank-1" / "metrics.csv").exists():
+            time.sleep(0.5)
+        server = _process_with_environment("DMLC_ROLE=server", f"DMLC_PS_ROOT_PORT={job.port}")
+        assert server is not None and os.getsid(server) != os.getsid(job.children[1].process.pid)
+        os.kill(server, signal.SIGKILL)
+        with pytest.raises(JobFailed, match="server 0 exited with code 137"):
+            job.wait()
+    finally:
+        job.stop()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and _processes_mentioning(str(run_dir)):
+        time.sleep(0.5)
+    assert _processes_mentioning(str(run_dir)) == []

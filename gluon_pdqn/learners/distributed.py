@@ -42,6 +42,7 @@ class DistLearner(SingleLearner):
     ``count_now - count_before - 1`` bounds from above the number of updates its gradients missed. The counts
     are read when the figures are logged, not at each pull, which would wait. ``dist_sync`` needs no
     counter (and saves its traffic): there a gradient misses exactly the ``pull_every - 1`` pushes before it.
+    ``run.measure_staleness=false`` saves it in ``dist_async`` too.
 
     The round trip of one push and pull is timed on every ``ROUND_TRIP_EVERY``-th pull, after waiting for the
     gradients; in ``dist_sync`` it includes waiting for every other worker's push of that round.
@@ -69,7 +70,7 @@ class DistLearner(SingleLearner):
         optimizer.rescale_grad = 1.0 / (self.push_every * workers)
         self._keys = list(range(len(self._params)))
         self._counter_key, self._board_key = len(self._keys), len(self._keys) + 1
-        self._measures_staleness = kvstore.type == "dist_async"
+        self._measures_staleness = kvstore.type == "dist_async" and cfg.run.measure_staleness
         self._pushed_keys = self._keys + ([self._counter_key] if self._measures_staleness else [])
         self._counter_increment = [mx.nd.ones(1, ctx=ctx)] if self._measures_staleness else []
         kvstore.set_optimizer(ServerOptimizer(optimizer, self._counter_key, self._board_key, 1 + self.BOARD_WIDTH))

@@ -96,19 +96,21 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 REMOTE_GRACE_SECONDS = 30  # from SIGTERM to SIGKILL for a command run over ssh
 
 
-def remote_command(directory: str, env: dict[str, str], program: list[str]) -> str:
+def remote_command(directory: str, env: dict[str, str], program: list[str],
+                   grace: int = REMOTE_GRACE_SECONDS) -> str:
     """The shell command ssh runs: ``program`` in ``directory`` with ``env``, ended when ssh's input closes.
 
     The program runs in the background; a watcher reads the input ssh forwards and sends SIGTERM when it
-    ends. The shell exits with the program's code.
+    ends, and SIGKILL ``grace`` seconds later if the program is still there. The shell exits with the
+    program's code.
     """
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     # A background command reads /dev/null unless told otherwise: the watcher reads ssh's input through fd 3.
-    # A process blocked in MXNet (waiting for a server that is gone) cannot run its SIGTERM handler: SIGKILL
-    # follows after REMOTE_GRACE_SECONDS.
+    # A process blocked in MXNet (waiting for a server that is gone) cannot run its SIGTERM handler: hence
+    # the SIGKILL.
     return (f"cd {shlex.quote(directory)} && exec 3<&0 && {{ env {exports} {shlex.join(program)} & pid=$!; "
             "{ cat <&3 >/dev/null 2>&1; kill -TERM $pid 2>/dev/null; i=0; "
-            f"while kill -0 $pid 2>/dev/null && [ $i -lt {REMOTE_GRACE_SECONDS} ]; do sleep 1; i=$((i+1)); done; "
+            f"while kill -0 $pid 2>/dev/null && [ $i -lt {grace} ]; do sleep 1; i=$((i+1)); done; "
             "kill -KILL $pid 2>/dev/null; } & watcher=$!; "
             "wait $pid; code=$?; kill $watcher 2>/dev/null; exit $code; }")
 
@@ -140,11 +142,13 @@ class Job:
         port: the scheduler's port (0: a free one).
         deadline: seconds after which the job is ended as failed (0: none).
         environment: more variables for every server and worker (carried over ssh and mpirun too).
+        remote_grace: ssh only, seconds from SIGTERM to SIGKILL for a remote command when the job ends.
     """
 
     def __init__(self, workers: int, servers: int, worker_command: list[str], launcher: str = "local",
                  hosts: list[str] | None = None, interface: str | None = None, port: int = 0,
-                 deadline: float = 0.0, out=None, environment: dict[str, str] | None = None):
+                 deadline: float = 0.0, out=None, environment: dict[str, str] | None = None,
+                 remote_grace: int = REMOTE_GRACE_SECONDS):
         if workers < 1 or servers < 1:
             raise UserError("a job needs at least one worker and one server")
         if launcher not in ("local", "ssh", "slurm", "mpi"):
@@ -157,7 +161,7 @@ class Job:
                             "scheduler on loopback: give --interface IF, the private network they share")
         self.workers, self.servers, self.launcher = workers, servers, launcher
         self.worker_command, self.hosts, self.deadline = worker_command, hosts or [], deadline
-        self.environment = dict(environment or {})
+        self.environment, self.remote_grace = dict(environment or {}), remote_grace
         self.out = out or sys.stdout
         self.host = interface_address(interface) if interface else LOOPBACK
         if port:
@@ -177,8 +181,8 @@ class Job:
         if self.launcher == "local" or role == "scheduler":
             return program, full_env
         if self.launcher == "ssh":
-            host = self._ssh_host(role, index)
-            return ["ssh", "-o", "BatchMode=yes", host, remote_command(os.getcwd(), env, program)], full_env
+            remote = remote_command(os.getcwd(), env, program, self.remote_grace)
+            return ["ssh", "-o", "BatchMode=yes", self._ssh_host(role, index), remote], dict(os.environ)
         if self.launcher == "slurm":
             return ["srun", "--ntasks=1", "--nodes=1", "--export=ALL", *program], full_env
         return ["mpirun", "-np", "1", *sum((["-x", k] for k in env), []), *program], full_env
