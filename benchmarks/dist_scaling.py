@@ -2,7 +2,8 @@
 
 1. The training loop: `gluon-pdqn launch --workers W --servers 1 -- train --mode dist` on CartPole (the
    cartpole preset, each worker its share of W x --steps env steps, no evaluation), in dist_sync for 1, 2
-   and 4 workers and in dist_async for 2 and 4; then 2 dist_sync workers pushing every 4 and 16 updates.
+   and 4 workers and in dist_async for 2 and 4 (and 2 without the staleness counter, to show its cost);
+   then 2 dist_sync workers pushing every 4 and 16 updates.
    Per-worker and total env steps/s and updates/s come from each worker's summary; gradient staleness and
    the timed push+pull round trip from the figures every worker posted to rank 0 (``workers.csv``).
 2. The traffic alone: push+pull round trips per second of the Nature CNN's parameters (1.7M floats, as
@@ -98,13 +99,15 @@ def posted_figures(run_dir: str) -> dict:
                                                 for f in workers]}
 
 
-def training_figures(workers: int, steps: int, kvstore: str = "dist_sync", push_every: int = 1) -> dict:
+def training_figures(workers: int, steps: int, kvstore: str = "dist_sync", push_every: int = 1,
+                     measure_staleness: bool = True) -> dict:
     with tempfile.TemporaryDirectory() as scratch:
         run_dir = os.path.join(scratch, "run")
         run_job(workers, [sys.executable, "-m", "gluon_pdqn.cli", "train", "--mode", "dist", "--kvstore", kvstore,
                           "--run-dir", run_dir, "--steps", str(steps * workers), "--quiet",
                           "--set", "run.eval_every=0", "--set", "run.checkpoint_every=0",
-                          "--set", f"run.push_every={push_every}"])
+                          "--set", f"run.push_every={push_every}",
+                          "--set", f"run.measure_staleness={str(measure_staleness).lower()}"])
         summaries = []
         for rank in range(workers):
             directory = run_dir if rank == 0 else os.path.join(run_dir, "workers", f"rank-{rank}")
@@ -113,7 +116,7 @@ def training_figures(workers: int, steps: int, kvstore: str = "dist_sync", push_
         posted = posted_figures(run_dir)
     per_worker = [c["env_steps"] / c["wall_seconds"] for c in summaries]
     updates = [c["learner_steps"] / c["wall_seconds"] for c in summaries]
-    return {"workers": workers, "kvstore": kvstore, "push_every": push_every,
+    return {"workers": workers, "kvstore": kvstore, "push_every": push_every, "measure_staleness": measure_staleness,
             "env_steps_per_s_total": sum(per_worker), "env_steps_per_s_per_worker": per_worker,
             "updates_per_s_total": sum(updates), **posted}
 
@@ -131,16 +134,18 @@ def main(worker_counts, steps, round_trips, as_worker, output):
     results = {"cpu_count": os.cpu_count(), "load_average_before": os.getloadavg(), "training": [],
                "round_trips": []}
     counts = [int(w) for w in worker_counts.split(",")]
-    runs = ([(w, "dist_sync", 1) for w in counts] + [(w, "dist_async", 1) for w in counts if w > 1]
-            + [(2, "dist_sync", k) for k in (4, 16)])  # then batched traffic
-    for workers, kvstore, push_every in runs:
-        row = training_figures(workers, steps, kvstore, push_every)
+    runs = ([(w, "dist_sync", 1, True) for w in counts] + [(w, "dist_async", 1, True) for w in counts if w > 1]
+            + [(2, "dist_async", 1, False)]  # what counting the updates for staleness costs
+            + [(2, "dist_sync", k, True) for k in (4, 16)])  # then batched traffic
+    for workers, kvstore, push_every, measure_staleness in runs:
+        row = training_figures(workers, steps, kvstore, push_every, measure_staleness)
         results["training"].append(row)
 
         def listed(values, digits=0):
             return ", ".join(f"{v:,.{digits}f}" for v in values)
 
-        click.echo(f"{workers} worker(s), {kvstore}, push every {push_every} update(s), CartPole: "
+        unmeasured = "" if measure_staleness else " (run.measure_staleness=false)"
+        click.echo(f"{workers} worker(s), {kvstore}{unmeasured}, push every {push_every} update(s), CartPole: "
                    f"{row['env_steps_per_s_total']:,.0f} env steps/s in total "
                    f"({listed(row['env_steps_per_s_per_worker'])} per worker), "
                    f"{row['updates_per_s_total']:,.0f} updates/s; staleness per worker mean "

@@ -107,7 +107,7 @@ class RunConfig:
     push_every: int = 1  # dist: updates whose summed gradient one push carries to the servers
     pull_every: int = 1  # dist: pushes between pulls of the parameters from the servers
     # dist_async: count the servers' updates with every push and pull, for the dist/staleness figures (that
-    # cost 9-14% of the env steps/s of 2 CartPole workers on one 2-core machine; false saves the traffic).
+    # cost 4-14% of the env steps/s of 2 CartPole workers on one 2-core machine; false saves the traffic).
     measure_staleness: bool = True
     model_split: str = "auto"  # model mode: `auto` (balance parameter counts) or layer indices where stages start
     microbatches: int = 1  # model mode: pieces each batch flows through the stages in (pipelining)
