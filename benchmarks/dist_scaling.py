@@ -27,6 +27,8 @@ import click
 
 from results_file import write_results
 
+from gluon_pdqn.logging import worker_run_dir
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -110,8 +112,7 @@ def training_figures(workers: int, steps: int, kvstore: str = "dist_sync", push_
                           "--set", f"run.measure_staleness={str(measure_staleness).lower()}"])
         summaries = []
         for rank in range(workers):
-            directory = run_dir if rank == 0 else os.path.join(run_dir, "workers", f"rank-{rank}")
-            with open(os.path.join(directory, "summary.json")) as f:
+            with open(os.path.join(worker_run_dir(run_dir, rank), "summary.json")) as f:
                 summaries.append(json.load(f)["counters"])
         posted = posted_figures(run_dir)
     per_worker = [c["env_steps"] / c["wall_seconds"] for c in summaries]

@@ -17,8 +17,8 @@ from .config import ASYNC_ALGOS, MODES, Config, load_preset, preset_names
 from .errors import TrainingStopped, UserError
 
 # Settings that may change when a run is resumed; the rest define the run and must stay as they were.
-RESUMABLE_SETTINGS = ("run.total_env_steps", "run.max_seconds", "run.eval_every", "run.eval_episodes", "run.stop_return",
-                      "run.checkpoint_every", "run.keep_checkpoints", "run.log_every",
+RESUMABLE_SETTINGS = ("run.total_env_steps", "run.max_seconds", "run.eval_every", "run.eval_episodes",
+                      "run.stop_return", "run.checkpoint_every", "run.keep_checkpoints", "run.log_every",
                       "run.max_nonfinite_updates")
 
 
@@ -39,11 +39,19 @@ def _default_preset(mode: str | None, algo: str | None) -> str:
     return "async-a3c" if algo == "a3c" else "async"
 
 
+def _slug(env_id: str) -> str:
+    """An environment id as a file-name piece: ``ALE/Pong-v5`` -> ``ALE-Pong-v5``."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", env_id).strip("-")
+
+
+def _now_stamp() -> str:
+    return datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
 def _default_run_dir(cfg: Config) -> str:
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", cfg.env.id).strip("-")
     # The workers of one launched job share the launcher's time stamp, and so one run directory.
-    stamp = os.environ.get("GLUON_PDQN_JOB_STAMP") or datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return os.path.join("runs", f"{slug}-{cfg.run.mode}-s{cfg.run.seed}-{stamp}")
+    stamp = os.environ.get("GLUON_PDQN_JOB_STAMP") or _now_stamp()
+    return os.path.join("runs", f"{_slug(cfg.env.id)}-{cfg.run.mode}-s{cfg.run.seed}-{stamp}")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -263,8 +271,7 @@ def compare(env_id, modes, seeds, budget_steps, budget_seconds, preset, async_pr
                            threshold=threshold if threshold is not None else comparison.default_threshold(preset),
                            sets=tuple(sets))
     if out_dir is None:
-        slug = re.sub(r"[^A-Za-z0-9]+", "-", env_id).strip("-")
-        out_dir = os.path.join("compare", f"{slug}-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}")
+        out_dir = os.path.join("compare", f"{_slug(env_id)}-{_now_stamp()}")
     try:
         comparison.run_comparison(plan, out_dir, echo=click.echo)
     except KeyboardInterrupt:
@@ -326,7 +333,7 @@ def launch(workers, servers, launcher, hostfile, interface, port, deadline, comm
                 hosts = [line.split()[0] for line in f if line.strip() and not line.startswith("#")]
         except OSError as e:
             raise UserError(f"cannot read hostfile {hostfile}: {e.strerror}") from None
-    stamp = {"GLUON_PDQN_JOB_STAMP": datetime.datetime.now().strftime("%Y%m%d-%H%M%S")}
+    stamp = {"GLUON_PDQN_JOB_STAMP": _now_stamp()}
     job = Job(workers, servers, [sys.executable, "-m", "gluon_pdqn.cli", *command], launcher=launcher, hosts=hosts,
               interface=interface, port=port, deadline=deadline, environment=stamp)
     click.echo(f"job: scheduler on {job.host}:{job.port}, {servers} server(s), {workers} worker(s), "

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from . import logging as metrics
 from . import plots
 from .config import load_preset
 from .errors import UserError
@@ -170,7 +171,7 @@ def run_figures(run_dir: str, threshold: float | None) -> dict:
     with open(os.path.join(run_dir, "summary.json")) as f:
         counters = json.load(f)["counters"]
     for rank in range(1, plots.job_workers(run_dir)):  # a dist job: every worker's steps count
-        with open(os.path.join(run_dir, "workers", f"rank-{rank}", "summary.json")) as f:
+        with open(os.path.join(metrics.worker_run_dir(run_dir, rank), "summary.json")) as f:
             worker = json.load(f)["counters"]
         counters = {"env_steps": counters["env_steps"] + worker["env_steps"],
                     "learner_steps": counters["learner_steps"] + worker["learner_steps"],

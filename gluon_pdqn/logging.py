@@ -31,10 +31,15 @@ POLICY_LAG = "async/policy_lag"
 INFERENCE_BATCH = "async/inference_batch"
 # Mode dist, per worker: an upper bound on the server updates the last gradients of a pull interval missed
 # (mean and max over the window's intervals), the median timed push+pull round trip, and the pushes so far.
-STALENESS = "dist/staleness"
-STALENESS_MAX = "dist/staleness_max"
-ROUND_TRIP_MS = "dist/round_trip_ms"
-PUSHES = "dist/pushes"
+def dist_metric(figure: str) -> str:
+    """The metric name of a figure of ``Learner.traffic_figures``."""
+    return f"dist/{figure}"
+
+
+STALENESS = dist_metric("staleness")
+STALENESS_MAX = dist_metric("staleness_max")
+ROUND_TRIP_MS = dist_metric("round_trip_ms")
+PUSHES = dist_metric("pushes")
 
 METRIC_COLUMNS = [ENV_STEPS, FRAMES, LEARNER_STEPS, EPISODES, WALL_SECONDS, EPISODIC_RETURN, EPSILON,
                   ENV_STEPS_PER_S, UPDATES_PER_S, TD_LOSS, MEAN_Q, GRAD_NORM, SKIPPED_UPDATES, POLICY_LAG,
@@ -53,12 +58,18 @@ DEVICES_CSV = "devices.csv"
 MEMBERS_CSV = "members.csv"
 MEMBER_COLUMNS = [ENV_STEPS, "member", "mean_return", "weight"]
 WORKERS_CSV = "workers.csv"
+WORKERS_DIR = "workers"  # mode dist: where the workers other than rank 0 write, one directory each
 WORKER_FIGURES = [ENV_STEPS, LEARNER_STEPS, EPISODES, ENV_STEPS_PER_S, UPDATES_PER_S, EPISODIC_RETURN, EPSILON,
                   STALENESS, STALENESS_MAX, ROUND_TRIP_MS, PUSHES]  # what each worker posts to rank 0
 WORKER_COLUMNS = [ENV_STEPS, "rank", *(f"worker/{name.split('/')[-1]}" for name in WORKER_FIGURES)]
 ACTORS_CSV = "actors.csv"
 ACTOR_COLUMNS = [ENV_STEPS, "actor", "final_epsilon", "actor_env_steps", "env_steps_per_s", "episodes",
                  "mean_return"]
+
+
+def worker_run_dir(run_dir: str, rank: int) -> str:
+    """Where worker ``rank`` of a dist job writes: the run directory itself for rank 0, workers/rank-R/ else."""
+    return run_dir if rank == 0 else os.path.join(run_dir, WORKERS_DIR, f"rank-{rank}")
 
 
 def _truncate_csv(path: str, max_env_steps: int) -> None:

@@ -210,7 +210,7 @@ class Training(RunBookkeeping):
         seed = cfg.run.seed + 1000 * rank
         self.env_step_budget = cfg.run.total_env_steps // workers
         if rank > 0:
-            self.run_dir = run_dir = os.path.join(run_dir, "workers", f"rank-{rank}")
+            self.run_dir = run_dir = metrics.worker_run_dir(run_dir, rank)
             os.makedirs(run_dir, exist_ok=True)
             if resume_bundle is not None:  # each worker continues from its own checkpoint
                 resume_bundle = checkpoint.resolve(run_dir)
@@ -386,13 +386,13 @@ class Training(RunBookkeeping):
             metrics.MEAN_Q: result.mean_q() if result else float("nan"),
             metrics.GRAD_NORM: result.grad_norm if result else float("nan"),
             metrics.SKIPPED_UPDATES: c.skipped_updates,
-            **{name: traffic[key] for key, name in _TRAFFIC_METRICS.items() if key in traffic},
+            **{metrics.dist_metric(key): value for key, value in traffic.items()},
         }
         self.writer.scalars(row)
-        if self.cfg.run.mode == "dist":  # every worker posts its figures; rank 0 gets them all
-            board = self.learner.exchange_figures({name: row[name] for name in metrics.WORKER_FIGURES})
-            if board:
-                self.writer.workers(c.env_steps, board)
+        # Each worker of a dist job posts its figures and rank 0 gets them all; other learners return none.
+        board = self.learner.exchange_figures({name: row.get(name, float("nan")) for name in metrics.WORKER_FIGURES})
+        if board:
+            self.writer.workers(c.env_steps, board)
         window.update(start=now, env_steps=c.env_steps, learner_steps=c.learner_steps, returns=[])
         self._timing_due = True
 
@@ -470,10 +470,6 @@ class Training(RunBookkeeping):
             for i in range(self.cfg.env.num_envs):
                 self.replay.begin_episode(i, self.obs[i])
                 self.learner.episode_started(i)
-
-
-_TRAFFIC_METRICS = {"staleness": metrics.STALENESS, "staleness_max": metrics.STALENESS_MAX,
-                    "round_trip_ms": metrics.ROUND_TRIP_MS, "pushes": metrics.PUSHES}
 
 
 def crossed(before: int, after: int, every: int) -> bool:

@@ -44,8 +44,11 @@ def learning_curve(run_dir: str, path: str | None = None) -> str:
     ax.grid(alpha=0.3)
     if episodes or evals:
         ax.legend(loc="best", fontsize=8)
+    return _save(fig, path or os.path.join(run_dir, "learning_curve.png"))
+
+
+def _save(fig, path: str) -> str:
     fig.tight_layout()
-    path = path or os.path.join(run_dir, "learning_curve.png")
     fig.savefig(path)
     plt.close(fig)
     return path
@@ -53,7 +56,7 @@ def learning_curve(run_dir: str, path: str | None = None) -> str:
 
 def job_workers(run_dir: str) -> int:
     """How many workers wrote the run (mode dist: rank 0 here, the others under workers/); 1 otherwise."""
-    workers_dir = os.path.join(run_dir, "workers")
+    workers_dir = os.path.join(run_dir, metrics.WORKERS_DIR)
     return 1 + (len(os.listdir(workers_dir)) if os.path.isdir(workers_dir) else 0)
 
 
@@ -93,10 +96,7 @@ def grouped_curves(groups: dict[str, list[str]], x: str, path: str, title: str =
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def throughput_bars(rates: dict[str, list[float]], path: str, title: str = "") -> str:
@@ -109,7 +109,4 @@ def throughput_bars(rates: dict[str, list[float]], path: str, title: str = "") -
     ax.set_ylabel("env steps per second")
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

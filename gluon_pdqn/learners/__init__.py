@@ -42,5 +42,5 @@ def make_learner(cfg: Config, spec: EnvSpec, contexts: list[mx.Context]) -> Lear
     raise UserError(f"unknown mode '{cfg.run.mode}'; available: {', '.join(MODES)}")
 
 
-__all__ = ["DataParallelLearner", "DistLearner", "EnsembleLearner", "Learner", "MODES", "ModelParallelLearner", "SingleLearner", "StepResult",
-           "make_learner"]
+__all__ = ["DataParallelLearner", "DistLearner", "EnsembleLearner", "Learner", "MODES", "ModelParallelLearner",
+           "SingleLearner", "StepResult", "make_learner"]

@@ -68,9 +68,6 @@ class ServerOptimizer(mx.optimizer.Optimizer):
             return None
         return self.inner.create_state_multi_precision(index, weight)
 
-    def create_state(self, index, weight):
-        return self.create_state_multi_precision(index, weight)
-
     def update_multi_precision(self, index, weight, grad, state) -> None:
         if index == self.counter_key:
             weight += 1
@@ -80,6 +77,3 @@ class ServerOptimizer(mx.optimizer.Optimizer):
             weight[:] = ndarray.where(posted[:, 0] != 0, posted, rows).reshape((-1,))
         else:
             self.inner.update_multi_precision(index, weight, grad, state)
-
-    def update(self, index, weight, grad, state) -> None:
-        self.update_multi_precision(index, weight, grad, state)

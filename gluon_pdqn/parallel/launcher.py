@@ -52,11 +52,6 @@ class Child:
         return self.role if self.role == "scheduler" else f"{self.role} {self.rank}"
 
 
-def free_port(host: str = LOOPBACK) -> int:
-    """A TCP port nothing listens on now (the kernel's choice)."""
-    return free_ports(1, host)[0]
-
-
 def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
     """``count`` different TCP ports nothing listens on now, in increasing order."""
     sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
