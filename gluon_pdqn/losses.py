@@ -31,53 +31,60 @@ def squared(F, x):
     return F.square(x)
 
 
-class DQNLoss(gluon.HybridBlock):
-    """Per-transition weighted TD loss of ``online`` against ``target``, in one graph.
+def _split_scalars(F, scalars):
+    """Action, reward, discount and weight per transition, from the (batch, 4) ``scalars`` input."""
+    return F.split(scalars, num_outputs=4, axis=1, squeeze_axis=True)
 
-    Inputs: ``obs`` and ``next_obs`` (batch, ...), and ``scalars`` (batch, 4) holding action, reward,
-    discount and weight per transition (weights already divided by the global batch size, so the sum of
-    the output is the batch's mean loss, on one device or summed over several).
-    Outputs: weighted loss per transition, Q(s, a) taken, |TD error|.
+
+def td_loss(F, td, loss: str, huber_delta: float):
+    """Per-transition loss of TD errors ``td``: the Huber loss or x^2 (``loss`` is huber or mse)."""
+    return huber(F, td, huber_delta) if loss == "huber" else squared(F, td)
+
+
+class TDTarget(gluon.HybridBlock):
+    """The TD target of each transition, from ``online`` (double DQN's argmax) and ``target`` over ``next_obs``.
+
+    Called outside ``autograd.record``: no gradient flows into s', so no backward pass runs over it (the
+    online network's forward over s' costs about a third of an update; its backward would cost more).
+    Inputs: ``next_obs`` (batch, ...) and ``scalars`` (batch, 4): action, reward, discount, weight.
+    ``target`` None: the target network's Q-values of ``next_obs`` come in as a third input (ensemble
+    members mix them from the other members' target networks).
     """
 
     def __init__(self, online: gluon.HybridBlock, target: gluon.HybridBlock | None, *, double_q: bool = True,
-                 loss: str = "huber", huber_delta: float = 1.0, **kwargs):
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.online = online if double_q else None  # (a child that computes nothing draws MXNet's warning)
+        self.target = target
+
+    def hybrid_forward(self, F, next_obs, scalars, next_q_target=None):
+        _, rewards, discounts, _ = _split_scalars(F, scalars)
+        if next_q_target is None:
+            next_q_target = self.target(next_obs)
+        next_q_online = self.online(next_obs) if self.online is not None else None
+        return td_targets(F, rewards, discounts, next_q_target, next_q_online)
+
+
+class DQNLoss(gluon.HybridBlock):
+    """Per-transition weighted TD loss of ``online`` against given targets (see :class:`TDTarget`).
+
+    Inputs: ``obs`` (batch, ...), ``scalars`` (batch, 4) holding action, reward, discount and weight per
+    transition (weights already divided by the global batch size, so the sum of the output is the batch's
+    mean loss, on one device or summed over several), and ``targets`` (batch,).
+    Outputs: weighted loss per transition, Q(s, a) taken, |TD error|.
+    """
+
+    def __init__(self, online: gluon.HybridBlock, *, loss: str = "huber", huber_delta: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         self.online = online
-        self.target = target
-        self._double_q = double_q
         self._loss_name = loss
         self._huber_delta = huber_delta
 
-    def hybrid_forward(self, F, obs, next_obs, scalars):
-        return self._loss(F, obs, next_obs, scalars, F.BlockGrad(self.target(next_obs)))
-
-    def _loss(self, F, obs, next_obs, scalars, next_q_target):
-        actions, rewards, discounts, weights = F.split(scalars, num_outputs=4, axis=1, squeeze_axis=True)
-        if self._double_q:
-            # One pass of the online network over s and s' together: half the calls of two passes.
-            q, next_q_online = F.split(self.online(F.concat(obs, next_obs, dim=0)), num_outputs=2, axis=0)
-            next_q_online = F.BlockGrad(next_q_online)
-        else:
-            q, next_q_online = self.online(obs), None
-        targets = td_targets(F, rewards, discounts, next_q_target, next_q_online)
-        q_taken = F.pick(q, actions, axis=1)
-        td = q_taken - targets
-        per_transition = huber(F, td, self._huber_delta) if self._loss_name == "huber" else squared(F, td)
-        return per_transition * weights, q_taken, F.abs(td)
-
-
-class GivenTargetDQNLoss(DQNLoss):
-    """:class:`DQNLoss` whose target Q-values of ``next_obs`` (batch, actions) come in as a fourth input.
-
-    Used by ensemble members, whose target mixes the other members' target networks.
-    """
-
-    def __init__(self, online: gluon.HybridBlock, **kwargs):
-        super().__init__(online, None, **kwargs)
-
-    def hybrid_forward(self, F, obs, next_obs, scalars, next_q_target):
-        return self._loss(F, obs, next_obs, scalars, F.BlockGrad(next_q_target))
+    def hybrid_forward(self, F, obs, scalars, targets):
+        actions, _, _, weights = _split_scalars(F, scalars)
+        q_taken = F.pick(self.online(obs), actions, axis=1)
+        td = q_taken - F.BlockGrad(targets)
+        return td_loss(F, td, self._loss_name, self._huber_delta) * weights, q_taken, F.abs(td)
 
 
 class QRegressionLoss(gluon.HybridBlock):
@@ -95,8 +102,7 @@ class QRegressionLoss(gluon.HybridBlock):
     def hybrid_forward(self, F, obs, actions, targets):
         q_taken = F.pick(self.online(obs), actions, axis=1)
         td = q_taken - F.BlockGrad(targets)
-        per_transition = huber(F, td, self._huber_delta) if self._loss_name == "huber" else squared(F, td)
-        return F.mean(per_transition), q_taken, F.abs(td)
+        return F.mean(td_loss(F, td, self._loss_name, self._huber_delta)), q_taken, F.abs(td)
 
 
 class ActorCriticLoss(gluon.HybridBlock):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from mxnet import gluon
 
-from gluon_pdqn.losses import DQNLoss, huber, td_targets
+from gluon_pdqn.losses import DQNLoss, TDTarget, huber, td_targets
 from gluon_pdqn.replay import ReplayBuffer
 
 nd = mx.nd
@@ -52,14 +52,53 @@ def test_truncated_bootstraps_and_terminated_does_not_from_replay_to_loss(termin
     first = batch.obs[:, 0] == 0.0
     online = Fixed([[0.0, 7.0], [0.0, 0.0], [4.0, 1.0], [0.0, 0.0]], prefix="online_")
     target = Fixed([[0.0, 0.0], [0.0, 0.0], [10.0, 30.0], [0.0, 0.0]], prefix="target_")
-    loss = DQNLoss(online, target, double_q=True, loss="mse")
+    td_target, loss = TDTarget(online, target, double_q=True), DQNLoss(online, loss="mse")
     for block in (online, target):
         block.initialize()
-    scalars = np.stack([batch.actions, batch.rewards, batch.discounts, batch.weights], 1).astype(np.float32)
-    per, q_taken, td_abs = loss(nd.array(batch.obs), nd.array(batch.next_obs), nd.array(scalars))
+    scalars = nd.array(np.stack([batch.actions, batch.rewards, batch.discounts, batch.weights], 1).astype(np.float32))
+    per, q_taken, td_abs = loss(nd.array(batch.obs), scalars, td_target(nd.array(batch.next_obs), scalars))
     # From obs 0, action 1: Q = 7. Return 1 + 0.5 * 2 = 2. The final obs 2: online argmax is action 0,
     # whose target value is 10, so the truncated target is 2 + 0.25 * 10 = 4.5; terminated: 2.
     expected_target = 2.0 if terminated else 4.5
     np.testing.assert_allclose(q_taken.asnumpy()[first], 7.0)
     np.testing.assert_allclose(td_abs.asnumpy()[first], 7.0 - expected_target, rtol=1e-6)
     np.testing.assert_allclose(per.asnumpy()[first], (7.0 - expected_target) ** 2, rtol=1e-6)
+
+
+@pytest.mark.parametrize("double_q", [True, False])
+def test_gradient_without_a_backward_over_next_obs_equals_the_reference(double_q):
+    """The learner's TD target runs unrecorded; its gradient equals a reference that records s and s' together.
+
+    The reference is the textbook graph: one pass of the online network over s and s' concatenated, the s'
+    half cut off with BlockGrad, all recorded (what the learner did before it split the two).
+    """
+    from mxnet import autograd
+
+    from gluon_pdqn.config import Config
+    from gluon_pdqn.envs import EnvSpec
+    from gluon_pdqn.learners import SingleLearner
+    from tests_helpers import a_batch
+
+    spec = EnvSpec("i", (4, 84, 84), np.dtype(np.uint8), (84, 84), 4, 4, True)
+    cfg = Config().replace({"network.name": "nature_cnn", "agent.double_q": double_q})
+    learner = SingleLearner(cfg, spec, mx.cpu(0))
+    batch = a_batch(spec, size=8, seed=3)
+    learner.sync_target()
+    for p in learner.target.collect_params().values():  # a target unlike the online network
+        p.set_data(p.data() * 0.9)
+    learner._forward_backward(batch)
+    ours = [p.grad().asnumpy().copy() for p in learner._params]
+
+    online, target = learner.online, learner.target
+    obs, next_obs = nd.array(batch.obs, dtype="uint8"), nd.array(batch.next_obs, dtype="uint8")
+    with autograd.record():
+        q, next_q_online = nd.split(online(nd.concat(obs, next_obs, dim=0)), num_outputs=2, axis=0)
+        next_q_target = nd.BlockGrad(target(next_obs))
+        targets = td_targets(nd, nd.array(batch.rewards), nd.array(batch.discounts), next_q_target,
+                             nd.BlockGrad(next_q_online) if double_q else None)
+        td = nd.pick(q, nd.array(batch.actions), axis=1) - targets
+        loss = (huber(nd, td) * nd.array(batch.weights) / len(batch.actions)).sum()
+    loss.backward()
+    for param, grad in zip(learner._params, ours):
+        np.testing.assert_allclose(grad, param.grad().asnumpy(), rtol=1e-4, atol=1e-6, err_msg=param.name)
+    assert any(np.abs(g).max() > 0 for g in ours)

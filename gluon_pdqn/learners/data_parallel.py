@@ -43,15 +43,17 @@ class DataParallelLearner(SingleLearner):
             raise UserError(f"replay.batch_size {cfg.replay.batch_size} is smaller than the {len(contexts)} devices")
         self.contexts = list(contexts)
         self._build_networks(cfg, spec, self.contexts)
-        self.loss_block = self._loss_block(self.online, self.target, hybridize=cfg.run.hybridize)
+        self.target_block, self.loss_block = self._loss_blocks(self.online, self.target, hybridize=cfg.run.hybridize)
         self.trainers = [gluon.Trainer(self.online.collect_params(), make_optimizer(cfg.optim),
                                        kvstore=cfg.run.kvstore, update_on_kvstore=False)]
 
     def _forward_backward(self, batch: Batch):
         shards = [self._inputs(shard, ctx, len(batch.actions))
                   for shard, ctx in zip(_shard(batch, len(self.contexts)), self.contexts)]
+        targets = [self.target_block(next_obs, scalars) for _, next_obs, scalars in shards]
         with autograd.record():
-            outputs = [self.loss_block(*inputs) for inputs in shards]
+            outputs = [self.loss_block(obs, scalars, shard_targets)
+                       for (obs, _, scalars), shard_targets in zip(shards, targets)]
         autograd.backward([losses for losses, _, _ in outputs])
         losses, q_taken, td_abs = (list(column) for column in zip(*outputs))
         return losses, q_taken, td_abs

@@ -61,7 +61,7 @@ class DistLearner(SingleLearner):
         self.contexts = [ctx]
         self.kvstore = kvstore
         self._build_networks(cfg, spec, self.contexts)
-        self.loss_block = self._loss_block(self.online, self.target, hybridize=cfg.run.hybridize)
+        self.target_block, self.loss_block = self._loss_blocks(self.online, self.target, hybridize=cfg.run.hybridize)
         self.trainers = []  # no local optimizer: the servers run it
         self.push_every, self.pull_every = cfg.run.push_every, cfg.run.pull_every
         optimizer = make_optimizer(cfg.optim, on_kvstore_servers=True)

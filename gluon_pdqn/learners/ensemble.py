@@ -22,7 +22,7 @@ from mxnet import autograd
 from ..config import Config
 from ..envs import EnvSpec
 from ..errors import UserError
-from ..losses import GivenTargetDQNLoss
+from ..losses import TDTarget
 from ..replay import Batch
 from .base import Learner, StepResult, device_figures
 from .single import SingleLearner
@@ -56,11 +56,10 @@ class EnsembleLearner(Learner):
     def __init__(self, cfg: Config, spec: EnvSpec, contexts: list[mx.Context]):
         self.cfg, self.spec, self.contexts = cfg, spec, list(contexts)
         self.members = [SingleLearner(cfg, spec, ctx) for ctx in self.contexts]  # a device may hold several
-        for member in self.members:
-            member.loss_block = GivenTargetDQNLoss(member.online, double_q=cfg.agent.double_q, loss=cfg.optim.loss,
-                                                   huber_delta=cfg.optim.huber_delta)
+        for member in self.members:  # a member's target Q-values of s' come mixed from the others' targets
+            member.target_block = TDTarget(member.online, None, double_q=cfg.agent.double_q)
             if cfg.run.hybridize:
-                member.loss_block.hybridize(static_alloc=True, static_shape=True)
+                member.target_block.hybridize(static_alloc=True, static_shape=True)
         self.member_returns = np.zeros(len(self.members))
         self.weights = mixing_weights(self.member_returns, cfg.run.ensemble_temperature)
         self._weights_on_device = self._device_weights()
@@ -108,9 +107,11 @@ class EnsembleLearner(Learner):
             terms = [next_q_targets[j].as_in_context(ctx) * self._weights_on_device[k][j]
                      for j in range(len(self.members)) if j != k]
             mixed.append(mx.nd.add_n(*terms) if len(terms) > 1 else terms[0])
+        targets = [member.target_block(next_obs, scalars, next_q_target)
+                   for member, (_, next_obs, scalars), next_q_target in zip(self.members, inputs, mixed)]
         with autograd.record():
-            outputs = [member.loss_block(*member_inputs, target)
-                       for member, member_inputs, target in zip(self.members, inputs, mixed)]
+            outputs = [member.loss_block(obs, scalars, member_targets)
+                       for member, (obs, _, scalars), member_targets in zip(self.members, inputs, targets)]
         autograd.backward([losses for losses, _, _ in outputs])
         return outputs
 

@@ -60,7 +60,7 @@ class ModelParallelLearner(SingleLearner):
         if self.acting_snapshot is None:  # (a snapshot is a whole network on the first device)
             self.acting_network = self.online_staged
         # The loss spans devices, so it runs imperatively; each stage is a static graph of its own.
-        self.loss_block = self._loss_block(self.online_staged, self.target_staged, hybridize=False)
+        self.target_block, self.loss_block = self._loss_blocks(self.online_staged, self.target_staged, hybridize=False)
         self.trainers = [gluon.Trainer(params, make_optimizer(cfg.optim), update_on_kvstore=False)
                          for params in self.online_staged.stage_params()]
 
@@ -70,8 +70,10 @@ class ModelParallelLearner(SingleLearner):
 
     def _forward_backward(self, batch: Batch):
         obs, next_obs, scalars = self._inputs(batch, self.contexts[0], len(batch.actions))
+        scalars = scalars.as_in_context(self.contexts[-1])
+        targets = self.target_block(next_obs, scalars)
         with autograd.record():
-            losses, q_taken, td_abs = self.loss_block(obs, next_obs, scalars.as_in_context(self.contexts[-1]))
+            losses, q_taken, td_abs = self.loss_block(obs, scalars, targets)
         losses.backward()
         return [losses], [q_taken], [td_abs]
 

@@ -11,7 +11,7 @@ from mxnet import autograd, gluon
 from .. import networks
 from ..config import Config
 from ..envs import EnvSpec
-from ..losses import DQNLoss
+from ..losses import DQNLoss, TDTarget
 from ..replay import Batch
 from .base import (GradientNormAndScale, Learner, StepResult, copy_params, device_figures, load_params,
                    load_trainer_states, save_params, save_trainer_states)
@@ -30,7 +30,7 @@ class SingleLearner(Learner):
     def __init__(self, cfg: Config, spec: EnvSpec, ctx: mx.Context):
         self.contexts = [ctx]
         self._build_networks(cfg, spec, self.contexts)
-        self.loss_block = self._loss_block(self.online, self.target, hybridize=cfg.run.hybridize)
+        self.target_block, self.loss_block = self._loss_blocks(self.online, self.target, hybridize=cfg.run.hybridize)
         self.trainers = [gluon.Trainer(self.online.collect_params(), make_optimizer(cfg.optim),
                                        update_on_kvstore=False)]
 
@@ -75,12 +75,14 @@ class SingleLearner(Learner):
                               else None)
         self._policy_stale = True
 
-    def _loss_block(self, online, target, hybridize: bool) -> DQNLoss:
-        block = DQNLoss(online, target, double_q=self.cfg.agent.double_q, loss=self.cfg.optim.loss,
-                        huber_delta=self.cfg.optim.huber_delta)
+    def _loss_blocks(self, online, target, hybridize: bool) -> tuple[TDTarget, DQNLoss]:
+        """The TD-target graph (run without recording) and the loss graph (recorded) over these networks."""
+        blocks = (TDTarget(online, target, double_q=self.cfg.agent.double_q),
+                  DQNLoss(online, loss=self.cfg.optim.loss, huber_delta=self.cfg.optim.huber_delta))
         if hybridize:
-            block.hybridize(static_alloc=True, static_shape=True)
-        return block
+            for block in blocks:
+                block.hybridize(static_alloc=True, static_shape=True)
+        return blocks
 
     # --- acting -----------------------------------------------------------------------------------
 
@@ -117,8 +119,9 @@ class SingleLearner(Learner):
     def _forward_backward(self, batch: Batch):
         """Loss, Q(s, a) and |TD| per device (lists), with the gradients left in the parameters."""
         obs, next_obs, scalars = self._inputs(batch, self.contexts[0], len(batch.actions))
+        targets = self.target_block(next_obs, scalars)  # not recorded: no backward pass over s'
         with autograd.record():
-            losses, q_taken, td_abs = self.loss_block(obs, next_obs, scalars)
+            losses, q_taken, td_abs = self.loss_block(obs, scalars, targets)
         losses.backward()
         return [losses], [q_taken], [td_abs]
 
