@@ -124,6 +124,9 @@ class RunConfig:
     keep_checkpoints: int = 3  # newest checkpoints kept on disk
     log_every: int = 1_000  # env steps between metric rows
     hybridize: bool = True  # compile networks to static graphs (static_alloc)
+    # Compute precision of updates: fp32; bf16 (CPUs with avx512_bf16 or AMX); fp16 (GPUs, with dynamic loss
+    # scaling). Parameters and the optimizer stay fp32 in all three.
+    precision: str = "fp32"
     max_nonfinite_updates: int = 20  # consecutive skipped (NaN/inf) updates that stop the run
 
 
@@ -302,6 +305,7 @@ def validate(cfg: Config) -> None:
          "mode dist takes --kvstore dist_sync or dist_async, and only mode dist does"),
         (cfg.run.mode in MODES, f"run.mode must be one of {', '.join(MODES)}"),
         (cfg.run.microbatches >= 1, "run.microbatches must be at least 1"),
+        (cfg.run.precision in ("fp32", "bf16", "fp16"), "run.precision must be fp32, bf16 or fp16"),
         (cfg.run.push_every >= 1 and cfg.run.pull_every >= 1, "run.push_every and run.pull_every must be >= 1"),
         (cfg.run.ensemble_temperature > 0, "run.ensemble_temperature must be positive"),
         (cfg.run.ensemble_acting in ("mean", "member"), "run.ensemble_acting must be mean or member"),

@@ -22,6 +22,9 @@ _SPREAD = {"data": "splits each batch over devices", "model": "places network st
 
 def make_learner(cfg: Config, spec: EnvSpec, contexts: list[mx.Context]) -> Learner:
     """The learner of ``cfg.run.mode`` over ``contexts``."""
+    if cfg.run.precision == "fp16" and cfg.run.mode in ("model", "ensemble"):
+        raise UserError(f"run.precision=fp16 (loss scaling) is built for modes single, data and dist, not "
+                        f"{cfg.run.mode}; use fp32 there")
     if cfg.run.mode == "single":
         if len(contexts) != 1:
             raise UserError(f"mode 'single' trains on one device; --ctx names {len(contexts)}")

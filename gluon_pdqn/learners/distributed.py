@@ -178,9 +178,9 @@ class DistLearner(SingleLearner):
     def _apply_update(self, losses, q_taken, td_abs) -> StepResult:
         if not self._joined:
             self._join()
-        grad_norm = self._grad_norm()
+        grad_norm, scale = self._read_grad_norm_and_scale()
         if math.isfinite(grad_norm):  # a non-finite gradient is left out of the sum
-            self._clip(grad_norm)
+            self._scale_gradients(scale)
             for total, param in zip(self._gradient_sum, self._params):
                 total += param.grad(self.contexts[0])
         self._summed += 1

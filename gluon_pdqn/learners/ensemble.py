@@ -149,12 +149,12 @@ class EnsembleLearner(Learner):
                 member.trainers[0].update(1)
             self._count_update()
             return StepResult(grad_norm, losses, q_taken, [td_mean], counted=True)
-        norms = [member._grad_norm() for member in self.members]
-        grad_norm = math.sqrt(sum(n * n for n in norms))
+        norms_and_scales = [member._read_grad_norm_and_scale() for member in self.members]
+        grad_norm = math.sqrt(sum(n * n for n, _ in norms_and_scales))
         if not math.isfinite(grad_norm):
             return StepResult(grad_norm, losses, q_taken, [td_mean])
-        for member, norm in zip(self.members, norms):
-            member._clip(norm)
+        for member, (_, scale) in zip(self.members, norms_and_scales):
+            member._scale_gradients(scale)
             member.trainers[0].update(1)
         self._count_update()
         return StepResult(grad_norm, losses, q_taken, [td_mean])

@@ -54,8 +54,8 @@ class ModelParallelLearner(SingleLearner):
         if len(sizes) < len(self.contexts):
             raise UserError(f"the network has {len(sizes)} layers, too few for {len(self.contexts)} stages")
         self.cuts = _cuts(cfg.run.model_split, sizes, len(self.contexts))
-        staged = [StagedNetwork(net, self.contexts, self.cuts, cfg.run.microbatches, cfg.run.hybridize)
-                  for net in (self.online, self.target)]
+        staged = [StagedNetwork(net, self.contexts, self.cuts, cfg.run.microbatches, cfg.run.hybridize,
+                                cfg.run.precision) for net in (self.online, self.target)]
         self.online_staged, self.target_staged = staged
         if self.acting_snapshot is None:  # (a snapshot is a whole network on the first device)
             self.acting_network = self.online_staged

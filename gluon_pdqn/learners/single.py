@@ -13,8 +13,9 @@ from ..config import Config
 from ..envs import EnvSpec
 from ..losses import DQNLoss, TDTarget
 from ..replay import Batch
-from .base import (GradientNormAndScale, Learner, StepResult, copy_params, device_figures, load_params,
-                   load_trainer_states, save_params, save_trainer_states)
+from ..networks.precision import check_precision, lower_precision
+from .base import (DynamicLossScale, GradientNormAndScale, Learner, StepResult, copy_params, device_figures,
+                   load_params, load_trainer_states, save_params, save_trainer_states)
 from .optimizers import MultiTensorAdam, make_optimizer
 
 
@@ -30,7 +31,8 @@ class SingleLearner(Learner):
     def __init__(self, cfg: Config, spec: EnvSpec, ctx: mx.Context):
         self.contexts = [ctx]
         self._build_networks(cfg, spec, self.contexts)
-        self.target_block, self.loss_block = self._loss_blocks(self.online, self.target, hybridize=cfg.run.hybridize)
+        self.target_block, self.loss_block = self._loss_blocks(self.online_compute, self.target_compute,
+                                                               hybridize=cfg.run.hybridize)
         self.trainers = [gluon.Trainer(self.online.collect_params(), make_optimizer(cfg.optim),
                                        update_on_kvstore=False)]
 
@@ -40,8 +42,13 @@ class SingleLearner(Learner):
         Acting uses a numpy copy of an MLP (a Gluon call costs more than the whole numpy forward pass) or
         the network itself. With ``run.overlap_acting`` it acts from a snapshot of the online network,
         taken by ``refresh_policy``, so choosing actions never waits for updates still being computed.
+
+        ``online_compute`` and ``target_compute`` are the networks the update computes with: the networks
+        themselves, or in ``run.precision`` bf16/fp16 graphs over the same fp32 parameters (acting, one
+        observation at a time, stays in fp32: the casts cost more than they save there).
         """
         self.cfg, self.spec = cfg, spec
+        check_precision(cfg.run.precision, contexts)
         self.overlap = cfg.run.overlap_acting
         self.online = networks.build(cfg.network, spec, prefix="online_")
         initializer = mx.init.Xavier(rnd_type="uniform", factor_type="avg", magnitude=1.0)
@@ -56,6 +63,12 @@ class SingleLearner(Learner):
             self.target.collect_params().setattr("grad_req", "null")
             self.target(dummy)
             copy_params(self.online, self.target)
+        self.online_compute = lower_precision(self.online, cfg.run.precision)
+        self.target_compute = self.target and lower_precision(self.target, cfg.run.precision)
+        # fp16 scales the loss so that small gradients survive; bf16 has fp32's exponent range and needs none.
+        self.loss_scale = DynamicLossScale() if cfg.run.precision == "fp16" else None
+        self._loss_scale_array = mx.nd.ones((1,), ctx=contexts[0])
+        self._last_result: StepResult | None = None
         self._params = [p for p in self.online.collect_params().values() if p.grad_req != "null"]
         self._norm_and_scale = GradientNormAndScale(cfg.optim.max_grad_norm)
         self._norm_and_scale.hybridize(static_alloc=True, static_shape=True)
@@ -122,8 +135,19 @@ class SingleLearner(Learner):
         targets = self.target_block(next_obs, scalars)  # not recorded: no backward pass over s'
         with autograd.record():
             losses, q_taken, td_abs = self.loss_block(obs, scalars, targets)
-        losses.backward()
+        self._backward([losses])
         return [losses], [q_taken], [td_abs]
+
+    def _backward(self, losses: list) -> None:
+        """Backward from the per-device losses, multiplied by the loss scale where there is one (fp16)."""
+        if self.loss_scale is None:
+            autograd.backward(losses)
+            return
+        if self._last_result is not None:  # the previous step's outcome sets this step's scale
+            self.loss_scale.observe(not self._last_result.skipped)
+            self._loss_scale_array[:] = self.loss_scale.scale
+        autograd.backward(losses, head_grads=[mx.nd.full(l.shape, self.loss_scale.scale, ctx=l.context)
+                                              for l in losses])
 
     def _reduce_gradients(self) -> None:
         """Combine gradients across devices (nothing to do on one)."""
@@ -131,7 +155,8 @@ class SingleLearner(Learner):
     def step(self, batch: Batch) -> StepResult:
         losses, q_taken, td_abs = self._forward_backward(batch)
         self._reduce_gradients()
-        return self._apply_update(losses, q_taken, td_abs)
+        self._last_result = self._apply_update(losses, q_taken, td_abs)
+        return self._last_result
 
     def timed_step(self, batch: Batch) -> tuple[StepResult, list[dict]]:
         """``step`` with a wait after each phase, for per-device figures (milliseconds).
@@ -152,7 +177,7 @@ class SingleLearner(Learner):
         self._reduce_gradients()
         mx.nd.waitall()
         update_start = time.perf_counter()
-        result = self._apply_update(losses, q_taken, td_abs)
+        result = self._last_result = self._apply_update(losses, q_taken, td_abs)
         mx.nd.waitall()
         end = time.perf_counter()
         return result, device_figures(self.contexts, ready, update_start - reduce_start, end - update_start,
@@ -167,10 +192,10 @@ class SingleLearner(Learner):
                 trainer.update(1)
             self._count_update()
             return StepResult(grad_norm, losses, q_taken, td_abs, counted=True)
-        grad_norm = self._grad_norm()
+        grad_norm, scale = self._read_grad_norm_and_scale()
         if not math.isfinite(grad_norm):
             return StepResult(grad_norm, losses, q_taken, td_abs)
-        self._clip(grad_norm)
+        self._scale_gradients(scale)
         for trainer in self.trainers:
             trainer.update(1)
         self._count_update()
@@ -190,16 +215,16 @@ class SingleLearner(Learner):
     def _grad_norm_and_scale(self) -> tuple[mx.nd.NDArray, mx.nd.NDArray]:
         """Global gradient norm and clip scale (see ``base.clip_scale``) as (1,) NDArrays, not waited for."""
         # After a data-parallel allreduce every device holds the same gradient; the first one's is read.
-        return self._norm_and_scale(*[param.grad(self.contexts[0]) for param in self._params])
+        return self._norm_and_scale(self._loss_scale_array, *[param.grad(self.contexts[0]) for param in self._params])
 
-    def _grad_norm(self) -> float:
-        """Global gradient norm: the step's one blocking read, which also tells whether it is finite."""
-        return float(self._grad_norm_and_scale()[0].asscalar())
+    def _read_grad_norm_and_scale(self) -> tuple[float, float]:
+        """Global gradient norm and update scale: the step's one blocking read, which tells whether it is finite."""
+        norm, scale = self._grad_norm_and_scale()
+        return float(norm.asscalar()), float(scale.asscalar())
 
-    def _clip(self, grad_norm: float) -> None:
-        max_norm = self.cfg.optim.max_grad_norm
-        if max_norm > 0 and grad_norm > max_norm:
-            scale = max_norm / grad_norm
+    def _scale_gradients(self, scale: float) -> None:
+        """Multiply every gradient by ``scale`` (the clip factor and the inverse loss scale) where it is not 1."""
+        if scale != 1.0:
             for param in self._params:
                 for grad in param.list_grad():
                     grad *= scale

@@ -5,6 +5,8 @@ import numpy as np
 import mxnet as mx
 from mxnet import gluon
 
+from .precision import lower_precision
+
 
 def layer_sizes(network) -> list[int]:
     """Parameter count of each of ``network.layers()`` (shapes must be known: run one forward first)."""
@@ -70,10 +72,11 @@ class StagedNetwork(gluon.HybridBlock):
         cuts: indices into ``network.layers()`` where stages 1.. start (len(contexts) - 1 of them).
         microbatches: pieces each batch is cut into.
         hybridize: compile each stage to a static graph.
+        precision: each stage's compute precision (see ``networks.precision``).
     """
 
     def __init__(self, network, contexts: list[mx.Context], cuts: list[int], microbatches: int = 1,
-                 hybridize: bool = True):
+                 hybridize: bool = True, precision: str = "fp32"):
         super().__init__(prefix=network.prefix + "staged_")
         layers = network.layers()
         bounds = [0, *cuts, len(layers)]
@@ -83,6 +86,7 @@ class StagedNetwork(gluon.HybridBlock):
         for i, (ctx, a, b) in enumerate(zip(self.contexts, bounds[:-1], bounds[1:])):
             stage = Stage(layers[a:b], preprocess=network.preprocess if i == 0 else None, prefix=f"stage{i}_")
             stage.collect_params().reset_ctx(ctx)
+            stage = lower_precision(stage, precision)
             if hybridize:
                 stage.hybridize(static_alloc=True, static_shape=True)
             self.stage_blocks.append(stage)
