@@ -25,6 +25,7 @@ class EnvConfig:
     id: str = "CartPole-v1"  # a gymnasium id, `module:Name-v0` for a user's own, or an ALE id (`ALE/Pong-v5`)
     num_envs: int = 1  # environments stepped together by one acting loop (a gymnasium vector env)
     frame_stack: int = 1  # observations stacked by the env; Atari ids always stack 4
+    channels: str = "auto"  # image observations: channel axis `last` (gymnasium's H, W, C), `first`, or `auto`
     max_episode_steps: int = 0  # time limit override in env steps; 0 keeps the environment's own
     sticky_actions: float = 0.0  # Atari repeat_action_probability (0.25 in Machado et al. 2018), train and eval
     noop_max: int = 30  # Atari: up to this many no-op actions at reset
@@ -35,7 +36,9 @@ class EnvConfig:
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    name: str = "auto"  # `mlp`, `nature_cnn`, or `auto` (CNN for image observations, MLP otherwise)
+    # `mlp`, `nature_cnn`, `small_cnn`, or `auto`: the Nature CNN for images of 36x36 and more, the small CNN
+    # (MinAtar's) for smaller ones, an MLP for vectors
+    name: str = "auto"
     hidden: tuple[int, ...] = (64, 64)  # MLP hidden layer widths
     dueling: bool = False  # dueling head: Q = V + A - mean(A)
 
@@ -270,8 +273,10 @@ def validate(cfg: Config) -> None:
     checks = [
         (cfg.env.num_envs >= 1, "env.num_envs must be at least 1"),
         (cfg.env.frame_stack >= 1, "env.frame_stack must be at least 1"),
+        (cfg.env.channels in ("auto", "last", "first"), "env.channels must be auto, last or first"),
         (0.0 <= cfg.env.sticky_actions <= 1.0, "env.sticky_actions must lie in [0, 1]"),
-        (cfg.network.name in ("auto", "mlp", "nature_cnn"), "network.name must be auto, mlp or nature_cnn"),
+        (cfg.network.name in ("auto", "mlp", "nature_cnn", "small_cnn"),
+         "network.name must be auto, mlp, nature_cnn or small_cnn"),
         (all(h > 0 for h in cfg.network.hidden), "network.hidden widths must be positive"),
         (cfg.replay.batch_size >= 1, "replay.batch_size must be at least 1"),
         (cfg.replay.capacity >= cfg.replay.batch_size, "replay.capacity must be at least replay.batch_size"),

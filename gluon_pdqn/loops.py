@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 import mxnet as mx
 import numpy as np
 
-from . import checkpoint, envs
+from . import checkpoint, envs, networks
 from . import logging as metrics
 from .config import Config, from_dict
 from .envs import snapshot
@@ -223,7 +223,9 @@ class Training(RunBookkeeping):
                                    n_step=cfg.replay.n_step, gamma=cfg.agent.gamma, seed=seed + 1,
                                    prioritized=cfg.replay.prioritized, alpha=cfg.replay.alpha,
                                    priority_epsilon=cfg.replay.priority_epsilon)
-        self.display.message(f"replay: {cfg.replay.capacity:,} transitions, {self.replay.nbytes / 2**20:,.1f} MiB")
+        self.display.message(f"observations {self.spec.obs_shape} {self.spec.obs_dtype}: network "
+                             f"{networks.resolve_name(cfg.network, self.spec)}, {cfg.run.precision} updates; replay "
+                             f"{cfg.replay.capacity:,} transitions, {self.replay.nbytes / 2**20:,.1f} MiB")
         self.epsilon = EpsilonSchedule.from_config(cfg.exploration, offset=cfg.replay.learning_starts)
         if workers > 1:  # the Ape-X ladder by rank: 0.4 for rank 0 down to 0.4^8 for the last
             self.epsilon.final = float(apex_epsilons(workers)[rank])

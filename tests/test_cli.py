@@ -146,3 +146,26 @@ def test_multi_device_checkpoints_evaluate_on_one_device(tmp_path, mode):
     result = gluon_pdqn("evaluate", str(run_dir), "--episodes", "2", "--json", "--ctx", "cpu:0")
     assert result.returncode == 0, result.stderr
     assert len(json.loads(result.stdout)["returns"]) == 2
+
+
+def test_a_users_image_environment_trains_with_default_settings_and_learns(tmp_path):
+    """A user's HWC uint8 environment through the CLI with no settings: the small CNN learns it from pixels.
+
+    PixelChoice-v0 rewards reading a colour from the image (random play scores about 0, the best 20).
+    """
+    run_dir = tmp_path / "run"
+    result = gluon_pdqn("train", "--env", "toy_envs:PixelChoice-v0", "--steps", "4000", "--run-dir", str(run_dir))
+    assert result.returncode == 0, result.stderr
+    assert "network small_cnn" in result.stdout + result.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["best_eval_mean"] >= 15, summary
+
+
+@pytest.mark.parametrize("env_id,sets,fragment", [
+    ("toy_envs:DictObs-v0", [], "FlattenObservation"),
+    ("toy_envs:TextObs-v0", [], "needs a Box"),
+    ("toy_envs:PixelChoice-v0", ["--set", "network.name=nature_cnn"], "too small for network.name=nature_cnn"),
+])
+def test_observations_that_cannot_be_taken_get_one_line(tmp_path, env_id, sets, fragment):
+    result = gluon_pdqn("train", "--env", env_id, "--run-dir", str(tmp_path / "run"), *FAST, *sets)
+    assert_one_line_error(result, fragment)

@@ -69,3 +69,54 @@ def test_atari_training_runs_end_to_end_on_the_nature_cnn(tmp_path):
     batch = training.replay.sample(8)
     assert batch.obs.shape == (8, 4, 84, 84) and batch.next_obs.dtype == np.uint8
     assert np.isfinite(training.learner.q_values(batch.obs)).all()
+
+
+def test_a_users_hwc_image_reaches_the_agent_channels_first():
+    import toy_envs  # noqa: F401  (registers the toy environments)
+
+    spec = describe(EnvConfig(id="PixelChoice-v0"))
+    assert spec.obs_shape == (3, 10, 10) and spec.obs_dtype == np.uint8 and spec.frame_shape == (3, 10, 10)
+    env = make_env(EnvConfig(id="PixelChoice-v0"))
+    obs, _ = env.reset(seed=0)
+    raw = env.unwrapped._obs.__self__  # the toy env keeps the colour it drew for the last observation
+    assert obs.shape == (3, 10, 10) and obs.flags.c_contiguous
+    assert obs[raw.colour].max() == 255 and obs[1 - raw.colour].max() == 0  # the colour is on its channel
+    env.close()
+
+
+def test_stacked_images_keep_their_channel_axis():
+    import toy_envs  # noqa: F401
+
+    spec = describe(EnvConfig(id="PixelChoice-v0", frame_stack=2))
+    assert spec.obs_shape == (2, 3, 10, 10) and spec.frame_shape == (3, 10, 10) and spec.frame_stack == 2
+
+
+def test_bool_grids_become_uint8_and_float64_vectors_float32():
+    import toy_envs  # noqa: F401
+
+    env = make_env(EnvConfig(id="MinAtarLike-v0"))
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (4, 10, 10) and obs.dtype == np.uint8 and set(np.unique(obs)) <= {0, 255}
+    raw = env.unwrapped.observation_space.sample()
+    np.testing.assert_array_equal(env.observation(raw), raw.transpose(2, 0, 1).astype(np.uint8) * 255)
+    vector = make_env(EnvConfig(id="Float64Vector-v0"))
+    assert vector.reset(seed=0)[0].dtype == np.float32 and vector.observation_space.dtype == np.float32
+
+
+def test_channels_first_images_are_read_from_the_shape_or_the_setting():
+    from gluon_pdqn.envs.observations import channels_first
+
+    assert not channels_first((84, 84, 3), "auto") and channels_first((3, 84, 84), "auto")
+    assert not channels_first((10, 10, 10), "auto")  # ambiguous: gymnasium's convention, channels last
+    assert channels_first((10, 10, 10), "first") and not channels_first((3, 84, 84), "last")
+
+
+@pytest.mark.parametrize("env_id,fragment", [
+    ("DictObs-v0", "needs a Box.*FlattenObservation"), ("TupleObs-v0", "needs a Box"),
+    ("TextObs-v0", "needs a Box.*ObservationWrapper")])
+def test_observation_spaces_that_cannot_be_taken_are_refused_in_one_line(env_id, fragment):
+    import toy_envs  # noqa: F401
+
+    with pytest.raises(UserError, match=fragment) as refused:
+        describe(EnvConfig(id=env_id))
+    assert "\n" not in str(refused.value)

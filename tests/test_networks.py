@@ -54,3 +54,45 @@ def test_numpy_copy_of_the_mlp_gives_the_same_q_values(dueling):
     policy = networks.NumpyMLP(net)
     policy.load(np.concatenate([p.data().asnumpy().ravel() for p in policy.parameters()]))
     np.testing.assert_allclose(policy(x.asnumpy()), expected, rtol=1e-5, atol=1e-6)
+
+
+SMALL = EnvSpec("s", (3, 10, 10), np.dtype(np.uint8), (3, 10, 10), 1, 4, False)
+STACKED = EnvSpec("k", (2, 3, 40, 40), np.dtype(np.uint8), (3, 40, 40), 2, 4, False)
+FLOAT_IMAGE = EnvSpec("f", (4, 10, 10), np.dtype(np.float32), (4, 10, 10), 1, 4, False)
+
+
+def test_auto_picks_the_cnn_that_fits_the_image():
+    assert networks.resolve_name(NetworkConfig(name="auto"), SMALL) == "small_cnn"
+    assert networks.resolve_name(NetworkConfig(name="auto"), STACKED) == "nature_cnn"
+    assert networks.resolve_name(NetworkConfig(name="auto"), FLOAT_IMAGE) == "small_cnn"
+    assert networks.image_shape(STACKED) == (6, 40, 40)
+
+
+@pytest.mark.parametrize("spec", [SMALL, STACKED, FLOAT_IMAGE])
+def test_cnns_take_small_stacked_and_float_images_hybridized_or_not(spec):
+    net = networks.build(NetworkConfig(name="auto"), spec, prefix="c_")
+    net.initialize(mx.init.Xavier())
+    x = _inputs(spec)
+    imperative = net(x).asnumpy()
+    net.hybridize(static_alloc=True, static_shape=True)
+    np.testing.assert_allclose(net(x).asnumpy(), imperative, rtol=1e-5, atol=1e-6)
+    assert imperative.shape == (5, spec.n_actions)
+    # The stack and channel axes are merged: the first convolution sees stack x channels input channels.
+    assert net.features[0].weight.shape[1] == networks.image_shape(spec)[0]
+
+
+def test_uint8_frames_are_scaled_to_unit_range_and_floats_are_not():
+    uint8_net = networks.build(NetworkConfig(name="small_cnn"), SMALL, prefix="u_")
+    float_net = networks.build(NetworkConfig(name="small_cnn"), FLOAT_IMAGE, prefix="f_")
+    frames = mx.nd.full((1, 3, 10, 10), 255, dtype=np.uint8)
+    assert uint8_net.preprocess(mx.nd, frames).max().asscalar() == pytest.approx(1.0)
+    assert float_net.preprocess(mx.nd, frames.astype("float32") / 255).max().asscalar() == pytest.approx(1.0)
+
+
+def test_a_cnn_too_big_for_the_images_is_refused_in_one_line():
+    from gluon_pdqn.errors import UserError
+
+    with pytest.raises(UserError, match=r"10x10 images are too small for network.name=nature_cnn .*small_cnn"):
+        networks.build(NetworkConfig(name="nature_cnn"), SMALL, prefix="x_")
+    with pytest.raises(UserError, match="needs image observations"):
+        networks.build(NetworkConfig(name="small_cnn"), VECTOR, prefix="y_")

@@ -61,7 +61,63 @@ class FailingEnv(NanRewardEnv):
         return super().step(action)
 
 
+class PixelChoiceEnv(gym.Env):
+    """A user's own image environment, as gymnasium's convention has it: Box(0, 255, (H, W, 3), uint8).
+
+    Each step shows a 3x3 patch, red or green, at a random place on black; action 0 is right for red, 1 for
+    green. Reward +1 when right, -1 when wrong; 20 steps an episode, so random play scores about 0 and a
+    policy that reads the colour from the pixels scores 20.
+    """
+
+    def __init__(self, size=10, length=20):
+        self.size, self.length = size, length
+        self.action_space = gym.spaces.Discrete(2)
+        self.observation_space = gym.spaces.Box(0, 255, (size, size, 3), np.uint8)
+        self.t, self.colour = 0, 0
+
+    def _obs(self):
+        self.colour = int(self.np_random.integers(2))
+        image = np.zeros((self.size, self.size, 3), np.uint8)
+        row, col = self.np_random.integers(0, self.size - 2, 2)
+        image[row:row + 3, col:col + 3, self.colour] = 255
+        return image
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        reward = 1.0 if int(action) == self.colour else -1.0
+        self.t += 1
+        return self._obs(), reward, self.t >= self.length, False, {}
+
+
+class SpaceEnv(gym.Env):
+    """An environment with a given observation space (for the refusal tests): observations are samples."""
+
+    def __init__(self, space):
+        self.action_space = gym.spaces.Discrete(2)
+        self.observation_space = space
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        return self.observation_space.sample(), 0.0, True, False, {}
+
+
 gym.register("Counting-v0", entry_point=CountingEnv)
 gym.register("CountingImage-v0", entry_point=CountingEnv, kwargs={"image": True, "length": 7})
 gym.register("NanReward-v0", entry_point=NanRewardEnv)
 gym.register("Failing-v0", entry_point=FailingEnv)
+gym.register("PixelChoice-v0", entry_point=PixelChoiceEnv)
+gym.register("PixelChoiceLarge-v0", entry_point=PixelChoiceEnv, kwargs={"size": 40})
+gym.register("DictObs-v0", entry_point=SpaceEnv,
+             kwargs={"space": gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (8, 8, 3), np.uint8)})})
+gym.register("TupleObs-v0", entry_point=SpaceEnv,
+             kwargs={"space": gym.spaces.Tuple((gym.spaces.Discrete(3), gym.spaces.Discrete(2)))})
+gym.register("TextObs-v0", entry_point=SpaceEnv, kwargs={"space": gym.spaces.Text(8)})
+gym.register("MinAtarLike-v0", entry_point=SpaceEnv, kwargs={"space": gym.spaces.Box(0, 1, (10, 10, 4), bool)})
+gym.register("Float64Vector-v0", entry_point=SpaceEnv, kwargs={"space": gym.spaces.Box(-1, 1, (3,), np.float64)})

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..config import EnvConfig
 from ..errors import UserError
-from . import atari
+from . import atari, observations
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,13 @@ def _make_raw(cfg: EnvConfig, evaluation: bool, render_mode: str | None) -> gym.
         if cfg.max_episode_steps > 0:
             kwargs["max_episode_steps"] = cfg.max_episode_steps
         env = gym.make(cfg.id, **kwargs)
+        try:
+            observations.check_observation_space(env.observation_space, cfg.id)
+        except UserError:
+            env.close()
+            raise
+        if observations.needs_wrapping(env.observation_space):
+            env = observations.AgentObservation(env, cfg.channels)
     except gym.error.Error as e:
         raise UserError(f"cannot make environment '{cfg.id}': {e}") from None
     except ModuleNotFoundError as e:
@@ -72,13 +79,10 @@ def _make_raw(cfg: EnvConfig, evaluation: bool, render_mode: str | None) -> gym.
 
 
 def check_spaces(env: gym.Env, env_id: str) -> None:
-    """Refuse environments DQN cannot act in, naming the space that does not fit."""
+    """Refuse an action space DQN cannot act in (observation spaces are checked as the env is made)."""
     if not isinstance(env.action_space, gym.spaces.Discrete):
         raise UserError(f"{env_id} has action space {env.action_space}: DQN needs a discrete action space "
                         "(gymnasium.spaces.Discrete)")
-    if not isinstance(env.observation_space, gym.spaces.Box):
-        raise UserError(f"{env_id} has observation space {env.observation_space}: gluon_pdqn needs a Box "
-                        "(array) observation space")
 
 
 def make_env(cfg: EnvConfig, *, evaluation: bool = False, render_mode: str | None = None) -> gym.Env:

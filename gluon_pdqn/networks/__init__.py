@@ -3,13 +3,15 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 from mxnet import gluon
 
 from ..config import NetworkConfig
 from ..envs import EnvSpec
+from ..errors import UserError
+from .cnn import NATURE_CNN, SMALL_CNN, ConvQNetwork, NatureCNN, SmallCNN, min_image_side
 from .heads import QHead
 from .mlp import MLP, NumpyMLP
-from .nature_cnn import NatureCNN
 
 _REGISTRY: dict[str, Callable[..., gluon.HybridBlock]] = {}
 
@@ -22,6 +24,33 @@ def register(name: str):
     return wrap
 
 
+def image_shape(spec: EnvSpec) -> tuple[int, int, int] | None:
+    """(channels, height, width) a CNN sees for ``spec``'s observations, or None if they are not images.
+
+    Image observations reach the agent channels first: (C, H, W), or (stack, C, H, W) when stacked (see
+    ``envs.observations``); Atari's (4, 84, 84) is a stack of grayscale frames taken as 4 channels.
+    """
+    shape = spec.obs_shape
+    if len(shape) == 3:
+        return shape
+    if len(shape) == 4:
+        return (shape[0] * shape[1], shape[2], shape[3])
+    return None
+
+
+def _cnn(cls, layout, name: str, spec: EnvSpec, cfg: NetworkConfig, prefix: str) -> gluon.HybridBlock:
+    image = image_shape(spec)
+    if image is None:
+        raise UserError(f"network.name={name} needs image observations, but {spec.id} gives shape {spec.obs_shape}; "
+                        "use network.name=auto or mlp")
+    need = min_image_side(layout[0])
+    if min(image[1:]) < need:
+        raise UserError(f"{spec.id}'s {image[1]}x{image[2]} images are too small for network.name={name} (it needs "
+                        f"at least {need}x{need}); use network.name=auto or small_cnn")
+    scale = 1.0 / 255.0 if spec.obs_dtype == np.uint8 else 1.0
+    return cls(spec.n_actions, cfg.dueling, stacked=len(spec.obs_shape) == 4, scale=scale, prefix=prefix)
+
+
 @register("mlp")
 def _mlp(cfg: NetworkConfig, spec: EnvSpec, prefix: str) -> gluon.HybridBlock:
     return MLP(spec.n_actions, cfg.hidden, cfg.dueling, prefix=prefix)
@@ -29,24 +58,35 @@ def _mlp(cfg: NetworkConfig, spec: EnvSpec, prefix: str) -> gluon.HybridBlock:
 
 @register("nature_cnn")
 def _nature_cnn(cfg: NetworkConfig, spec: EnvSpec, prefix: str) -> gluon.HybridBlock:
-    if len(spec.obs_shape) != 3:
-        raise ValueError(f"nature_cnn needs (stack, height, width) observations, got {spec.obs_shape}")
-    return NatureCNN(spec.n_actions, cfg.dueling, prefix=prefix)
+    return _cnn(NatureCNN, NATURE_CNN, "nature_cnn", spec, cfg, prefix)
+
+
+@register("small_cnn")
+def _small_cnn(cfg: NetworkConfig, spec: EnvSpec, prefix: str) -> gluon.HybridBlock:
+    return _cnn(SmallCNN, SMALL_CNN, "small_cnn", spec, cfg, prefix)
 
 
 def resolve_name(cfg: NetworkConfig, spec: EnvSpec) -> str:
-    """The registered network ``cfg.name`` stands for (``auto``: a CNN for image observations, else an MLP)."""
+    """The registered network ``cfg.name`` stands for.
+
+    ``auto``: the Nature CNN for images it fits (Atari's 84x84 and anything from 36x36), the small CNN for
+    smaller images (MinAtar's 10x10 grids), an MLP for everything else.
+    """
     if cfg.name != "auto":
         return cfg.name
-    return "nature_cnn" if len(spec.obs_shape) == 3 and spec.obs_dtype.kind == "u" else "mlp"
+    image = image_shape(spec)
+    if image is None:
+        return "mlp"
+    return "nature_cnn" if min(image[1:]) >= min_image_side(NATURE_CNN[0]) else "small_cnn"
 
 
 def build(cfg: NetworkConfig, spec: EnvSpec, prefix: str) -> gluon.HybridBlock:
     """An uninitialized Q-network for ``spec`` (observations in, one Q-value per action out)."""
     name = resolve_name(cfg, spec)
     if name not in _REGISTRY:
-        raise KeyError(f"unknown network {name!r}; registered: {', '.join(sorted(_REGISTRY))}")
+        raise UserError(f"unknown network {name!r}; registered: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name](cfg, spec, prefix)
 
 
-__all__ = ["MLP", "NatureCNN", "NumpyMLP", "QHead", "build", "register", "resolve_name"]
+__all__ = ["MLP", "ConvQNetwork", "NatureCNN", "NumpyMLP", "QHead", "SmallCNN", "build", "image_shape", "register",
+           "resolve_name"]

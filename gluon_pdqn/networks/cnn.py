@@ -1,0 +1,76 @@
+"""Convolutional Q-networks over image observations: the Nature CNN and a small CNN for small grids."""
+from __future__ import annotations
+
+from mxnet import gluon
+
+from .heads import QHead
+
+# (filters, kernel, stride) per convolution, then the width of the dense layer.
+NATURE_CNN = ((32, 8, 4), (64, 4, 2), (64, 3, 1)), 512  # Mnih et al. (2015)
+SMALL_CNN = ((16, 3, 1),), 128  # MinAtar's DQN (Young & Tian 2019)
+
+
+def min_image_side(convolutions) -> int:
+    """The smallest height (or width) that leaves at least one output position after ``convolutions``."""
+    side = 1
+    for _, kernel, stride in reversed(convolutions):
+        side = (side - 1) * stride + kernel
+    return side
+
+
+class ConvQNetwork(gluon.HybridBlock):
+    """ReLU convolutions, one ReLU dense layer, and a Q head, over (channels, height, width) images.
+
+    Observations may also come stacked, (stack, channels, height, width): the stack and channel axes are
+    merged into one channel axis inside. uint8 frames travel as uint8 (4x less host-to-device traffic) and are
+    scaled to [0, 1] inside; other dtypes are taken to be in [0, 1] already.
+
+    Args:
+        n_actions: number of discrete actions.
+        convolutions: (filters, kernel, stride) per convolution.
+        dense: width of the dense layer.
+        dueling: use the dueling head.
+        stacked: observations have a stack axis before the channel axis.
+        scale: factor applied to the observation after the cast to float32 (1/255 for uint8).
+    """
+
+    def __init__(self, n_actions: int, convolutions, dense: int, dueling: bool = False, *, stacked: bool = False,
+                 scale: float = 1.0 / 255.0, **kwargs):
+        super().__init__(**kwargs)
+        self.n_actions = n_actions
+        self._stacked = stacked
+        self._scale = scale
+        with self.name_scope():
+            self.features = gluon.nn.HybridSequential()
+            for filters, kernel, stride in convolutions:
+                self.features.add(gluon.nn.Conv2D(filters, kernel, strides=stride, activation="relu"))
+            self.features.add(gluon.nn.Flatten(), gluon.nn.Dense(dense, activation="relu"))
+            self.head = QHead(n_actions, dueling)
+
+    def hybrid_forward(self, F, frames):
+        return self.head(self.features(self.preprocess(F, frames)))
+
+    def preprocess(self, F, frames):
+        """What comes before the first layer (model-parallel stages run it on the first device)."""
+        x = F.cast(frames, "float32")
+        if self._stacked:
+            x = F.reshape(x, shape=(0, -3, -2))  # (batch, stack, C, H, W) -> (batch, stack * C, H, W)
+        return x * self._scale if self._scale != 1.0 else x
+
+    def layers(self) -> list:
+        """The network's layers in order, the units a model-parallel split places on devices."""
+        return list(self.features) + [self.head]
+
+
+class NatureCNN(ConvQNetwork):
+    """Conv 32x8x8/4, 64x4x4/2, 64x3x3/1, dense 512, Q head (Mnih et al. 2015); images of at least 36x36."""
+
+    def __init__(self, n_actions: int, dueling: bool = False, **kwargs):
+        super().__init__(n_actions, *NATURE_CNN, dueling, **kwargs)
+
+
+class SmallCNN(ConvQNetwork):
+    """Conv 16x3x3/1, dense 128, Q head: MinAtar's network (Young & Tian 2019) for small grids like 10x10."""
+
+    def __init__(self, n_actions: int, dueling: bool = False, **kwargs):
+        super().__init__(n_actions, *SMALL_CNN, dueling, **kwargs)
