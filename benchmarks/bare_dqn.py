@@ -1,0 +1,145 @@
+"""The framework's own limit: DQN on Atari written as a bare MXNet/Gluon script, without gluon_pdqn.
+
+What a competent user writes from MXNet's documentation: the Nature CNN as a HybridSequential, hybridized
+with static memory; TD targets computed outside ``autograd.record``; the Huber loss; gluonnlp's global-norm
+clip (not waiting for the norm); a Gluon Trainer. Optionally bf16 through AMP's graph conversion, with the
+fp32 parameters shared. The benchmarks run it beside gluon_pdqn doing the same work, so that a figure of ours
+reads as a ratio to what MXNet itself allows on the machine of the day.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+
+import gluonnlp
+import gymnasium as gym
+import mxnet as mx
+import numpy as np
+from mxnet import autograd, gluon, nd
+
+N_ACTIONS = 6  # Pong's minimal action set
+
+
+def nature_cnn(n_actions: int = N_ACTIONS) -> gluon.HybridSequential:
+    """Conv 32x8x8/4, 64x4x4/2, 64x3x3/1, dense 512, dense n_actions, over uint8 frames scaled inside."""
+    net = gluon.nn.HybridSequential()
+    net.add(gluon.nn.HybridLambda(lambda F, x: F.cast(x, "float32") / 255.0),
+            gluon.nn.Conv2D(32, 8, strides=4, activation="relu"), gluon.nn.Conv2D(64, 4, strides=2, activation="relu"),
+            gluon.nn.Conv2D(64, 3, strides=1, activation="relu"), gluon.nn.Flatten(),
+            gluon.nn.Dense(512, activation="relu"), gluon.nn.Dense(n_actions))
+    return net
+
+
+def _in_bf16(net: gluon.HybridBlock) -> gluon.HybridBlock:
+    from mxnet.contrib import amp
+
+    data = mx.sym.var("data")
+    block = gluon.SymbolBlock(amp.convert_symbol(net(data), target_dtype="bfloat16"), data,
+                              params=net.collect_params())
+    block.hybridize(static_alloc=True, static_shape=True)
+    return block
+
+
+class BareDQN:
+    """Online and target Nature CNNs, one update per call of ``update``, greedy actions from ``act``.
+
+    Args:
+        optimizer: ``adam`` (lr 1e-4) or ``rmsprop`` (centred, lr 2.5e-4, as Nature DQN).
+        double_q: double DQN targets.
+        max_grad_norm: global-norm clip (0: none).
+        bf16: compute the update's forward and backward passes in bf16 (fp32 parameters).
+    """
+
+    def __init__(self, optimizer: str = "adam", double_q: bool = True, max_grad_norm: float = 10.0,
+                 bf16: bool = False, gamma: float = 0.99):
+        self.net, self.target = nature_cnn(), nature_cnn()
+        dummy = nd.zeros((1, 4, 84, 84), dtype="uint8")
+        for block in (self.net, self.target):
+            block.initialize(mx.init.Xavier())
+            block.hybridize(static_alloc=True, static_shape=True)
+            block(dummy)
+        self.sync_target()
+        self.compute_net = _in_bf16(self.net) if bf16 else self.net
+        self.compute_target = _in_bf16(self.target) if bf16 else self.target
+        self.params = list(self.net.collect_params().values())
+        settings = ({"learning_rate": 1e-4} if optimizer == "adam" else
+                    {"learning_rate": 2.5e-4, "gamma1": 0.95, "gamma2": 0.0, "epsilon": 0.01, "centered": True})
+        self.trainer = gluon.Trainer(self.net.collect_params(), optimizer, settings, update_on_kvstore=False)
+        self.double_q, self.max_grad_norm, self.gamma = double_q, max_grad_norm, gamma
+
+    def sync_target(self) -> None:
+        for source, destination in zip(self.net.collect_params().values(), self.target.collect_params().values()):
+            destination.set_data(source.data())
+
+    def act(self, obs: np.ndarray) -> int:
+        """The greedy action for one stacked observation (4, 84, 84) uint8."""
+        return int(self.net(nd.array(obs[None], dtype="uint8")).argmax(axis=1).asscalar())
+
+    def update(self, obs, actions, rewards, next_obs, dones) -> None:
+        """One update from numpy arrays (uint8 frames; actions, rewards, dones per transition)."""
+        obs, next_obs = nd.array(obs, dtype="uint8"), nd.array(next_obs, dtype="uint8")
+        actions, rewards, dones = nd.array(actions), nd.array(rewards), nd.array(dones)
+        next_q = self.compute_target(next_obs)
+        if self.double_q:
+            bootstrap = nd.pick(next_q, nd.argmax(self.compute_net(next_obs), axis=1), axis=1)
+        else:
+            bootstrap = next_q.max(axis=1)
+        targets = rewards + self.gamma * (1 - dones) * bootstrap
+        with autograd.record():
+            q = nd.pick(self.compute_net(obs), actions, axis=1)
+            loss = nd.smooth_l1(q - targets, scalar=1.0).mean()
+        loss.backward()
+        if self.max_grad_norm > 0:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                gluonnlp.utils.clip_grad_global_norm(self.params, self.max_grad_norm, check_isfinite=False)
+        self.trainer.update(1)
+
+
+def pong_env(seed: int) -> gym.Env:
+    """ALE Pong with the DQN preprocessing (no-op reset, frame skip 4 with max-pooling, 84x84 gray, stack 4)."""
+    import ale_py
+
+    gym.register_envs(ale_py)
+    env = gym.make("ALE/Pong-v5", frameskip=1, repeat_action_probability=0.0, full_action_space=False)
+    env = gym.wrappers.AtariPreprocessing(env, noop_max=30, frame_skip=4, screen_size=84, grayscale_obs=True)
+    env = gym.wrappers.FrameStackObservation(env, 4)
+    env.reset(seed=seed)
+    return env
+
+
+def pong_loop(agent: BareDQN, env_steps: int, learning_starts: int = 1_000, train_every: int = 4,
+              target_every: int = 1_000, batch_size: int = 32, capacity: int = 10_000, seed: int = 0) -> dict:
+    """DQN's loop on Pong: act through the network every step, update every ``train_every`` steps.
+
+    Returns env steps/s and updates/s over the learning phase (after ``learning_starts``).
+    """
+    env = pong_env(seed)
+    rng = np.random.default_rng(seed)
+    obs_buffer = np.zeros((capacity, 4, 84, 84), np.uint8)
+    next_buffer = np.zeros_like(obs_buffer)
+    actions, rewards, dones = (np.zeros(capacity, np.int64), np.zeros(capacity, np.float32),
+                               np.zeros(capacity, np.float32))
+    obs, _ = env.reset(seed=seed)
+    updates, start = 0, None
+    for t in range(env_steps):
+        if t == learning_starts:
+            start = time.perf_counter()
+        epsilon = max(0.01, 1.0 - t / 10_000)
+        greedy = agent.act(obs) if t >= learning_starts else None
+        action = int(rng.integers(N_ACTIONS)) if greedy is None or rng.random() < epsilon else greedy
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        i = t % capacity
+        obs_buffer[i], next_buffer[i] = obs, next_obs
+        actions[i], rewards[i], dones[i] = action, np.sign(reward), float(terminated)
+        obs = env.reset()[0] if terminated or truncated else next_obs
+        if t >= learning_starts and t % train_every == 0:
+            index = rng.integers(0, min(t + 1, capacity), batch_size)
+            agent.update(obs_buffer[index], actions[index], rewards[index], next_buffer[index], dones[index])
+            updates += 1
+            if updates % target_every == 0:
+                agent.sync_target()
+    mx.nd.waitall()
+    seconds = time.perf_counter() - start
+    env.close()
+    return {"env_steps_per_s": (env_steps - learning_starts) / seconds, "updates_per_s": updates / seconds}
