@@ -25,7 +25,7 @@ import numpy as np
 
 from . import envs
 from .config import Config
-from .exploration import EpsilonSchedule, apex_epsilons, sampled_final_epsilons
+from .exploration import EpsilonSchedule, action_rng, apex_epsilons, sampled_final_epsilons
 
 STOP = ("stop",)
 
@@ -75,7 +75,7 @@ def run_actor(index: int, cfg: Config, epsilon: EpsilonSchedule, seed: int, conn
 
 def _act(index: int, cfg: Config, epsilon: EpsilonSchedule, seed: int, conn) -> None:
     env = envs.make_env(cfg.env)
-    rng = np.random.default_rng(seed)
+    rng = action_rng(seed)
     sample_policy = cfg.actors.algo == "a3c"
     t_max = cfg.actors.t_max
     try:

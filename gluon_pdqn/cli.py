@@ -210,12 +210,12 @@ def _record_gif(learner, cfg, spec, epsilon, seed, path, max_frames=3000) -> str
     from PIL import Image
 
     from . import envs
-    from .exploration import epsilon_greedy
+    from .exploration import action_rng, epsilon_greedy
 
     import gymnasium as gym
 
     env = envs.make_env(cfg.env, evaluation=True, render_mode="rgb_array")
-    rng = np.random.default_rng(seed)
+    rng = action_rng(seed)
     frames = []
     try:
         obs, _ = env.reset(seed=seed)

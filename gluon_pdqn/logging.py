@@ -25,6 +25,14 @@ MEAN_Q = "values/mean_q"
 GRAD_NORM = "losses/grad_norm"
 SKIPPED_UPDATES = "losses/skipped_updates"  # non-finite updates skipped so far
 EVAL_MEAN_RETURN = "eval/mean_return"
+# Where the loop's thread spends its time, in ms per env step over the window: choosing actions (which also
+# waits for updates still computing when acting uses the online network), stepping the environments, storing
+# the transitions, and learning (sampling batches, starting updates, taking in their outcomes).
+LOOP_ACT_MS = "loop/act_ms"
+LOOP_ENV_MS = "loop/env_ms"
+LOOP_STORE_MS = "loop/store_ms"
+LOOP_LEARN_MS = "loop/learn_ms"
+LOOP_PHASES = {"act": LOOP_ACT_MS, "env": LOOP_ENV_MS, "store": LOOP_STORE_MS, "learn": LOOP_LEARN_MS}
 # Mode async: how old the parameters were that chose the actions of an update's rollouts (in updates), and
 # how many actors each batched inference served.
 POLICY_LAG = "async/policy_lag"
@@ -42,8 +50,8 @@ ROUND_TRIP_MS = dist_metric("round_trip_ms")
 PUSHES = dist_metric("pushes")
 
 METRIC_COLUMNS = [ENV_STEPS, FRAMES, LEARNER_STEPS, EPISODES, WALL_SECONDS, EPISODIC_RETURN, EPSILON,
-                  ENV_STEPS_PER_S, UPDATES_PER_S, TD_LOSS, MEAN_Q, GRAD_NORM, SKIPPED_UPDATES, POLICY_LAG,
-                  INFERENCE_BATCH, STALENESS, STALENESS_MAX, ROUND_TRIP_MS, PUSHES]
+                  ENV_STEPS_PER_S, UPDATES_PER_S, TD_LOSS, MEAN_Q, GRAD_NORM, SKIPPED_UPDATES, *LOOP_PHASES.values(),
+                  POLICY_LAG, INFERENCE_BATCH, STALENESS, STALENESS_MAX, ROUND_TRIP_MS, PUSHES]
 EPISODE_COLUMNS = [ENV_STEPS, EPISODES, "env_index", "return", "length"]
 EVAL_COLUMNS = [ENV_STEPS, LEARNER_STEPS, WALL_SECONDS, "mean_return", "median_return", "min_return",
                 "max_return", "std_return", "episodes"]

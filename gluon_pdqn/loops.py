@@ -21,7 +21,7 @@ from . import logging as metrics
 from .config import Config, from_dict
 from .envs import snapshot
 from .errors import TrainingStopped, UserError
-from .exploration import EpsilonSchedule, apex_epsilons, epsilon_greedy
+from .exploration import EpsilonSchedule, action_rng, apex_epsilons, epsilon_greedy
 from .learners import Learner, make_learner
 from .parallel import parse_contexts
 from .replay import ReplayBuffer
@@ -64,7 +64,7 @@ def evaluate(q_values, env_cfg, n_actions: int, episodes: int, epsilon: float, s
     num_envs = min(episodes, MAX_EVAL_ENVS)
     quota = np.full(num_envs, episodes // num_envs) + (np.arange(num_envs) < episodes % num_envs)
     vector_env = envs.make_vector_env(env_cfg, num_envs, evaluation=True)
-    rng = np.random.default_rng(seed)
+    rng = action_rng(seed)
     try:
         obs, _ = vector_env.reset(seed=seed)
         running = np.zeros(num_envs)
@@ -229,7 +229,7 @@ class Training(RunBookkeeping):
         self.epsilon = EpsilonSchedule.from_config(cfg.exploration, offset=cfg.replay.learning_starts)
         if workers > 1:  # the Ape-X ladder by rank: 0.4 for rank 0 down to 0.4^8 for the last
             self.epsilon.final = float(apex_epsilons(workers)[rank])
-        self.rng = np.random.default_rng(seed)
+        self.rng = action_rng(seed)
         self.vector_env = envs.make_vector_env(cfg.env, cfg.env.num_envs)
         self.counters = Counters()
         self._last_logged = {"loss": float("nan"), "returns": []}
@@ -261,7 +261,9 @@ class Training(RunBookkeeping):
         total = self.env_step_budget
         limit = min(total, stop_at) if stop_at is not None else total
         window = {"start": time.perf_counter(), "env_steps": self.counters.env_steps,
-                  "learner_steps": self.counters.learner_steps, "returns": []}
+                  "learner_steps": self.counters.learner_steps, "returns": [],
+                  "phase_seconds": dict.fromkeys(metrics.LOOP_PHASES, 0.0)}
+        phase_seconds = window["phase_seconds"]
         session_start, wall_before = time.perf_counter(), self.counters.wall_seconds
         last_result, interrupted_by = None, None
         with graceful_interrupts() as interrupt:
@@ -270,15 +272,19 @@ class Training(RunBookkeeping):
                     interrupted_by = signal.Signals(interrupt["signal"]).name
                     break
                 before = self.counters.env_steps
+                started = time.perf_counter()
                 # a_t: random during warm-up, epsilon-greedy after.
                 epsilon = self.epsilon(before)
                 learning = before >= cfg.replay.learning_starts
                 q = self.learner.q_values(self.obs) if learning and epsilon < 1.0 else None
                 actions = epsilon_greedy(q, epsilon, self.spec.n_actions, self.rng, cfg.env.num_envs)
+                acted = time.perf_counter()
                 # o_{t+1}, r_{t+1}
                 next_obs, rewards, terminated, truncated, _ = self.vector_env.step(actions)
+                stepped = time.perf_counter()
                 self._observe(actions, rewards, next_obs, terminated, truncated, window)
                 self.obs = next_obs
+                stored = time.perf_counter()
                 after = self.counters.env_steps
                 # Learn: updates_per_train updates for every train_every env steps crossed.
                 due = (after // cfg.agent.train_every - before // cfg.agent.train_every) * cfg.agent.updates_per_train
@@ -291,6 +297,11 @@ class Training(RunBookkeeping):
                         last_result = self._update(after / total, timed=self._timing_due)
                     if not cfg.run.overlap_acting:
                         self._settle()
+                learned = time.perf_counter()
+                phase_seconds["act"] += acted - started
+                phase_seconds["env"] += stepped - acted
+                phase_seconds["store"] += stored - stepped
+                phase_seconds["learn"] += learned - stored
                 self.counters.wall_seconds = wall_before + time.perf_counter() - session_start
                 if crossed(before, after, cfg.run.log_every):
                     self._log(window, last_result, epsilon, frame_skip)
@@ -388,6 +399,8 @@ class Training(RunBookkeeping):
             metrics.MEAN_Q: result.mean_q() if result else float("nan"),
             metrics.GRAD_NORM: result.grad_norm if result else float("nan"),
             metrics.SKIPPED_UPDATES: c.skipped_updates,
+            **{metrics.LOOP_PHASES[phase]: 1e3 * seconds / max(c.env_steps - window["env_steps"], 1)
+               for phase, seconds in window["phase_seconds"].items()},
             **{metrics.dist_metric(key): value for key, value in traffic.items()},
         }
         self.writer.scalars(row)
@@ -396,6 +409,7 @@ class Training(RunBookkeeping):
         if board:
             self.writer.workers(c.env_steps, board)
         window.update(start=now, env_steps=c.env_steps, learner_steps=c.learner_steps, returns=[])
+        window["phase_seconds"].update(dict.fromkeys(window["phase_seconds"], 0.0))
         self._timing_due = True
 
     def _status(self, epsilon: float, window: dict) -> str:
