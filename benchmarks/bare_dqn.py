@@ -8,14 +8,20 @@ reads as a ratio to what MXNet itself allows on the machine of the day.
 """
 from __future__ import annotations
 
+import os
 import time
 import warnings
 
-import gluonnlp
-import gymnasium as gym
-import mxnet as mx
-import numpy as np
-from mxnet import autograd, gluon, nd
+# MXNet gives its kernels half the CPUs unless told otherwise (it assumes two hyperthreads a core); a user who
+# read its performance notes sets OMP_NUM_THREADS to the cores, as gluon_pdqn does on import. Both run in one
+# process in the benchmarks, so this also keeps the two sides on the same setting whichever loads MXNet first.
+os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
+
+import gluonnlp  # noqa: E402
+import gymnasium as gym  # noqa: E402
+import mxnet as mx  # noqa: E402
+import numpy as np  # noqa: E402
+from mxnet import autograd, gluon, nd  # noqa: E402
 
 N_ACTIONS = 6  # Pong's minimal action set
 

@@ -222,7 +222,7 @@ def _record_gif(learner, cfg, spec, epsilon, seed, path, max_frames=3000) -> str
         done = False
         while not done and len(frames) < max_frames:
             frames.append(Image.fromarray(env.render()))
-            action = epsilon_greedy(learner.q_values(obs[None]), epsilon, spec.n_actions, rng, 1)[0]
+            action = epsilon_greedy(lambda: learner.q_values(obs[None]), epsilon, spec.n_actions, rng, 1)[0]
             obs, _, terminated, truncated, _ = env.step(action)
             done = terminated or truncated
     except gym.error.Error as e:

@@ -45,18 +45,20 @@ class EpsilonSchedule:
         return self.start * math.exp(progress * math.log(self.final / self.start))
 
 
-def epsilon_greedy(q_values: np.ndarray | None, epsilon: float, n_actions: int, rng: np.random.Generator,
-                   batch: int) -> np.ndarray:
-    """Actions for ``batch`` environments: greedy in ``q_values`` (batch, n_actions), random with prob. epsilon.
+def epsilon_greedy(greedy_q, epsilon: float, n_actions: int, rng: np.random.Generator, batch: int) -> np.ndarray:
+    """Actions for ``batch`` environments: greedy in the Q-values, random with probability epsilon.
 
-    With ``q_values`` None every action is random (warm-up). The Generator draws the same numbers in the
-    same order either way, so a run's randomness does not depend on whether Q-values were computed.
+    ``greedy_q`` is a function returning the Q-values (batch, n_actions), called only when at least one
+    environment acts greedily: a step that explores everywhere costs no forward pass (as SB3's DQN does; with
+    one environment at epsilon 0.8, four steps in five). None: every action is random (warm-up). The
+    Generator draws the same numbers in the same order either way, so a run's randomness does not depend on
+    whether Q-values were computed.
     """
     explore = rng.random(batch) < epsilon
     random_actions = rng.integers(0, n_actions, size=batch)
-    if q_values is None:
+    if greedy_q is None or explore.all():
         return random_actions
-    return np.where(explore, random_actions, q_values.argmax(axis=1))
+    return np.where(explore, random_actions, greedy_q().argmax(axis=1))
 
 
 def apex_epsilons(num_actors: int, base: float = 0.4, alpha: float = 7.0) -> np.ndarray:

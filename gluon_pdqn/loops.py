@@ -71,7 +71,7 @@ def evaluate(q_values, env_cfg, n_actions: int, episodes: int, epsilon: float, s
         finished: list[list[float]] = [[] for _ in range(num_envs)]
         resetting = np.zeros(num_envs, dtype=bool)
         while any(len(f) < q for f, q in zip(finished, quota)):
-            actions = epsilon_greedy(q_values(obs), epsilon, n_actions, rng, num_envs)
+            actions = epsilon_greedy(lambda: q_values(obs), epsilon, n_actions, rng, num_envs)
             obs, rewards, terminated, truncated, _ = vector_env.step(actions)
             running += np.where(resetting, 0.0, rewards)
             done = (terminated | truncated) & ~resetting
@@ -276,8 +276,8 @@ class Training(RunBookkeeping):
                 # a_t: random during warm-up, epsilon-greedy after.
                 epsilon = self.epsilon(before)
                 learning = before >= cfg.replay.learning_starts
-                q = self.learner.q_values(self.obs) if learning and epsilon < 1.0 else None
-                actions = epsilon_greedy(q, epsilon, self.spec.n_actions, self.rng, cfg.env.num_envs)
+                greedy_q = (lambda: self.learner.q_values(self.obs)) if learning else None
+                actions = epsilon_greedy(greedy_q, epsilon, self.spec.n_actions, self.rng, cfg.env.num_envs)
                 acted = time.perf_counter()
                 # o_{t+1}, r_{t+1}
                 next_obs, rewards, terminated, truncated, _ = self.vector_env.step(actions)

@@ -41,6 +41,22 @@ def test_train_writes_a_complete_run_directory(trained_run):
     assert json.loads((trained_run / "config.json").read_text())["run"]["total_env_steps"] == 600
 
 
+def test_loop_phases_account_for_the_loops_time(trained_run):
+    """act + env + store + learn (ms per env step) are parts of each window's time per env step."""
+    import csv
+
+    from gluon_pdqn import logging as metrics
+
+    with open(trained_run / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows[1:]:
+        phases = [float(row[name]) for name in metrics.LOOP_PHASES.values()]
+        ms_per_step = 1e3 / float(row[metrics.ENV_STEPS_PER_S])
+        assert all(p >= 0 for p in phases) and phases[1] > 0  # stepping the environment takes time
+        assert 0.3 * ms_per_step <= sum(phases) <= 1.01 * ms_per_step, (phases, ms_per_step)
+    assert float(rows[-1][metrics.LOOP_LEARN_MS]) > 0  # learning had started by the last window
+
+
 def test_evaluate_reports_returns(trained_run, tmp_path):
     video = tmp_path / "episode.gif"
     result = gluon_pdqn("evaluate", str(trained_run), "--episodes", "3", "--json", "--video", str(video))

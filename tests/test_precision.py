@@ -24,8 +24,11 @@ def test_lowered_graphs_cast_to_the_low_precision_and_share_the_fp32_parameters(
     net = networks.build(NetworkConfig(name="nature_cnn"), IMAGE, prefix="n_")
     for precision, dtype in (("bf16", "bfloat16"), ("fp16", "float16")):
         lowered = lower_precision(net, precision)
-        graph = lowered._cached_graph[1].tojson()
-        assert graph.count('"op": "amp_cast"') >= 4 and dtype in graph  # before 3 convolutions and 2 dense layers
+        internals = lowered._cached_graph[1].get_internals().list_outputs()
+        casts = [name for name in internals if f"amp_cast_{dtype}" in name]
+        # Every one of the 10 parameters, the scaled input and the flattened features (the layers between pass
+        # the low precision on). (``tojson`` would hide these casts: MXNet drops them from its JSON by default.)
+        assert len(casts) >= 11 and sum("weight" in c or "bias" in c for c in casts) == 10
         assert {p.name for p in lowered.collect_params().values()} == {p.name for p in net.collect_params().values()}
         assert all(lowered.collect_params()[name] is param for name, param in net.collect_params().items())
     assert lower_precision(net, "fp32") is net
@@ -70,7 +73,12 @@ def test_bf16_learner_updates_fp32_master_weights_and_follows_the_fp32_learner()
         moved = param.data().asnumpy() - before[name]
         reference = fp32.online.collect_params()[name.replace(bf16.online.prefix, fp32.online.prefix)].data().asnumpy()
         assert np.abs(moved).max() > 0
-        np.testing.assert_allclose(param.data().asnumpy(), reference, atol=2e-4)  # 3 Adam steps of 1e-4 each
+        # An Adam step moves a weight by about the learning rate, whatever the gradient's size, so where bf16
+        # rounds a tiny gradient's sign the other way the two differ by up to 2 x 1e-4 a step; on average
+        # they differ by far less than they moved.
+        difference = np.abs(param.data().asnumpy() - reference)
+        assert difference.max() <= 3 * 2 * 1e-4 + 1e-6
+        assert difference.mean() <= 0.25 * np.abs(moved).mean(), name
 
 
 def test_precisions_the_devices_cannot_run_are_refused_in_one_line():

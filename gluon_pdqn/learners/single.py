@@ -145,7 +145,7 @@ class SingleLearner(Learner):
             return
         if self._last_result is not None:  # the previous step's outcome sets this step's scale
             self.loss_scale.observe(not self._last_result.skipped)
-            self._loss_scale_array[:] = self.loss_scale.scale
+        self._loss_scale_array[:] = self.loss_scale.scale  # what the update divides out
         autograd.backward(losses, head_grads=[mx.nd.full(l.shape, self.loss_scale.scale, ctx=l.context)
                                               for l in losses])
 

@@ -35,6 +35,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from .. import OMP_THREADS_SET_BY_USER, physical_cores
 from ..errors import UserError
 
 LOOPBACK = "127.0.0.1"
@@ -182,6 +183,15 @@ class Job:
             return ["srun", "--ntasks=1", "--nodes=1", "--export=ALL", *program], full_env
         return ["mpirun", "-np", "1", *sum((["-x", k] for k in env), []), *program], full_env
 
+    def _local_processes(self) -> int:
+        """Servers and workers that run on this machine."""
+        if self.launcher == "local":
+            return self.servers + self.workers
+        if self.launcher == "ssh":
+            return sum(self._ssh_host(role, i) in LOOPBACK_NAMES for role, count in
+                       (("server", self.servers), ("worker", self.workers)) for i in range(count))
+        return 1
+
     def _ssh_host(self, role: str, index: int) -> str:
         """Servers, then workers, round robin over the hostfile."""
         return self.hosts[(index if role == "server" else self.servers + index) % len(self.hosts)]
@@ -197,6 +207,9 @@ class Job:
             del env["DMLC_NODE_HOST"]  # a remote process binds to its own machine's address
         elif role != "scheduler":
             env["PORT"] = str(self._node_ports[rank if role == "server" else self.servers + rank])
+            if not OMP_THREADS_SET_BY_USER:
+                # The processes here share this machine's cores: each gets its share of OpenMP threads.
+                env["OMP_NUM_THREADS"] = str(max(1, physical_cores() // self._local_processes()))
         command, full_env = self._command(role, rank, env)
         try:
             # Over ssh the input stays open for as long as the process should run (see remote_command).
