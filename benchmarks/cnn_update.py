@@ -17,8 +17,10 @@ import time
 import warnings
 
 import click
-import mxnet as mx
-import numpy as np
+
+import gluon_pdqn  # noqa: F401  (first: it gives MXNet's kernels every core, see gluon_pdqn/__init__.py)
+import mxnet as mx  # noqa: E402
+import numpy as np  # noqa: E402
 
 from bare_dqn import BareDQN
 from results_file import write_results

@@ -1,5 +1,7 @@
 """gluon_pdqn: train Deep Q-Networks in parallel on Apache MXNet/Gluon."""
 import os
+import sys
+import warnings
 
 __version__ = "0.1.0"
 
@@ -25,3 +27,6 @@ def physical_cores() -> int:
 OMP_THREADS_SET_BY_USER = "OMP_NUM_THREADS" in os.environ
 if not OMP_THREADS_SET_BY_USER:
     os.environ["OMP_NUM_THREADS"] = str(physical_cores())
+    if "mxnet" in sys.modules:
+        warnings.warn("mxnet was imported before gluon_pdqn, so MXNet keeps its kernels to half the CPUs; import "
+                      "gluon_pdqn first, or set OMP_NUM_THREADS", stacklevel=2)

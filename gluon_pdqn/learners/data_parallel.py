@@ -54,7 +54,7 @@ class DataParallelLearner(SingleLearner):
         with autograd.record():
             outputs = [self.loss_block(obs, scalars, shard_targets)
                        for (obs, _, scalars), shard_targets in zip(shards, targets)]
-        autograd.backward([losses for losses, _, _ in outputs])
+        self._backward([losses for losses, _, _ in outputs])
         losses, q_taken, td_abs = (list(column) for column in zip(*outputs))
         return losses, q_taken, td_abs
 

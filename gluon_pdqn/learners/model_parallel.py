@@ -74,7 +74,7 @@ class ModelParallelLearner(SingleLearner):
         targets = self.target_block(next_obs, scalars)
         with autograd.record():
             losses, q_taken, td_abs = self.loss_block(obs, scalars, targets)
-        losses.backward()
+        self._backward([losses])
         return [losses], [q_taken], [td_abs]
 
     def _grad_norm_and_scale(self) -> tuple[mx.nd.NDArray, mx.nd.NDArray]:
