@@ -115,8 +115,10 @@ def pong_env(seed: int) -> gym.Env:
 
 
 def pong_loop(agent: BareDQN, env_steps: int, learning_starts: int = 1_000, train_every: int = 4,
-              target_every: int = 1_000, batch_size: int = 32, capacity: int = 10_000, seed: int = 0) -> dict:
-    """DQN's loop on Pong: act through the network every step, update every ``train_every`` steps.
+              target_every: int = 1_000, batch_size: int = 32, capacity: int = 10_000, epsilon: float = 0.1,
+              seed: int = 0) -> dict:
+    """DQN's loop on Pong: random acting until ``learning_starts``, then epsilon-greedy through the network
+    (epsilon constant), an update every ``train_every`` steps.
 
     Returns env steps/s and updates/s over the learning phase (after ``learning_starts``).
     """
@@ -131,9 +133,11 @@ def pong_loop(agent: BareDQN, env_steps: int, learning_starts: int = 1_000, trai
     for t in range(env_steps):
         if t == learning_starts:
             start = time.perf_counter()
-        epsilon = max(0.01, 1.0 - t / 10_000)
-        greedy = agent.act(obs) if t >= learning_starts else None
-        action = int(rng.integers(N_ACTIONS)) if greedy is None or rng.random() < epsilon else greedy
+        # The network acts only on the steps that do not explore (SB3's DQN and gluon_pdqn do the same).
+        if t < learning_starts or rng.random() < epsilon:
+            action = int(rng.integers(N_ACTIONS))
+        else:
+            action = agent.act(obs)
         next_obs, reward, terminated, truncated, _ = env.step(action)
         i = t % capacity
         obs_buffer[i], next_buffer[i] = obs, next_obs

@@ -12,7 +12,8 @@ hyperparams/dqn.yml). It needs the optional extra: `make peers` installs stable-
 torch 2.13.0 (CPU) into .venv and runs this. Results go to stdout and benchmarks/results/peers.json.
 
 **Pong.** Env steps/s while learning (after env step 1,000, over ``--pong-steps``), the same algorithm and
-settings on both sides: plain DQN as SB3's is, CnnPolicy / Nature CNN, 1 env, an update every 4 env steps,
+settings on both sides: plain DQN as SB3's is, CnnPolicy / Nature CNN, 1 env, random acting until env step
+1,000 and then epsilon 0.1 (constant: both skip the forward pass on a step that explores), an update every 4 env steps,
 batch 32, Adam 1e-4, gradient norm clipped at 10, target refreshed every 1,000 updates (SB3 counts that
 interval in env steps: 4,000), replay of 10,000, ALE Pong-v5 with the DQN preprocessing. Ours also in bf16
 where the CPU has it, and with double DQN. Runs interleave over ``--pong-repeats`` rounds; medians reported.
@@ -116,7 +117,7 @@ def sb3_pong(seed: int, steps: int) -> dict:
     env = VecFrameStack(DummyVecEnv([make]), 4)
     model = DQN("CnnPolicy", env, learning_rate=1e-4, buffer_size=10_000, learning_starts=PONG_LEARNING_STARTS,
                 batch_size=32, gamma=0.99, train_freq=4, gradient_steps=1, target_update_interval=4_000,
-                exploration_fraction=10_000 / steps, exploration_final_eps=0.01, max_grad_norm=10.0,
+                exploration_initial_eps=0.1, exploration_final_eps=0.1, max_grad_norm=10.0,
                 optimize_memory_usage=False, seed=seed, verbose=0)
     clock = Clock()
     model.learn(total_timesteps=steps, callback=clock)

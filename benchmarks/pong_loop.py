@@ -1,7 +1,8 @@
 """The Pong training loop: gluon_pdqn against a bare MXNet script doing the same work, side by side.
 
-Both: ALE Pong-v5 with the DQN preprocessing, 1 env, acting through the network every env step once learning
-has started (from env step 1,000), an update every 4 env steps (batch 32, Adam 1e-4, clip 10), the target
+Both: ALE Pong-v5 with the DQN preprocessing, 1 env, random acting until env step 1,000, then epsilon-greedy
+through the network with epsilon 0.1 (constant, so both run the same forward passes: a step that explores runs
+none, as in SB3's DQN), an update every 4 env steps (batch 32, Adam 1e-4, clip 10), the target
 refreshed every 1,000 updates, replay of 10,000. Figure: env steps/s over the learning phase. Rows: plain and
 double DQN in fp32 (ours against ``bare_dqn.pong_loop``); ours in bf16 where the CPU has it; ours with
 ``run.overlap_acting``; ours acting on 4 envs at once. Variants are interleaved over ``--repeats`` rounds and
@@ -47,7 +48,8 @@ def pong_config(steps: int, double_q: bool, **overrides) -> Config:
         "env.id": "ALE/Pong-v5", "run.total_env_steps": steps, "replay.learning_starts": LEARNING_STARTS,
         "replay.capacity": 10_000, "replay.batch_size": 32, "optim.learning_rate": 1e-4,
         "optim.max_grad_norm": 10.0, "agent.train_every": 4, "agent.target_update_every": 1_000,
-        "agent.double_q": double_q, "exploration.decay_steps": 10_000, "run.eval_every": 0,
+        "agent.double_q": double_q, "exploration.epsilon_start": 0.1, "exploration.epsilon_final": 0.1,
+        "run.eval_every": 0,
         "run.checkpoint_every": 0, "run.log_every": 500, **overrides})
 
 
