@@ -65,10 +65,13 @@ def ours_loop(cfg: Config, seed: int) -> dict:
             "updates_per_s": (int(last[metrics.LEARNER_STEPS]) - int(first[metrics.LEARNER_STEPS])) / seconds}
 
 
-def acting_ms(precision: str, calls: int = 300) -> float:
-    """Median ms of one greedy acting call (one observation in, Q-values read back) on an idle learner."""
+def acting_ms(calls: int = 300) -> float:
+    """Median ms of one greedy acting call (one observation in, Q-values read back) on an idle learner.
+
+    Acting is fp32 in every ``run.precision`` (see ``networks.precision``), so one figure serves all rows.
+    """
     spec = EnvSpec("ALE/Pong-v5", (4, 84, 84), np.dtype(np.uint8), (84, 84), 4, 6, True)
-    learner = SingleLearner(pong_config(10, True, **{"run.precision": precision}), spec, mx.cpu(0))
+    learner = SingleLearner(pong_config(10, True), spec, mx.cpu(0))
     obs = np.random.default_rng(0).integers(0, 256, (1, 4, 84, 84), dtype=np.uint8)
     samples = []
     for _ in range(calls):
@@ -115,7 +118,7 @@ def main(repeats, steps, output):
     for kind in ("plain", "double"):
         results[f"ours_vs_bare_{kind}"] = round(by_name[f"ours, {kind} DQN"]["env_steps_per_s"]
                                                 / by_name[f"bare, {kind} DQN"]["env_steps_per_s"], 3)
-    results["acting_call_ms"] = {p: round(acting_ms(p), 3) for p in (["fp32", "bf16"] if bf16 else ["fp32"])}
+    results["acting_call_ms"] = round(acting_ms(), 3)
     for row in results["rows"]:
         click.echo(f"{row['variant']}: {row['env_steps_per_s']:.1f} env steps/s, {row['updates_per_s']:.1f} updates/s")
     click.echo(f"ours/bare: plain {results['ours_vs_bare_plain']:.2f}, double {results['ours_vs_bare_double']:.2f}; "

@@ -131,17 +131,19 @@ def test_saved_files_hold_no_pickle(tmp_path):
         assert not data.startswith(b"\x80"), f"{name} looks like a pickle"
 
 
-def test_multi_tensor_adam_takes_the_same_steps_as_mxnet_adam():
+@pytest.mark.parametrize("hidden", [8, 300])  # 300 x 300 weights take the one-by-one kernel (LARGE), 8 the multi
+def test_multi_tensor_adam_takes_the_same_steps_as_mxnet_adam(hidden):
     from mxnet import autograd, gluon
 
     from gluon_pdqn.learners.optimizers import MultiTensorAdam
 
+    assert (hidden * hidden >= MultiTensorAdam.LARGE) == (hidden == 300)
     results = []
     for optimizer in (mx.optimizer.Adam(learning_rate=0.01, epsilon=1e-6),
                       MultiTensorAdam(learning_rate=0.01, epsilon=1e-6)):
         mx.random.seed(0)
         net = gluon.nn.HybridSequential()
-        net.add(gluon.nn.Dense(8, activation="relu"), gluon.nn.Dense(3))
+        net.add(gluon.nn.Dense(hidden, activation="relu"), gluon.nn.Dense(hidden, activation="relu"), gluon.nn.Dense(3))
         net.initialize(mx.init.Xavier())
         trainer = gluon.Trainer(net.collect_params(), optimizer, update_on_kvstore=False)
         x = mx.nd.array(np.random.default_rng(0).normal(size=(16, 5)))
