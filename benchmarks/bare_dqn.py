@@ -13,8 +13,8 @@ import time
 import warnings
 
 # MXNet gives its kernels half the CPUs unless told otherwise (it assumes two hyperthreads a core); a user who
-# read its performance notes sets OMP_NUM_THREADS to the cores, as gluon_pdqn does on import. Both run in one
-# process in the benchmarks, so this also keeps the two sides on the same setting whichever loads MXNet first.
+# read its performance notes sets OMP_NUM_THREADS to the cores for a CNN, as gluon_pdqn's command line does.
+# Both run in one process in the benchmarks, so the two sides get the same setting whichever loads MXNet first.
 os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
 
 import gluonnlp  # noqa: E402

@@ -18,7 +18,9 @@ import warnings
 
 import click
 
-import gluon_pdqn  # noqa: F401  (first: it gives MXNet's kernels every core, see gluon_pdqn/__init__.py)
+import gluon_pdqn
+
+gluon_pdqn.give_mxnet_every_core()  # before MXNet loads: the Nature CNN's kernels get every core
 import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402
 

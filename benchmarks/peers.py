@@ -133,6 +133,9 @@ def ours_pong(seed: int, steps: int, overrides: dict) -> dict:
 
 
 def pong_case(steps: int, repeats: int, output: str) -> None:
+    import gluon_pdqn
+
+    gluon_pdqn.give_mxnet_every_core()  # as the command line does for a CNN, before MXNet loads
     from gluon_pdqn.networks.precision import cpu_has_bf16
 
     contenders = {"sb3-dqn (CnnPolicy, plain DQN)": None, "gluon_pdqn, plain DQN, fp32": {}}

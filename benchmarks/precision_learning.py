@@ -25,6 +25,10 @@ from results_file import write_results
 warnings.filterwarnings("ignore")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
+import gluon_pdqn  # noqa: E402
+
+gluon_pdqn.give_mxnet_every_core()  # before MXNet loads, as the command line does for a CNN
+
 import toy_envs  # noqa: E402,F401  (registers the environment)
 from gluon_pdqn.config import load_preset  # noqa: E402
 from gluon_pdqn.loops import Training  # noqa: E402

@@ -5,6 +5,8 @@ import warnings
 
 __version__ = "0.1.0"
 
+OMP_THREADS_SET_BY_USER = "OMP_NUM_THREADS" in os.environ
+
 
 def physical_cores() -> int:
     """Cores this process may run on, counting a core's hyperthreads once."""
@@ -18,15 +20,22 @@ def physical_cores() -> int:
     return max(1, cpus // max(1, siblings))
 
 
-# MXNet gives its OpenMP kernels (oneDNN's convolutions included) half of the CPUs unless OMP_NUM_THREADS says
-# otherwise: it assumes every core runs two hyperthreads. Where a core runs one thread, that leaves half the
-# machine idle: on this project's 2-core machine the Nature CNN's forward+backward (batch 32) took 24 ms with
-# MXNet's default of 1 thread and 15 ms with 2. So, unless the user set it, OMP_NUM_THREADS is set to the
-# physical cores before MXNet loads (it reads the variable once, when its library is loaded: import gluon_pdqn
-# before mxnet for this to apply).
-OMP_THREADS_SET_BY_USER = "OMP_NUM_THREADS" in os.environ
-if not OMP_THREADS_SET_BY_USER:
-    os.environ["OMP_NUM_THREADS"] = str(physical_cores())
+def give_mxnet_every_core() -> None:
+    """Let MXNet's kernels use every physical core; call it before ``import mxnet``. The user's own
+    OMP_NUM_THREADS is left alone.
+
+    Why: MXNet gives its OpenMP kernels, oneDNN's convolutions included, half of the CPUs unless
+    OMP_NUM_THREADS says otherwise: it assumes every core runs two hyperthreads. Where a core runs one thread
+    that leaves half the machine idle, and convolutional networks pay: on this project's 2-core machine a
+    Nature-CNN update took 35 ms with MXNet's default of one thread and 25-30 ms with two. Small networks pay
+    the other way: the CartPole MLP's kernels are too short to share, and a second thread spinning beside the
+    Python thread made its training loop several times slower. So the command line calls this for runs whose
+    network is a CNN only. MXNet reads the variable once, when its library loads.
+    """
+    if OMP_THREADS_SET_BY_USER:
+        return
     if "mxnet" in sys.modules:
-        warnings.warn("mxnet was imported before gluon_pdqn, so MXNet keeps its kernels to half the CPUs; import "
-                      "gluon_pdqn first, or set OMP_NUM_THREADS", stacklevel=2)
+        warnings.warn("mxnet is already imported: its kernels keep to half the CPUs (set OMP_NUM_THREADS before "
+                      "importing it)", stacklevel=2)
+        return
+    os.environ["OMP_NUM_THREADS"] = str(physical_cores())

@@ -14,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 
+from .config import Config, from_dict
 from .errors import UserError
 
 FORMAT = "gluon_pdqn.checkpoint"
@@ -112,3 +113,8 @@ def load_arrays(bundle: str, name: str) -> dict[str, np.ndarray]:
             return {key: data[key] for key in data.files}
     except (OSError, ValueError, EOFError) as e:
         raise UserError(f"checkpoint {bundle} is corrupt: cannot read {name} ({e.__class__.__name__})") from None
+
+
+def config_of(bundle: str) -> Config:
+    """The configuration a checkpoint was trained with."""
+    return from_dict(read_state(bundle)["config"])

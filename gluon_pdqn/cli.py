@@ -12,7 +12,8 @@ import sys
 
 import click
 
-from . import __version__, checkpoint
+from . import __version__, checkpoint, give_mxnet_every_core
+from .logging import ProgressDisplay
 from .config import ASYNC_ALGOS, MODES, Config, load_preset, preset_names
 from .errors import TrainingStopped, UserError
 
@@ -60,6 +61,16 @@ def cli():
     """Train Deep Q-Networks in parallel on Apache MXNet/Gluon."""
 
 
+def _choose_mxnet_threads(cfg: Config) -> None:
+    """Give MXNet every core when the run's network is a CNN; leave MXNet's default for MLPs (see
+    ``gluon_pdqn.give_mxnet_every_core``, which says why). Must run before MXNet loads."""
+    from . import envs
+    from .architecture import is_cnn
+
+    if is_cnn(cfg.network, envs.describe(cfg.env)):
+        give_mxnet_every_core()
+
+
 @cli.command()
 @click.option("--preset", help=f"Preset name ({', '.join(preset_names())}) or a .toml file [default: cartpole; "
               "with --mode async: async, or async-a3c for --algo a3c].")
@@ -87,9 +98,6 @@ def cli():
 def train(preset, env_id, mode, ctx, kvstore, actors, algo, actor_backend, seed, steps, num_envs, run_dir,
           resume_path, sets, quiet):
     """Train a DQN agent (with no options: CartPole-v1 on cpu:0, until solved)."""
-    from . import loops, plots
-    from .logging import ProgressDisplay
-
     if mode == "dist" and kvstore is None:
         kvstore = "dist_sync"
     options = {"env.id": env_id, "run.mode": mode, "run.ctx": ctx, "run.kvstore": kvstore, "run.seed": seed,
@@ -104,7 +112,7 @@ def train(preset, env_id, mode, ctx, kvstore, actors, algo, actor_backend, seed,
         if fixed:
             raise UserError(f"cannot change {', '.join(fixed)} when resuming; resumable: "
                             f"{', '.join(RESUMABLE_SETTINGS)}")
-        cfg = loops.config_of_checkpoint(bundle).replace(overrides)
+        cfg = checkpoint.config_of(bundle).replace(overrides)
         run_dir = checkpoint.run_dir_of(bundle)
     else:
         bundle = None
@@ -118,6 +126,9 @@ def train(preset, env_id, mode, ctx, kvstore, actors, algo, actor_backend, seed,
         created = not shared
     display = ProgressDisplay(enabled=not quiet)
     try:
+        _choose_mxnet_threads(cfg)
+        from . import loops, plots  # after the choice: they load MXNet
+
         if cfg.run.mode == "async":
             from .async_loop import AsyncTraining
 
@@ -175,7 +186,7 @@ def evaluate(path, episodes, epsilon, seed, ctx, video, as_json):
     from .parallel import parse_contexts
 
     bundle = checkpoint.resolve(path)
-    cfg = loops.config_of_checkpoint(bundle)
+    cfg = checkpoint.config_of(bundle)
     spec = envs.describe(cfg.env)
     devices = parse_contexts(ctx)
     if cfg.run.mode == "ensemble":

@@ -492,8 +492,3 @@ def crossed(before: int, after: int, every: int) -> bool:
     """Whether a multiple of ``every`` lies in (before, after]."""
     return after // every > before // every
 
-
-def config_of_checkpoint(bundle: str) -> Config:
-    """The configuration a checkpoint was trained with."""
-    state = checkpoint.read_state(bundle)
-    return from_dict(state["config"])

@@ -6,7 +6,6 @@ import sys
 import numpy as np
 import pytest
 
-import gluon_pdqn  # noqa: F401  (before any test imports mxnet: it sets MXNet's threads as a run does)
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, TESTS_DIR)

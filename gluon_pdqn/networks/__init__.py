@@ -6,10 +6,11 @@ from typing import Callable
 import numpy as np
 from mxnet import gluon
 
+from ..architecture import NATURE_CNN, SMALL_CNN, image_shape, min_image_side, resolve_name
 from ..config import NetworkConfig
 from ..envs import EnvSpec
 from ..errors import UserError
-from .cnn import NATURE_CNN, SMALL_CNN, ConvQNetwork, NatureCNN, SmallCNN, min_image_side
+from .cnn import ConvQNetwork, NatureCNN, SmallCNN
 from .heads import QHead
 from .mlp import MLP, NumpyMLP
 
@@ -22,20 +23,6 @@ def register(name: str):
         _REGISTRY[name] = factory
         return factory
     return wrap
-
-
-def image_shape(spec: EnvSpec) -> tuple[int, int, int] | None:
-    """(channels, height, width) a CNN sees for ``spec``'s observations, or None if they are not images.
-
-    Image observations reach the agent channels first: (C, H, W), or (stack, C, H, W) when stacked (see
-    ``envs.observations``); Atari's (4, 84, 84) is a stack of grayscale frames taken as 4 channels.
-    """
-    shape = spec.obs_shape
-    if len(shape) == 3:
-        return shape
-    if len(shape) == 4:
-        return (shape[0] * shape[1], shape[2], shape[3])
-    return None
 
 
 def _cnn(cls, layout, name: str, spec: EnvSpec, cfg: NetworkConfig, prefix: str) -> gluon.HybridBlock:
@@ -64,20 +51,6 @@ def _nature_cnn(cfg: NetworkConfig, spec: EnvSpec, prefix: str) -> gluon.HybridB
 @register("small_cnn")
 def _small_cnn(cfg: NetworkConfig, spec: EnvSpec, prefix: str) -> gluon.HybridBlock:
     return _cnn(SmallCNN, SMALL_CNN, "small_cnn", spec, cfg, prefix)
-
-
-def resolve_name(cfg: NetworkConfig, spec: EnvSpec) -> str:
-    """The registered network ``cfg.name`` stands for.
-
-    ``auto``: the Nature CNN for images it fits (Atari's 84x84 and anything from 36x36), the small CNN for
-    smaller images (MinAtar's 10x10 grids), an MLP for everything else.
-    """
-    if cfg.name != "auto":
-        return cfg.name
-    image = image_shape(spec)
-    if image is None:
-        return "mlp"
-    return "nature_cnn" if min(image[1:]) >= min_image_side(NATURE_CNN[0]) else "small_cnn"
 
 
 def build(cfg: NetworkConfig, spec: EnvSpec, prefix: str) -> gluon.HybridBlock:

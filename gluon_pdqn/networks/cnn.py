@@ -3,19 +3,8 @@ from __future__ import annotations
 
 from mxnet import gluon
 
+from ..architecture import NATURE_CNN, SMALL_CNN
 from .heads import QHead
-
-# (filters, kernel, stride) per convolution, then the width of the dense layer.
-NATURE_CNN = ((32, 8, 4), (64, 4, 2), (64, 3, 1)), 512  # Mnih et al. (2015)
-SMALL_CNN = ((16, 3, 1),), 128  # MinAtar's DQN (Young & Tian 2019)
-
-
-def min_image_side(convolutions) -> int:
-    """The smallest height (or width) that leaves at least one output position after ``convolutions``."""
-    side = 1
-    for _, kernel, stride in reversed(convolutions):
-        side = (side - 1) * stride + kernel
-    return side
 
 
 class ConvQNetwork(gluon.HybridBlock):

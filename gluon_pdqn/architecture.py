@@ -1,0 +1,55 @@
+"""Which network a run trains, decided from its settings and its observations alone (numpy only).
+
+The command line decides this before MXNet loads (a CNN gets every core, see ``give_mxnet_every_core``);
+``networks`` builds what it names.
+"""
+from __future__ import annotations
+
+from .config import NetworkConfig
+from .envs import EnvSpec
+
+# (filters, kernel, stride) per convolution, then the width of the dense layer.
+NATURE_CNN = ((32, 8, 4), (64, 4, 2), (64, 3, 1)), 512  # Mnih et al. (2015)
+SMALL_CNN = ((16, 3, 1),), 128  # MinAtar's DQN (Young & Tian 2019)
+CNNS = {"nature_cnn": NATURE_CNN, "small_cnn": SMALL_CNN}
+
+
+def min_image_side(convolutions) -> int:
+    """The smallest height (or width) that leaves at least one output position after ``convolutions``."""
+    side = 1
+    for _, kernel, stride in reversed(convolutions):
+        side = (side - 1) * stride + kernel
+    return side
+
+
+def image_shape(spec: EnvSpec) -> tuple[int, int, int] | None:
+    """(channels, height, width) a CNN sees for ``spec``'s observations, or None if they are not images.
+
+    Image observations reach the agent channels first: (C, H, W), or (stack, C, H, W) when stacked (see
+    ``envs.observations``); Atari's (4, 84, 84) is a stack of grayscale frames taken as 4 channels.
+    """
+    shape = spec.obs_shape
+    if len(shape) == 3:
+        return shape
+    if len(shape) == 4:
+        return (shape[0] * shape[1], shape[2], shape[3])
+    return None
+
+
+def resolve_name(cfg: NetworkConfig, spec: EnvSpec) -> str:
+    """The registered network ``cfg.name`` stands for.
+
+    ``auto``: the Nature CNN for images it fits (Atari's 84x84 and anything from 36x36), the small CNN for
+    smaller images (MinAtar's 10x10 grids), an MLP for everything else.
+    """
+    if cfg.name != "auto":
+        return cfg.name
+    image = image_shape(spec)
+    if image is None:
+        return "mlp"
+    return "nature_cnn" if min(image[1:]) >= min_image_side(NATURE_CNN[0]) else "small_cnn"
+
+
+def is_cnn(cfg: NetworkConfig, spec: EnvSpec) -> bool:
+    """Whether the run's network is convolutional."""
+    return resolve_name(cfg, spec) in CNNS
