@@ -27,10 +27,10 @@ def give_mxnet_every_core() -> None:
     Why: MXNet gives its OpenMP kernels, oneDNN's convolutions included, half of the CPUs unless
     OMP_NUM_THREADS says otherwise: it assumes every core runs two hyperthreads. Where a core runs one thread
     that leaves half the machine idle, and convolutional networks pay: on this project's 2-core machine a
-    Nature-CNN update took 35 ms with MXNet's default of one thread and 25-30 ms with two. Small networks pay
-    the other way: the CartPole MLP's kernels are too short to share, and a second thread spinning beside the
-    Python thread made its training loop several times slower. So the command line calls this for runs whose
-    network is a CNN only. MXNet reads the variable once, when its library loads.
+    Nature-CNN update took 49 ms with MXNet's default of one thread and 31 ms with two. Small networks pay the
+    other way: the CartPole MLP's kernels are too short to share, and with two threads its updates/s fell from
+    1,193 to 656 (benchmarks/threads.py). So the command line calls this for runs whose network is a CNN only.
+    MXNet reads the variable once, when its library loads.
     """
     if OMP_THREADS_SET_BY_USER:
         return
