@@ -27,6 +27,10 @@ test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow tests
 
 bench: $(STAMP)
+	$(BIN)/python benchmarks/cnn_update.py
+	$(BIN)/python benchmarks/pong_loop.py
+	$(BIN)/python benchmarks/threads.py
+	$(BIN)/python benchmarks/precision_learning.py
 	$(BIN)/python benchmarks/cartpole_solve.py
 	$(BIN)/python benchmarks/learner_scaling.py
 	$(BIN)/python benchmarks/overlap.py
