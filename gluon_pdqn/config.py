@@ -311,6 +311,8 @@ def validate(cfg: Config) -> None:
         (cfg.run.mode in MODES, f"run.mode must be one of {', '.join(MODES)}"),
         (cfg.run.microbatches >= 1, "run.microbatches must be at least 1"),
         (cfg.run.precision in ("fp32", "bf16", "fp16"), "run.precision must be fp32, bf16 or fp16"),
+        (cfg.run.mode != "async" or cfg.run.precision == "fp32", "run.precision bf16 and fp16 are for the replay "
+                                                                  "modes; mode async computes in fp32"),
         (cfg.run.push_every >= 1 and cfg.run.pull_every >= 1, "run.push_every and run.pull_every must be >= 1"),
         (cfg.run.ensemble_temperature > 0, "run.ensemble_temperature must be positive"),
         (cfg.run.ensemble_acting in ("mean", "member"), "run.ensemble_acting must be mean or member"),

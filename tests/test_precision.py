@@ -133,3 +133,8 @@ def test_loss_scaling_gives_the_unscaled_update_and_skips_an_overflow():
         np.testing.assert_array_equal(scaled.online.collect_params()[name].data().asnumpy(), value)
     scaled.step(a_batch(spec, seed=10))  # the next step takes in the overflow
     assert scaled.loss_scale.scale == 5e37
+
+
+def test_mode_async_refuses_lower_precision_rather_than_ignoring_it():
+    with pytest.raises(UserError, match="mode async computes in fp32"):
+        Config().replace({"run.mode": "async", "run.precision": "bf16"})
