@@ -18,7 +18,7 @@ import numpy as np
 
 from . import checkpoint, envs, networks
 from . import logging as metrics
-from .config import Config, from_dict
+from .config import Config
 from .envs import snapshot
 from .errors import TrainingStopped, UserError
 from .exploration import EpsilonSchedule, action_rng, apex_epsilons, epsilon_greedy
