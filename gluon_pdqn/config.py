@@ -17,6 +17,8 @@ from .errors import UserError
 
 MODES = ("single", "data", "model", "ensemble", "async", "dist")  # parallelism modes that exist (see cli.train)
 ASYNC_ALGOS = ("one-step-q", "n-step-q", "a3c")  # algorithms of mode async (Mnih et al. 2016)
+PRECISIONS = ("fp32", "bf16", "fp16")  # compute precisions of updates (see networks/precision.py)
+CHANNEL_LAYOUTS = ("auto", "last", "first")  # where an image observation's channel axis is
 
 
 
@@ -273,7 +275,7 @@ def validate(cfg: Config) -> None:
     checks = [
         (cfg.env.num_envs >= 1, "env.num_envs must be at least 1"),
         (cfg.env.frame_stack >= 1, "env.frame_stack must be at least 1"),
-        (cfg.env.channels in ("auto", "last", "first"), "env.channels must be auto, last or first"),
+        (cfg.env.channels in CHANNEL_LAYOUTS, f"env.channels must be one of {', '.join(CHANNEL_LAYOUTS)}"),
         (0.0 <= cfg.env.sticky_actions <= 1.0, "env.sticky_actions must lie in [0, 1]"),
         (cfg.network.name in ("auto", "mlp", "nature_cnn", "small_cnn"),
          "network.name must be auto, mlp, nature_cnn or small_cnn"),
@@ -310,7 +312,7 @@ def validate(cfg: Config) -> None:
          "mode dist takes --kvstore dist_sync or dist_async, and only mode dist does"),
         (cfg.run.mode in MODES, f"run.mode must be one of {', '.join(MODES)}"),
         (cfg.run.microbatches >= 1, "run.microbatches must be at least 1"),
-        (cfg.run.precision in ("fp32", "bf16", "fp16"), "run.precision must be fp32, bf16 or fp16"),
+        (cfg.run.precision in PRECISIONS, f"run.precision must be one of {', '.join(PRECISIONS)}"),
         (cfg.run.mode != "async" or cfg.run.precision == "fp32", "run.precision bf16 and fp16 are for the replay "
                                                                   "modes; mode async computes in fp32"),
         (cfg.run.push_every >= 1 and cfg.run.pull_every >= 1, "run.push_every and run.pull_every must be >= 1"),

@@ -19,9 +19,6 @@ import numpy as np
 
 from ..errors import UserError
 
-CHANNEL_LAYOUTS = ("auto", "last", "first")
-
-
 def is_image(space: gym.spaces.Box) -> bool:
     """Whether a Box holds images: three axes, or two of uint8 or bool."""
     return len(space.shape) == 3 or (len(space.shape) == 2 and space.dtype in (np.uint8, np.bool_))

@@ -6,7 +6,7 @@ from typing import Callable
 import numpy as np
 from mxnet import gluon
 
-from ..architecture import NATURE_CNN, SMALL_CNN, image_shape, min_image_side, resolve_name
+from ..architecture import CNNS, image_shape, min_image_side, resolve_name
 from ..config import NetworkConfig
 from ..envs import EnvSpec
 from ..errors import UserError
@@ -25,12 +25,12 @@ def register(name: str):
     return wrap
 
 
-def _cnn(cls, layout, name: str, spec: EnvSpec, cfg: NetworkConfig, prefix: str) -> gluon.HybridBlock:
+def _cnn(cls, name: str, spec: EnvSpec, cfg: NetworkConfig, prefix: str) -> gluon.HybridBlock:
     image = image_shape(spec)
     if image is None:
         raise UserError(f"network.name={name} needs image observations, but {spec.id} gives shape {spec.obs_shape}; "
                         "use network.name=auto or mlp")
-    need = min_image_side(layout[0])
+    need = min_image_side(CNNS[name][0])
     if min(image[1:]) < need:
         raise UserError(f"{spec.id}'s {image[1]}x{image[2]} images are too small for network.name={name} (it needs "
                         f"at least {need}x{need}); use network.name=auto or small_cnn")
@@ -45,12 +45,12 @@ def _mlp(cfg: NetworkConfig, spec: EnvSpec, prefix: str) -> gluon.HybridBlock:
 
 @register("nature_cnn")
 def _nature_cnn(cfg: NetworkConfig, spec: EnvSpec, prefix: str) -> gluon.HybridBlock:
-    return _cnn(NatureCNN, NATURE_CNN, "nature_cnn", spec, cfg, prefix)
+    return _cnn(NatureCNN, "nature_cnn", spec, cfg, prefix)
 
 
 @register("small_cnn")
 def _small_cnn(cfg: NetworkConfig, spec: EnvSpec, prefix: str) -> gluon.HybridBlock:
-    return _cnn(SmallCNN, SMALL_CNN, "small_cnn", spec, cfg, prefix)
+    return _cnn(SmallCNN, "small_cnn", spec, cfg, prefix)
 
 
 def build(cfg: NetworkConfig, spec: EnvSpec, prefix: str) -> gluon.HybridBlock:

@@ -18,7 +18,6 @@ from mxnet import gluon
 
 from ..errors import UserError
 
-PRECISIONS = ("fp32", "bf16", "fp16")
 _AMP_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
 
 
