@@ -78,7 +78,7 @@ def test_a_users_hwc_image_reaches_the_agent_channels_first():
     assert spec.obs_shape == (3, 10, 10) and spec.obs_dtype == np.uint8 and spec.frame_shape == (3, 10, 10)
     env = make_env(EnvConfig(id="PixelChoice-v0"))
     obs, _ = env.reset(seed=0)
-    raw = env.unwrapped._obs.__self__  # the toy env keeps the colour it drew for the last observation
+    raw = env.unwrapped  # the toy env keeps the colour it drew for the last observation
     assert obs.shape == (3, 10, 10) and obs.flags.c_contiguous
     assert obs[raw.colour].max() == 255 and obs[1 - raw.colour].max() == 0  # the colour is on its channel
     env.close()
