@@ -218,8 +218,11 @@ class AsyncTraining(RunBookkeeping):
 
     # --- checkpoints ------------------------------------------------------------------------------
 
-    def save_checkpoint(self) -> str:
-        """Parameters, optimizer state and counters; actors' episodes in progress are not saved."""
+    def save_checkpoint(self, best: bool = False) -> str:
+        """Parameters, optimizer state and counters; actors' episodes in progress are not saved.
+
+        ``best=True`` writes the same bundle as ``checkpoints/best`` (the policy of the best evaluation so far).
+        """
         state = {
             "config": self.cfg.to_dict(),
             "env_spec": {"id": self.spec.id, "obs_shape": list(self.spec.obs_shape),
@@ -228,6 +231,8 @@ class AsyncTraining(RunBookkeeping):
             "sessions": self.sessions,
             "eval": {"best": self.best_eval, "last": self.last_eval},
         }
+        if best:
+            return checkpoint.save_best(self.run_dir, state, self.learner.save)
         return checkpoint.save(self.run_dir, self.counters.env_steps, state, self.learner.save,
                                self.cfg.run.keep_checkpoints)
 
@@ -241,6 +246,6 @@ class AsyncTraining(RunBookkeeping):
         self.counters = Counters(**state["counters"])
         self.learner.learner_steps = self.counters.learner_steps
         self.sessions = state["sessions"]
-        self.best_eval, self.last_eval = state["eval"]["best"], state["eval"]["last"]
+        self.best_eval, self.last_eval = checkpoint.best_return(self.run_dir, state), state["eval"]["last"]
         self.notes.append("mode async: the actors' episodes in progress were not saved; they start new ones "
                           "with new seeds")

@@ -22,6 +22,7 @@ VERSION = 1
 MARKER = "COMPLETE"
 STATE_FILE = "state.json"
 PREFIX = "ckpt-"
+BEST = "best"  # the bundle of the best greedy evaluation (``save_best``)
 
 
 def checkpoint_dir(run_dir: str) -> str:
@@ -43,9 +44,38 @@ def save(run_dir: str, env_steps: int, state: dict, write_files: Callable[[str],
 
     Returns the bundle's path. Older complete bundles beyond the newest ``keep`` are removed afterwards.
     """
-    root = checkpoint_dir(run_dir)
-    os.makedirs(root, exist_ok=True)
-    final = os.path.join(root, f"{PREFIX}{env_steps:012d}")
+    final = _write(os.path.join(checkpoint_dir(run_dir), f"{PREFIX}{env_steps:012d}"), state, write_files)
+    for old in list_complete(run_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def save_best(run_dir: str, state: dict, write_files: Callable[[str], None]) -> str:
+    """Write (or replace) ``checkpoints/best``, the bundle of the best greedy evaluation so far.
+
+    ``state["eval"]["best"]`` is the evaluation's mean return. The bundle is never rotated away; until the new
+    one is complete the previous best stays in place.
+    """
+    return _write(os.path.join(checkpoint_dir(run_dir), BEST), state, write_files)
+
+
+def best_return(run_dir: str, state: dict) -> float | None:
+    """The best evaluation a run has seen: ``state``'s, or that of its ``best`` bundle if higher.
+
+    A run resumed from a checkpoint older than its best bundle must not let a worse evaluation replace it.
+    """
+    best = state["eval"]["best"]
+    path = os.path.join(checkpoint_dir(run_dir), BEST)
+    if os.path.exists(os.path.join(path, MARKER)):
+        kept = read_state(path)["eval"]["best"]
+        if kept is not None and (best is None or kept > best):
+            best = kept
+    return best
+
+
+def _write(final: str, state: dict, write_files: Callable[[str], None]) -> str:
+    """Write the bundle ``final`` under a temporary name, mark it complete, then rename it into place."""
+    os.makedirs(os.path.dirname(final), exist_ok=True)
     temporary = final + ".tmp"
     shutil.rmtree(temporary, ignore_errors=True)
     os.makedirs(temporary)
@@ -58,8 +88,6 @@ def save(run_dir: str, env_steps: int, state: dict, write_files: Callable[[str],
     if os.path.exists(final):
         shutil.rmtree(final)
     os.rename(temporary, final)
-    for old in list_complete(run_dir)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
     return final
 
 
@@ -70,8 +98,9 @@ def _fsync_dir_files(directory: str) -> None:
                 os.fsync(f.fileno())
 
 
-def resolve(path: str) -> str:
-    """The bundle ``path`` names: a bundle itself, or the newest complete bundle of a run directory."""
+def resolve(path: str, which: str = "last") -> str:
+    """The bundle ``path`` names: a bundle itself, or a run directory's newest complete bundle (``which="last"``)
+    or its best one (``which="best"``)."""
     if not os.path.exists(path):
         raise UserError(f"no checkpoint or run directory at {path}")
     if os.path.isfile(os.path.join(path, STATE_FILE)) or os.path.exists(os.path.join(path, MARKER)):
@@ -79,6 +108,12 @@ def resolve(path: str) -> str:
             raise UserError(f"checkpoint {path} is incomplete (no {MARKER} marker): it was being written "
                             "when the run stopped")
         return path
+    if which == "best":
+        best = os.path.join(checkpoint_dir(path), BEST)
+        if not os.path.exists(os.path.join(best, MARKER)):
+            raise UserError(f"{path} has no best checkpoint: it has not finished a greedy evaluation "
+                            "(run.eval_every)")
+        return best
     bundles = list_complete(path)
     if not bundles:
         raise UserError(f"{path} holds no complete checkpoint")

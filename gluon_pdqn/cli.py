@@ -14,13 +14,13 @@ import click
 
 from . import __version__, checkpoint, give_mxnet_every_core
 from .logging import ProgressDisplay
-from .config import ASYNC_ALGOS, MODES, Config, load_preset, preset_names
+from .config import ASYNC_ALGOS, EVAL_PROTOCOLS, MODES, Config, load_preset, preset_names
 from .errors import TrainingStopped, UserError
 
 # Settings that may change when a run is resumed; the rest define the run and must stay as they were.
 RESUMABLE_SETTINGS = ("run.total_env_steps", "run.max_seconds", "run.eval_every", "run.eval_episodes",
                       "run.stop_return", "run.checkpoint_every", "run.keep_checkpoints", "run.log_every",
-                      "run.max_nonfinite_updates")
+                      "run.max_nonfinite_updates", "run.eval_protocol")
 
 
 def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -33,11 +33,22 @@ def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
     return overrides
 
 
-def _default_preset(mode: str | None, algo: str | None) -> str:
-    """The preset a train command without --preset starts from: async modes have their own."""
-    if mode != "async":
-        return "cartpole"
-    return "async-a3c" if algo == "a3c" else "async"
+def _default_preset(mode: str | None, algo: str | None, env_id: str | None) -> str:
+    """The preset a train command without --preset starts from.
+
+    Mode async has its own (it has no replay). Otherwise the environment's family picks it, as RL Zoo picks
+    hyperparameters per environment: ``minatar`` for MinAtar ids, ``atari-cpu`` for ALE ids, ``cartpole`` for
+    the rest (vector observations; an image env gets a CNN from ``network.name=auto`` either way).
+    """
+    from . import envs
+
+    if mode == "async":
+        return "async-a3c" if algo == "a3c" else "async"
+    if env_id and envs.is_minatar(env_id):
+        return "minatar"
+    if env_id and envs.is_atari(env_id):
+        return "atari-cpu"
+    return "cartpole"
 
 
 def _slug(env_id: str) -> str:
@@ -72,8 +83,9 @@ def _choose_mxnet_threads(cfg: Config) -> None:
 
 
 @cli.command()
-@click.option("--preset", help=f"Preset name ({', '.join(preset_names())}) or a .toml file [default: cartpole; "
-              "with --mode async: async, or async-a3c for --algo a3c].")
+@click.option("--preset", help=f"Preset name ({', '.join(preset_names())}) or a .toml file [default: by --env: "
+              "minatar for MinAtar ids, atari-cpu for ALE ids, cartpole otherwise; with --mode async: async, or "
+              "async-a3c for --algo a3c].")
 @click.option("--env", "env_id", help="Gymnasium id, `module:Name-v0`, or an Atari id such as ALE/Pong-v5.")
 @click.option("--mode", type=click.Choice(MODES), help="Parallelism mode: one device; data parallel (batch "
               "split over the --ctx devices); model parallel (network stages on the --ctx devices); an ensemble "
@@ -116,7 +128,11 @@ def train(preset, env_id, mode, ctx, kvstore, actors, algo, actor_backend, seed,
         run_dir = checkpoint.run_dir_of(bundle)
     else:
         bundle = None
-        cfg = load_preset(preset or _default_preset(mode, algo)).replace(overrides)
+        if preset is None:
+            preset = _default_preset(mode, algo, env_id)
+            if env_id and not quiet:
+                click.echo(f"preset {preset} (the default for {env_id}; --preset chooses another)")
+        cfg = load_preset(preset).replace(overrides)
         run_dir = run_dir or _default_run_dir(cfg)
         shared = cfg.run.mode == "dist"  # the job's workers share one run directory (rank 0 writes it)
         if os.path.exists(run_dir) and os.listdir(run_dir) and not shared:
@@ -171,23 +187,31 @@ def train(preset, env_id, mode, ctx, kvstore, actors, algo, actor_backend, seed,
 @cli.command()
 @click.argument("path", type=click.Path())
 @click.option("--episodes", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option("--epsilon", type=click.FloatRange(0, 1), help="Exploration during evaluation (default: the run's).")
+@click.option("--checkpoint", "which", default="last", show_default=True,
+              help="Which bundle of a run directory: `last` (the newest: what the run ended with and a resume "
+                   "continues from), `best` (the best greedy evaluation's policy), or a bundle's path.")
+@click.option("--protocol", type=click.Choice(EVAL_PROTOCOLS), help="Evaluation protocol (default: the run's "
+              "run.eval_protocol): nature or machado for Atari ids, plain for the env as configured.")
+@click.option("--epsilon", type=click.FloatRange(0, 1), help="Exploration during evaluation (default: the "
+              "protocol's).")
 @click.option("--seed", type=int, default=12345, show_default=True)
 @click.option("--ctx", default="cpu:0", show_default=True, help="Device to run the network on.")
 @click.option("--video", type=click.Path(dir_okay=False), help="Write the first episode as an animated GIF.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def evaluate(path, episodes, epsilon, seed, ctx, video, as_json):
+def evaluate(path, which, protocol, episodes, epsilon, seed, ctx, video, as_json):
     """Play EPISODES episodes with a trained agent (a run directory or a checkpoint) and report raw returns."""
     import numpy as np
 
     from . import envs, loops
+    from .envs import protocols
     from .learners import EnsembleLearner, SingleLearner
     from .learners.async_learners import A3CLearner
     from .parallel import parse_contexts
 
-    bundle = checkpoint.resolve(path)
+    bundle = checkpoint.resolve(path, which) if which in ("best", "last") else checkpoint.resolve(which)
     cfg = checkpoint.config_of(bundle)
     spec = envs.describe(cfg.env)
+    chosen = protocols.resolve(cfg, spec.is_atari, protocol)
     devices = parse_contexts(ctx)
     if cfg.run.mode == "ensemble":
         # Members go round-robin on the devices given here (the training devices may not exist here).
@@ -198,17 +222,18 @@ def evaluate(path, episodes, epsilon, seed, ctx, video, as_json):
     else:  # data-, model-parallel and async Q checkpoints hold the parameters of single-device ones
         learner = SingleLearner(cfg, spec, devices[0])
     learner.load(bundle, with_optimizer=False)
-    eps = cfg.exploration.eval_epsilon if epsilon is None else epsilon
-    returns = loops.evaluate(learner.q_values, cfg.env, spec.n_actions, episodes, eps, seed)
-    result = {"checkpoint": bundle, "env": cfg.env.id, "episodes": episodes, "epsilon": eps,
+    eps = chosen.epsilon if epsilon is None else epsilon
+    returns = loops.evaluate(learner.q_values, chosen.env, spec.n_actions, episodes, eps, seed)
+    result = {"checkpoint": bundle, "env": cfg.env.id, "protocol": chosen.name, "episodes": episodes, "epsilon": eps,
               "mean": float(returns.mean()), "median": float(np.median(returns)), "min": float(returns.min()),
               "max": float(returns.max()), "std": float(returns.std()), "returns": returns.tolist()}
     if video:
-        result["video"] = _record_gif(learner, cfg, spec, eps, seed, video)
+        result["video"] = _record_gif(learner, chosen.env, spec, eps, seed, video)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
-        click.echo(f"{cfg.env.id}, {episodes} episodes, epsilon {eps:g}: mean {result['mean']:.2f}  "
+        click.echo(f"{bundle}: {cfg.env.id}, protocol {chosen.name}, {episodes} episodes, epsilon {eps:g}: "
+                   f"mean {result['mean']:.2f}  "
                    f"median {result['median']:.2f}  min {result['min']:.2f}  max {result['max']:.2f}  "
                    f"std {result['std']:.2f}")
         if video:
@@ -216,7 +241,7 @@ def evaluate(path, episodes, epsilon, seed, ctx, video, as_json):
     return 0
 
 
-def _record_gif(learner, cfg, spec, epsilon, seed, path, max_frames=3000) -> str:
+def _record_gif(learner, env_cfg, spec, epsilon, seed, path, max_frames=3000) -> str:
     import numpy as np
     from PIL import Image
 
@@ -225,7 +250,7 @@ def _record_gif(learner, cfg, spec, epsilon, seed, path, max_frames=3000) -> str
 
     import gymnasium as gym
 
-    env = envs.make_env(cfg.env, evaluation=True, render_mode="rgb_array")
+    env = envs.make_env(env_cfg, evaluation=True, render_mode="rgb_array")
     rng = action_rng(seed)
     frames = []
     try:
@@ -237,7 +262,7 @@ def _record_gif(learner, cfg, spec, epsilon, seed, path, max_frames=3000) -> str
             obs, _, terminated, truncated, _ = env.step(action)
             done = terminated or truncated
     except gym.error.Error as e:
-        raise UserError(f"cannot render {cfg.env.id} for --video: {e}") from None
+        raise UserError(f"cannot render {env_cfg.id} for --video: {e}") from None
     finally:
         env.close()
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=33, loop=0)

@@ -19,6 +19,7 @@ MODES = ("single", "data", "model", "ensemble", "async", "dist")  # parallelism 
 ASYNC_ALGOS = ("one-step-q", "n-step-q", "a3c")  # algorithms of mode async (Mnih et al. 2016)
 PRECISIONS = ("fp32", "bf16", "fp16")  # compute precisions of updates (see networks/precision.py)
 CHANNEL_LAYOUTS = ("auto", "last", "first")  # where an image observation's channel axis is
+EVAL_PROTOCOLS = ("auto", "nature", "machado", "plain")  # how evaluation episodes are played (envs/protocols.py)
 
 
 
@@ -34,6 +35,7 @@ class EnvConfig:
     frame_skip: int = 4  # Atari: emulator frames per agent step, max-pooled over the last two
     episodic_life: bool = True  # Atari training: a lost life ends the training episode (not the game)
     clip_rewards: bool = True  # Atari training: rewards clipped to their sign
+    max_episode_frames: int = 0  # Atari: emulator frames per episode before truncation; 0 keeps ALE's 108,000
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,9 @@ class RunConfig:
     max_seconds: float = 0.0  # also stop after this many seconds of training (0: no time limit)
     eval_every: int = 2_000  # env steps between greedy evaluations; 0 disables them
     eval_episodes: int = 10
+    # How evaluation episodes are played (envs/protocols.py): `nature` or `machado` for ALE ids, `plain` (the env
+    # as configured, exploration.eval_epsilon), or `auto` (nature for ALE ids, plain otherwise)
+    eval_protocol: str = "auto"
     stop_return: Optional[float] = None  # stop once an evaluation's mean return reaches this
     checkpoint_every: int = 10_000  # env steps between checkpoints; 0 checkpoints only at the end
     keep_checkpoints: int = 3  # newest checkpoints kept on disk
@@ -303,6 +308,8 @@ def validate(cfg: Config) -> None:
         (cfg.run.total_env_steps >= 1, "run.total_env_steps must be at least 1"),
         (cfg.run.max_seconds >= 0, "run.max_seconds must not be negative"),
         (cfg.run.eval_every >= 0 and cfg.run.eval_episodes >= 1, "run.eval_every >= 0 and run.eval_episodes >= 1"),
+        (cfg.run.eval_protocol in EVAL_PROTOCOLS, f"run.eval_protocol must be one of {', '.join(EVAL_PROTOCOLS)}"),
+        (cfg.env.max_episode_frames >= 0, "env.max_episode_frames must not be negative"),
         (cfg.run.checkpoint_every >= 0, "run.checkpoint_every must not be negative"),
         (cfg.run.keep_checkpoints >= 1, "run.keep_checkpoints must be at least 1"),
         (cfg.run.log_every >= 1, "run.log_every must be at least 1"),

@@ -54,7 +54,7 @@ METRIC_COLUMNS = [ENV_STEPS, FRAMES, LEARNER_STEPS, EPISODES, WALL_SECONDS, EPIS
                   POLICY_LAG, INFERENCE_BATCH, STALENESS, STALENESS_MAX, ROUND_TRIP_MS, PUSHES]
 EPISODE_COLUMNS = [ENV_STEPS, EPISODES, "env_index", "return", "length"]
 EVAL_COLUMNS = [ENV_STEPS, LEARNER_STEPS, WALL_SECONDS, "mean_return", "median_return", "min_return",
-                "max_return", "std_return", "episodes"]
+                "max_return", "std_return", "episodes", "protocol"]
 
 DEVICE_COLUMNS = [ENV_STEPS, LEARNER_STEPS, "device", "forward_backward_ms", "idle_ms", "kvstore_ms", "update_ms",
                   "step_ms"]

@@ -19,7 +19,7 @@ import numpy as np
 from . import checkpoint, envs, networks
 from . import logging as metrics
 from .config import Config
-from .envs import snapshot
+from .envs import protocols, snapshot
 from .errors import TrainingStopped, UserError
 from .exploration import EpsilonSchedule, action_rng, apex_epsilons, epsilon_greedy
 from .learners import Learner, make_learner
@@ -51,6 +51,7 @@ class Summary:
     solved_at_seconds: float | None = None
     last_eval_mean: float | None = None
     best_eval_mean: float | None = None
+    eval_protocol: str | None = None
     interrupted_by: str | None = None
     checkpoint: str | None = None
     notes: list = field(default_factory=list)
@@ -59,7 +60,8 @@ class Summary:
 def evaluate(q_values, env_cfg, n_actions: int, episodes: int, epsilon: float, seed: int) -> np.ndarray:
     """Returns of ``episodes`` evaluation episodes (the full game for Atari), played in parallel envs.
 
-    Each environment plays a fixed share of the episodes, so short episodes are not over-represented.
+    ``env_cfg`` and ``epsilon`` come from an evaluation protocol (``envs.protocols.resolve``). Each
+    environment plays a fixed share of the episodes, so short episodes are not over-represented.
     """
     num_envs = min(episodes, MAX_EVAL_ENVS)
     quota = np.full(num_envs, episodes // num_envs) + (np.arange(num_envs) < episodes % num_envs)
@@ -86,14 +88,14 @@ def evaluate(q_values, env_cfg, n_actions: int, episodes: int, epsilon: float, s
 
 
 def report_evaluation(returns: np.ndarray, counters: Counters, writer: metrics.MetricsWriter,
-                      display: metrics.ProgressDisplay) -> float:
+                      display: metrics.ProgressDisplay, protocol: str) -> float:
     """Log an evaluation's returns (eval.csv, TensorBoard, a line on the display); return their mean."""
     mean = float(returns.mean())
     writer.evaluation({metrics.ENV_STEPS: counters.env_steps, metrics.LEARNER_STEPS: counters.learner_steps,
                        metrics.WALL_SECONDS: round(counters.wall_seconds, 3),
                        "mean_return": mean, "median_return": float(np.median(returns)),
                        "min_return": float(returns.min()), "max_return": float(returns.max()),
-                       "std_return": float(returns.std()), "episodes": len(returns)})
+                       "std_return": float(returns.std()), "episodes": len(returns), "protocol": protocol})
     display.message(f"eval at {counters.env_steps:,} env steps: mean {mean:.1f}, "
                     f"median {np.median(returns):.1f}, min {returns.min():.1f}, max {returns.max():.1f}")
     return mean
@@ -127,6 +129,7 @@ class RunBookkeeping:
         self.best_eval: float | None = None
         self.last_eval: float | None = None
         self.solved: tuple[int, float] | None = None  # (env steps, seconds) of the first evaluation >= stop_return
+        self.eval_protocol = protocols.resolve(self.cfg, self.spec.is_atari)
         self._stop_on_return = True  # whether reaching run.stop_return ends the run
         self._consecutive_skips = 0  # updates in a row whose gradient was not finite
 
@@ -164,11 +167,15 @@ class RunBookkeeping:
         cfg = self.cfg
         self.counters.evaluations += 1
         seed = cfg.run.seed + 1_000_003 * self.counters.evaluations
-        returns = evaluate(self.learner.q_values, cfg.env, self.spec.n_actions, cfg.run.eval_episodes,
-                           cfg.exploration.eval_epsilon, seed)
-        mean = report_evaluation(returns, self.counters, self.writer, self.display)
+        protocol = self.eval_protocol
+        returns = evaluate(self.learner.q_values, protocol.env, self.spec.n_actions, cfg.run.eval_episodes,
+                           protocol.epsilon, seed)
+        mean = report_evaluation(returns, self.counters, self.writer, self.display, protocol.name)
         self.last_eval = mean
-        self.best_eval = mean if self.best_eval is None else max(self.best_eval, mean)
+        if self.best_eval is None or mean > self.best_eval:
+            # Only a strictly better evaluation replaces the kept best policy.
+            self.best_eval = mean
+            self.save_checkpoint(best=True)
         if self._stop_on_return and cfg.run.stop_return is not None and mean >= cfg.run.stop_return:
             self.solved = (self.counters.env_steps, self.counters.wall_seconds)
         return seed
@@ -179,6 +186,7 @@ class RunBookkeeping:
                           solved_at_env_steps=self.solved[0] if self.solved else None,
                           solved_at_seconds=self.solved[1] if self.solved else None,
                           last_eval_mean=self.last_eval, best_eval_mean=self.best_eval,
+                          eval_protocol=self.eval_protocol.describe(),
                           interrupted_by=interrupted_by, checkpoint=bundle, notes=self.notes)
         with open(os.path.join(self.run_dir, "summary.json"), "w") as f:
             json.dump(asdict(summary), f, indent=2)
@@ -375,8 +383,9 @@ class Training(RunBookkeeping):
         members = self.learner.member_q_functions()
         if members:  # an ensemble: each member's own greedy return sets the mixing weights of the targets
             cfg = self.cfg
-            member_means = [float(evaluate(q, cfg.env, self.spec.n_actions, cfg.run.eval_episodes,
-                                           cfg.exploration.eval_epsilon, seed).mean()) for q in members]
+            protocol = self.eval_protocol
+            member_means = [float(evaluate(q, protocol.env, self.spec.n_actions, cfg.run.eval_episodes,
+                                           protocol.epsilon, seed).mean()) for q in members]
             weights = self.learner.set_member_returns(member_means)
             self.writer.members(self.counters.env_steps, member_means, weights)
 
@@ -425,11 +434,15 @@ class Training(RunBookkeeping):
 
     # --- checkpoints ------------------------------------------------------------------------------
 
-    def save_checkpoint(self) -> str:
-        """Write a complete bundle of everything needed to continue this run exactly."""
+    def save_checkpoint(self, best: bool = False) -> str:
+        """Write a complete bundle of everything needed to continue this run exactly.
+
+        ``best=True`` writes ``checkpoints/best`` instead, for the policy of the best evaluation so far: the same
+        bundle without the replay and the environments' state (a run resumed from it refills its replay).
+        """
         self._settle()
-        env_state = snapshot.capture(self.vector_env)
-        save_replay = self.cfg.replay.save_in_checkpoint
+        save_replay = self.cfg.replay.save_in_checkpoint and not best
+        env_state = snapshot.capture(self.vector_env) if save_replay else None
         replay_arrays, replay_scalars = self.replay.state_dict()
 
         def write_files(directory: str) -> None:
@@ -449,6 +462,8 @@ class Training(RunBookkeeping):
             "env_snapshot": env_state,
             "eval": {"best": self.best_eval, "last": self.last_eval},
         }
+        if best:
+            return checkpoint.save_best(self.run_dir, state, write_files)
         return checkpoint.save(self.run_dir, self.counters.env_steps, state, write_files,
                                self.cfg.run.keep_checkpoints)
 
@@ -463,7 +478,7 @@ class Training(RunBookkeeping):
         self.counters = Counters(**state["counters"])
         self.learner.learner_steps = self.counters.learner_steps
         self.rng.bit_generator.state = state["rng"]
-        self.best_eval, self.last_eval = state["eval"]["best"], state["eval"]["last"]
+        self.best_eval, self.last_eval = checkpoint.best_return(self.run_dir, state), state["eval"]["last"]
         loop = checkpoint.load_arrays(bundle, "loop.npz")
         if state["replay"] is not None:
             try:

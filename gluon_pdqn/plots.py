@@ -14,13 +14,20 @@ from . import logging as metrics  # noqa: E402
 
 
 def _read(path: str) -> dict[str, np.ndarray]:
+    """The numeric columns of a metrics CSV as float arrays (empty cells NaN); text columns are left out."""
     if not os.path.exists(path):
         return {}
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows:
         return {}
-    return {k: np.array([float(r[k]) if r[k] not in ("", None) else np.nan for r in rows]) for k in rows[0]}
+    columns = {}
+    for key in rows[0]:
+        try:
+            columns[key] = np.array([float(r[key]) if r[key] not in ("", None) else np.nan for r in rows])
+        except ValueError:
+            continue
+    return columns
 
 
 def learning_curve(run_dir: str, path: str | None = None) -> str:

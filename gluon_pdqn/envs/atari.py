@@ -62,8 +62,9 @@ def make_atari(cfg: EnvConfig, *, evaluation: bool, render_mode: str | None = No
     Training adds episodic life and reward clipping (as configured); evaluation plays the full game and
     reports raw scores. Sticky actions apply to both when ``cfg.sticky_actions`` > 0.
     """
+    frame_cap = {"max_num_frames_per_episode": cfg.max_episode_frames} if cfg.max_episode_frames else {}
     env = gym.make(cfg.id, frameskip=1, repeat_action_probability=cfg.sticky_actions,
-                   full_action_space=False, render_mode=render_mode)
+                   full_action_space=False, render_mode=render_mode, **frame_cap)
     env = gym.wrappers.AtariPreprocessing(env, noop_max=cfg.noop_max, frame_skip=cfg.frame_skip,
                                           screen_size=SCREEN_SIZE, grayscale_obs=True, scale_obs=False,
                                           terminal_on_life_loss=False)

@@ -41,7 +41,25 @@ def _register_ale() -> None:
     gym.register_envs(ale_py)
 
 
-def _is_atari(env_id: str) -> bool:
+def _register_minatar() -> None:
+    """Register MinAtar's gymnasium ids: gymnasium 1.x no longer loads plugin entry points by itself."""
+    if "MinAtar/Breakout-v1" in gym.registry:
+        return
+    try:
+        import minatar.gym
+    except ImportError:
+        raise UserError("MinAtar ids need the minatar package (pip install minatar==1.0.15, as requirements.txt "
+                        "pins it)") from None
+    minatar.gym.register_envs()
+
+
+def is_minatar(env_id: str) -> bool:
+    """Whether ``env_id`` names a MinAtar game (``MinAtar/Breakout-v1`` and friends)."""
+    return env_id.startswith("MinAtar/")
+
+
+def is_atari(env_id: str) -> bool:
+    """Whether ``env_id`` is an ALE game (``ALE/Pong-v5``, ``PongNoFrameskip-v4``): it gets the Atari pipeline."""
     if env_id.startswith("ALE/"):
         _register_ale()
     try:
@@ -53,8 +71,10 @@ def _is_atari(env_id: str) -> bool:
 
 def _make_raw(cfg: EnvConfig, evaluation: bool, render_mode: str | None) -> gym.Env:
     """One environment with its pipeline; gymnasium's errors become a one-line UserError."""
+    if is_minatar(cfg.id):
+        _register_minatar()
     try:
-        if _is_atari(cfg.id):
+        if is_atari(cfg.id):
             return atari.make_atari(cfg, evaluation=evaluation, render_mode=render_mode)
         kwargs = {"render_mode": render_mode} if render_mode else {}
         if cfg.max_episode_steps > 0:
@@ -97,7 +117,7 @@ def make_env(cfg: EnvConfig, *, evaluation: bool = False, render_mode: str | Non
 
 
 def _atari_stack(cfg: EnvConfig) -> int:
-    return atari.FRAME_STACK if _is_atari(cfg.id) else cfg.frame_stack
+    return atari.FRAME_STACK if is_atari(cfg.id) else cfg.frame_stack
 
 
 def describe(cfg: EnvConfig) -> EnvSpec:
@@ -109,7 +129,7 @@ def describe(cfg: EnvConfig) -> EnvSpec:
         obs_shape = tuple(space.shape)
         frame_shape = obs_shape[1:] if stack > 1 else obs_shape
         return EnvSpec(id=cfg.id, obs_shape=obs_shape, obs_dtype=np.dtype(space.dtype), frame_shape=frame_shape,
-                       frame_stack=stack, n_actions=int(env.action_space.n), is_atari=_is_atari(cfg.id))
+                       frame_stack=stack, n_actions=int(env.action_space.n), is_atari=is_atari(cfg.id))
     finally:
         env.close()
 
