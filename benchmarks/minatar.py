@@ -1,0 +1,145 @@
+"""MinAtar learning curves: the `minatar` preset (the paper's DQN settings) on several games and seeds.
+
+Each run is `gluon-pdqn train --env MinAtar/<Game>-v1 --seed S --steps N` as a user types it (the family preset
+is picked by the id), one MXNet thread per run and ``--parallel`` runs at a time. Random play is measured the
+same way (greedy evaluation's protocol, epsilon 1). Results: ``benchmarks/results/minatar/`` (each run's
+eval.csv, metrics.csv, episodes.csv, summary.json; ``curves.png``: greedy return against env steps and
+against wall-clock seconds, mean and min-max over seeds, random play dashed) and
+``benchmarks/results/minatar.json``. Finished runs are kept, so the same command continues an interrupted
+benchmark.
+
+    python benchmarks/minatar.py [--games Breakout,SpaceInvaders] [--seeds 0,1,2] [--steps 150000]
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+import click
+import numpy as np
+
+from results_file import write_results
+
+COPIED = ("eval.csv", "metrics.csv", "episodes.csv", "summary.json", "config.json")
+
+
+def random_play(env_id: str, episodes: int) -> dict:
+    """Returns of uniformly random play under the evaluation protocol of the `minatar` preset."""
+    from gluon_pdqn.config import load_preset
+    from gluon_pdqn.envs import describe
+    from gluon_pdqn.loops import evaluate
+
+    cfg = load_preset("minatar").replace({"env.id": env_id})
+    n_actions = describe(cfg.env).n_actions
+    returns = evaluate(lambda obs: np.zeros((len(obs), n_actions)), cfg.env, n_actions, episodes, 1.0, seed=99)
+    return {"mean": float(returns.mean()), "std": float(returns.std()), "episodes": episodes}
+
+
+def run_command(env_id: str, seed: int, steps: int, run_dir: str, sets: tuple[str, ...]) -> list[str]:
+    return [sys.executable, "-m", "gluon_pdqn.cli", "train", "--quiet", "--env", env_id, "--seed", str(seed),
+            "--steps", str(steps), "--run-dir", run_dir] + [a for s in sets for a in ("--set", s)]
+
+
+def plot(games: list[str], runs: dict, randoms: dict, path: str) -> None:
+    from gluon_pdqn.plots import evaluation_curve, plt
+
+    fig, axes = plt.subplots(len(games), 2, figsize=(11, 3.6 * len(games)), dpi=100, squeeze=False)
+    for row, game in zip(axes, games):
+        curves = [evaluation_curve(d) for d in runs[game]]
+        curves = [c for c in curves if c]
+        for ax, x in zip(row, ("env_steps", "wall_seconds")):
+            if curves:
+                end = min(c[x][-1] for c in curves)
+                grid = np.linspace(0.0, end, 60)
+                values = np.array([np.interp(grid, c[x], c["mean_return"]) for c in curves])
+                ax.plot(grid, values.mean(axis=0), label=f"gluon_pdqn, minatar preset ({len(curves)} seeds)")
+                ax.fill_between(grid, values.min(axis=0), values.max(axis=0), alpha=0.2)
+            ax.axhline(randoms[game]["mean"], color="gray", linestyle="--", label="random play")
+            ax.set_xlabel("env steps (= frames)" if x == "env_steps" else "wall-clock seconds of training")
+            ax.set_ylabel("greedy return (10 episodes)")
+            ax.set_title(f"MinAtar/{game}-v1")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+@click.command()
+@click.option("--games", default="Breakout,SpaceInvaders", show_default=True)
+@click.option("--seeds", default="0,1,2", show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=150_000, show_default=True, help="Env steps per run.")
+@click.option("--parallel", type=click.IntRange(min=1), default=2, show_default=True, help="Runs at a time.")
+@click.option("--scratch", default="/tmp/gluon_pdqn_minatar", show_default=True, help="Where the runs live.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Setting overrides for every run.")
+def main(games, seeds, steps, parallel, scratch, sets):
+    games, seeds = games.split(","), [int(s) for s in seeds.split(",")]
+    results_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+    out_dir = os.path.join(results_dir, "minatar")
+    load_before = os.getloadavg()
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}  # runs share the cores: one MXNet thread each
+    pending = [(g, s) for g in games for s in seeds]
+    runs = {g: [] for g in games}
+    running: list[tuple[subprocess.Popen, str, int, str]] = []
+    started = time.time()
+    while pending or running:
+        while pending and len(running) < parallel:
+            game, seed = pending.pop(0)
+            run_dir = os.path.join(scratch, f"{game}-s{seed}")
+            runs[game].append(run_dir)
+            if os.path.exists(os.path.join(run_dir, "summary.json")):
+                continue  # finished earlier
+            if os.path.isdir(os.path.join(run_dir, "checkpoints")):
+                command = [sys.executable, "-m", "gluon_pdqn.cli", "train", "--quiet", "--resume", run_dir]
+            else:
+                shutil.rmtree(run_dir, ignore_errors=True)
+                command = run_command(f"MinAtar/{game}-v1", seed, steps, run_dir, sets)
+            running.append((subprocess.Popen(command, env=environment, stdin=subprocess.DEVNULL,
+                                             stderr=subprocess.PIPE, text=True), game, seed, run_dir))
+        for entry in list(running):
+            process, game, seed, run_dir = entry
+            if process.poll() is None:
+                continue
+            running.remove(entry)
+            if process.returncode != 0:
+                sys.exit(f"{game} seed {seed} failed: {process.stderr.read().strip()}")
+            click.echo(f"{game} seed {seed}: done after {time.time() - started:.0f} s")
+        time.sleep(1.0)
+
+    randoms = {g: random_play(f"MinAtar/{g}-v1", 100) for g in games}
+    table = {}
+    for game in games:
+        per_seed = []
+        for run_dir in runs[game]:
+            with open(os.path.join(run_dir, "summary.json")) as f:
+                summary = json.load(f)
+            seed_dir = os.path.join(out_dir, os.path.basename(run_dir))
+            os.makedirs(seed_dir, exist_ok=True)
+            for name in COPIED:
+                shutil.copy(os.path.join(run_dir, name), os.path.join(seed_dir, name))
+            counters = summary["counters"]
+            per_seed.append({"run": os.path.basename(run_dir), "env_steps": counters["env_steps"],
+                             "seconds": round(counters["wall_seconds"], 1),
+                             "final_eval_mean": summary["last_eval_mean"], "best_eval_mean": summary["best_eval_mean"]})
+        finals = [r["final_eval_mean"] for r in per_seed]
+        table[game] = {"random_play": randoms[game], "runs": per_seed,
+                       "median_final_eval_mean": statistics.median(finals),
+                       "min_final_eval_mean": min(finals),
+                       "median_final_over_random": round(statistics.median(finals) / max(randoms[game]["mean"], 1e-9), 1),
+                       "median_seconds": statistics.median(r["seconds"] for r in per_seed)}
+        click.echo(f"MinAtar/{game}-v1: final greedy return median {table[game]['median_final_eval_mean']:.2f} "
+                   f"(min {table[game]['min_final_eval_mean']:.2f}) over {len(per_seed)} seeds after {steps:,} env "
+                   f"steps, median {table[game]['median_seconds']:.0f} s; random play {randoms[game]['mean']:.2f}")
+    plot(games, runs, randoms, os.path.join(out_dir, "curves.png"))
+    write_results({"games": table, "steps_per_run": steps, "parallel_runs": parallel, "mxnet_threads_per_run": 1,
+                   "settings": list(sets), "preset": "minatar", "load_average_before": load_before},
+                  os.path.join(results_dir, "minatar.json"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""MinAtar as a first-class pixel benchmark: its ids work by name, its grids reach the small CNN, it learns."""
+import json
+
+import numpy as np
+import pytest
+
+from gluon_pdqn.architecture import resolve_name
+from gluon_pdqn.config import load_preset
+from gluon_pdqn.envs import describe, make_env
+
+from test_cli import gluon_pdqn
+
+
+def test_minatar_ids_work_without_registering_them_and_reach_the_small_cnn():
+    cfg = load_preset("minatar")
+    spec = describe(cfg.env)
+    assert spec.obs_shape == (4, 10, 10) and spec.obs_dtype == np.uint8 and spec.n_actions == 3
+    assert resolve_name(cfg.network, spec) == "small_cnn"
+    env = make_env(cfg.env)
+    obs, _ = env.reset(seed=0)
+    raw = env.unwrapped.game.state()  # MinAtar's own (10, 10, 4) bool grid, channels last
+    np.testing.assert_array_equal(obs, np.moveaxis(raw, -1, 0).astype(np.uint8) * 255)
+    env.close()
+
+
+@pytest.mark.parametrize("env_id,preset,sets", [
+    ("MinAtar/SpaceInvaders-v1", "minatar", []),
+    ("ALE/Pong-v5", "atari-cpu", ["--set", "replay.capacity=2000", "--num-envs", "2"]),
+    ("CartPole-v1", "cartpole", []),
+])
+def test_an_environment_without_a_preset_gets_its_familys(tmp_path, env_id, preset, sets):
+    run_dir = tmp_path / "run"
+    result = gluon_pdqn("train", "--env", env_id, "--run-dir", str(run_dir), "--steps", "120", "--set",
+                        "replay.learning_starts=100", "--set", "run.eval_every=0", *sets)
+    assert result.returncode == 0, result.stderr
+    assert f"preset {preset} (the default for {env_id}" in result.stdout
+    assert json.loads((run_dir / "config.json").read_text())["env"]["id"] == env_id
+    assert json.loads((run_dir / "config.json").read_text())["preset"] == preset
+
+
+def test_an_explicit_preset_wins_over_the_family(tmp_path):
+    run_dir = tmp_path / "run"
+    result = gluon_pdqn("train", "--preset", "cartpole", "--env", "MinAtar/Breakout-v1", "--run-dir", str(run_dir),
+                        "--quiet", "--steps", "120", "--set", "replay.learning_starts=100", "--set", "run.eval_every=0")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((run_dir / "config.json").read_text())["preset"] == "cartpole"
