@@ -23,7 +23,7 @@ from . import checkpoint, envs
 from . import logging as metrics
 from .actors import ActorPool, Rollout
 from .config import Config
-from .errors import TrainingStopped, UserError
+from .errors import EnvironmentFault, TrainingStopped, UserError
 from .learners.async_learners import A3CLearner, AsyncQLearner
 from .loops import Counters, RunBookkeeping, Summary, crossed, graceful_interrupts
 from .parallel import parse_contexts
@@ -31,8 +31,16 @@ from .parallel import parse_contexts
 POLL_SECONDS = 1.0  # longest wait for a message before checking signals and that every actor lives
 
 
+class _ActorLost(Exception):
+    """An actor died or its environment failed: the learner is sound, so the run checkpoints, then stops."""
+
+    def __init__(self, message: str, environment_fault: bool = False):
+        super().__init__(message)
+        self.environment_fault = environment_fault
+
+
 def _died(actor: int) -> str:
-    return f"actor {actor} ended unexpectedly; the last checkpoint is kept"
+    return f"actor {actor} ended unexpectedly"
 
 
 class AsyncTraining(RunBookkeeping):
@@ -80,26 +88,20 @@ class AsyncTraining(RunBookkeeping):
         pool = ActorPool(cfg, env_seed=cfg.run.seed + 7919 * self.sessions)
         self._window = self._new_window(pool)
         session_start, wall_before = time.perf_counter(), self.counters.wall_seconds
-        interrupted_by = None
+        interrupted_by, lost = None, None
         waiting: dict[int, np.ndarray] = {}
         try:
             with graceful_interrupts() as interrupt:
+                self._interrupt = interrupt
                 while self.counters.env_steps < limit and self.solved is None and not self._out_of_time():
                     if interrupt["signal"] is not None:
                         interrupted_by = signal.Signals(interrupt["signal"]).name
                         break
-                    rollouts = self._receive(pool, waiting)
-                    if waiting:  # one forward pass answers every actor that waits
-                        order = sorted(waiting)
-                        values = self.learner.action_values(np.stack([waiting[i] for i in order]))
-                        for i, row in zip(order, values):
-                            try:
-                                pool.connections[i].send(("values", row, self.counters.env_steps,
-                                                          self.learner.learner_steps))
-                            except OSError:  # it died between asking and being answered
-                                raise TrainingStopped(_died(i)) from None
-                        self._window["inference_batches"].append(len(order))
-                        waiting.clear()
+                    try:
+                        rollouts = self._serve(pool, waiting)
+                    except _ActorLost as error:
+                        lost = error
+                        break
                     if not rollouts:
                         continue
                     before = self.counters.env_steps
@@ -115,7 +117,11 @@ class AsyncTraining(RunBookkeeping):
                     if crossed(before, after, cfg.run.log_every):
                         self._log(pool)
                     if cfg.run.eval_every and crossed(before, after, cfg.run.eval_every):
-                        self._greedy_evaluation()
+                        try:
+                            self._greedy_evaluation()
+                        except EnvironmentFault as error:
+                            lost = error
+                            break
                     if cfg.run.checkpoint_every and crossed(before, after, cfg.run.checkpoint_every):
                         self.save_checkpoint()
                     if self.display.due():
@@ -125,7 +131,30 @@ class AsyncTraining(RunBookkeeping):
         finally:
             pool.close()
             self.writer.close()
-        return self._finish(interrupted_by, bundle)
+        summary = self._finish(interrupted_by, bundle)
+        if isinstance(lost, EnvironmentFault):
+            raise self._report_fault(lost, bundle)
+        if lost is not None:
+            kind = EnvironmentFault if lost.environment_fault else TrainingStopped
+            raise kind(f"{lost}; the work so far is in checkpoint {bundle}; continue with gluon-pdqn train "
+                       f"--resume {self.run_dir}")
+        return summary
+
+    def _serve(self, pool: ActorPool, waiting: dict) -> list[Rollout]:
+        """Take in what the actors sent, answer every actor that waits with one forward pass; return the
+        rollouts that arrived."""
+        rollouts = self._receive(pool, waiting)
+        if waiting:
+            order = sorted(waiting)
+            values = self.learner.action_values(np.stack([waiting[i] for i in order]))
+            for i, row in zip(order, values):
+                try:
+                    pool.connections[i].send(("values", row, self.counters.env_steps, self.learner.learner_steps))
+                except OSError:  # it died between asking and being answered
+                    raise _ActorLost(_died(i)) from None
+            self._window["inference_batches"].append(len(order))
+            waiting.clear()
+        return rollouts
 
     def _receive(self, pool: ActorPool, waiting: dict) -> list[Rollout]:
         """Every message that has arrived (waiting at most POLL_SECONDS): requests into ``waiting``, rollouts out."""
@@ -134,7 +163,7 @@ class AsyncTraining(RunBookkeeping):
         if not ready:
             for i in range(len(pool.connections)):
                 if not pool.alive(i):
-                    raise TrainingStopped(_died(i))
+                    raise _ActorLost(_died(i))
         for conn in ready:
             i = pool.index_of[conn]
             try:
@@ -145,9 +174,9 @@ class AsyncTraining(RunBookkeeping):
                     elif kind == "rollout":
                         rollouts.append(payload[0])
                     elif kind == "error":
-                        raise TrainingStopped(f"{payload[0]}; the last checkpoint is kept")
+                        raise _ActorLost(payload[0], environment_fault=True)
             except (EOFError, ConnectionResetError):
-                raise TrainingStopped(_died(i)) from None
+                raise _ActorLost(_died(i)) from None
         return rollouts
 
     def _take_in(self, rollouts: list[Rollout]) -> None:

@@ -15,7 +15,7 @@ import click
 from . import __version__, checkpoint, give_mxnet_every_core
 from .logging import ProgressDisplay
 from .config import ASYNC_ALGOS, EVAL_PROTOCOLS, MODES, Config, load_preset, preset_names
-from .errors import TrainingStopped, UserError
+from .errors import EnvironmentFault, TrainingStopped, UserError
 
 # Settings that may change when a run is resumed; the rest define the run and must stay as they were.
 RESUMABLE_SETTINGS = ("run.total_env_steps", "run.max_seconds", "run.eval_every", "run.eval_episodes",
@@ -417,7 +417,7 @@ def main(argv=None) -> None:
     except click.ClickException as e:
         click.echo(f"error: {e.format_message()}", err=True)
         code = e.exit_code
-    except (UserError, TrainingStopped) as e:
+    except (UserError, TrainingStopped, EnvironmentFault) as e:
         click.echo(f"error: {e}", err=True)
         code = e.exit_code
     except (KeyboardInterrupt, click.exceptions.Abort):

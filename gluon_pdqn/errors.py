@@ -1,4 +1,5 @@
-"""The one exception type that reaches the user as a one-line message and exit code 2."""
+"""Exceptions that reach the user as one line: bad input (exit code 2), a stopped run (3), an environment's
+fault (4)."""
 
 
 class UserError(Exception):
@@ -15,3 +16,12 @@ class TrainingStopped(Exception):
     """Training cannot go on (repeated non-finite updates); the last good checkpoint is kept."""
 
     exit_code = 3
+
+
+class EnvironmentFault(Exception):
+    """The environment raised, or returned what no agent can learn from (a NaN reward, a wrong-shaped
+    observation). The loop writes a checkpoint of the work done and the traceback to the run directory; the
+    command line prints one line and exits with code 4.
+    """
+
+    exit_code = 4

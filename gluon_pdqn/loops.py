@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import time
+import traceback
 from dataclasses import asdict, dataclass, field
 
 import mxnet as mx
@@ -20,13 +21,14 @@ from . import checkpoint, envs, networks
 from . import logging as metrics
 from .config import Config
 from .envs import protocols, snapshot
-from .errors import TrainingStopped, UserError
+from .errors import EnvironmentFault, TrainingStopped, UserError
 from .exploration import EpsilonSchedule, action_rng, apex_epsilons, epsilon_greedy
 from .learners import Learner, make_learner
 from .parallel import parse_contexts
 from .replay import ReplayBuffer
 
 MAX_EVAL_ENVS = 16
+ENVIRONMENT_ERROR_LOG = "environment-error.log"  # tracebacks of the environment's faults, in the run directory
 
 
 @dataclass
@@ -57,24 +59,41 @@ class Summary:
     notes: list = field(default_factory=list)
 
 
-def evaluate(q_values, env_cfg, n_actions: int, episodes: int, epsilon: float, seed: int) -> np.ndarray:
+def environment_call(env_id: str, phase: str, function, *args, **kwargs):
+    """``function(*args, **kwargs)`` on an environment; whatever it raises becomes an EnvironmentFault.
+
+    The environment may be the user's own code: its exception, whatever its type, is its fault, not ours.
+    """
+    try:
+        return function(*args, **kwargs)
+    except Exception as error:  # noqa: BLE001 (any exception of the user's code)
+        raise EnvironmentFault(f"environment {env_id} raised {type(error).__name__}: {error} during "
+                               f"{phase}") from error
+
+
+def evaluate(q_values, env_cfg, n_actions: int, episodes: int, epsilon: float, seed: int,
+             interrupted=lambda: False) -> np.ndarray | None:
     """Returns of ``episodes`` evaluation episodes (the full game for Atari), played in parallel envs.
 
     ``env_cfg`` and ``epsilon`` come from an evaluation protocol (``envs.protocols.resolve``). Each
-    environment plays a fixed share of the episodes, so short episodes are not over-represented.
+    environment plays a fixed share of the episodes, so short episodes are not over-represented. Returns
+    None as soon as ``interrupted()`` is true (it is asked before every step).
     """
     num_envs = min(episodes, MAX_EVAL_ENVS)
     quota = np.full(num_envs, episodes // num_envs) + (np.arange(num_envs) < episodes % num_envs)
     vector_env = envs.make_vector_env(env_cfg, num_envs, evaluation=True)
     rng = action_rng(seed)
     try:
-        obs, _ = vector_env.reset(seed=seed)
+        obs, _ = environment_call(env_cfg.id, "evaluation", vector_env.reset, seed=seed)
         running = np.zeros(num_envs)
         finished: list[list[float]] = [[] for _ in range(num_envs)]
         resetting = np.zeros(num_envs, dtype=bool)
         while any(len(f) < q for f, q in zip(finished, quota)):
+            if interrupted():
+                return None
             actions = epsilon_greedy(lambda: q_values(obs), epsilon, n_actions, rng, num_envs)
-            obs, rewards, terminated, truncated, _ = vector_env.step(actions)
+            obs, rewards, terminated, truncated, _ = environment_call(env_cfg.id, "evaluation", vector_env.step,
+                                                                      actions)
             running += np.where(resetting, 0.0, rewards)
             done = (terminated | truncated) & ~resetting
             for i in np.flatnonzero(done):
@@ -85,6 +104,14 @@ def evaluate(q_values, env_cfg, n_actions: int, episodes: int, epsilon: float, s
         return np.array([r for f in finished for r in f])
     finally:
         vector_env.close()
+
+
+def check_step(env_id: str, rewards: np.ndarray, observations: np.ndarray) -> None:
+    """Refuse what no agent can learn from: a non-finite reward, or a non-finite float observation."""
+    if not np.all(np.isfinite(rewards)):
+        raise EnvironmentFault(f"environment {env_id} returned a non-finite reward ({rewards[~np.isfinite(rewards)][0]})")
+    if observations.dtype.kind == "f" and not np.all(np.isfinite(observations)):
+        raise EnvironmentFault(f"environment {env_id} returned an observation with NaN or infinite values")
 
 
 def report_evaluation(returns: np.ndarray, counters: Counters, writer: metrics.MetricsWriter,
@@ -130,6 +157,7 @@ class RunBookkeeping:
         self.last_eval: float | None = None
         self.solved: tuple[int, float] | None = None  # (env steps, seconds) of the first evaluation >= stop_return
         self.eval_protocol = protocols.resolve(self.cfg, self.spec.is_atari)
+        self._interrupt: dict = {"signal": None}  # the loop's graceful_interrupts flag, while it runs
         self._stop_on_return = True  # whether reaching run.stop_return ends the run
         self._consecutive_skips = 0  # updates in a row whose gradient was not finite
 
@@ -169,7 +197,9 @@ class RunBookkeeping:
         seed = cfg.run.seed + 1_000_003 * self.counters.evaluations
         protocol = self.eval_protocol
         returns = evaluate(self.learner.q_values, protocol.env, self.spec.n_actions, cfg.run.eval_episodes,
-                           protocol.epsilon, seed)
+                           protocol.epsilon, seed, interrupted=self._interrupted)
+        if returns is None:  # a signal arrived: the loop stops next and checkpoints
+            return seed
         mean = report_evaluation(returns, self.counters, self.writer, self.display, protocol.name)
         self.last_eval = mean
         if self.best_eval is None or mean > self.best_eval:
@@ -179,6 +209,19 @@ class RunBookkeeping:
         if self._stop_on_return and cfg.run.stop_return is not None and mean >= cfg.run.stop_return:
             self.solved = (self.counters.env_steps, self.counters.wall_seconds)
         return seed
+
+    def _interrupted(self) -> bool:
+        return self._interrupt["signal"] is not None
+
+    def _report_fault(self, fault: EnvironmentFault, bundle: str) -> EnvironmentFault:
+        """The one-line report of an environment's fault; its traceback goes to ``environment-error.log``."""
+        log = os.path.join(self.run_dir, ENVIRONMENT_ERROR_LOG)
+        with open(log, "a") as f:
+            f.write(f"{fault} at env step {self.counters.env_steps}\n")
+            f.write("".join(traceback.format_exception(fault.__cause__ or fault)))
+        return EnvironmentFault(f"{fault} at env step {self.counters.env_steps:,} (traceback in {log}); the work "
+                                f"so far is in checkpoint {bundle}: fix the environment, then continue with "
+                                f"gluon-pdqn train --resume {self.run_dir}")
 
     def _finish(self, interrupted_by: str | None, bundle: str) -> Summary:
         """The run's summary, also written to ``summary.json``."""
@@ -243,6 +286,7 @@ class Training(RunBookkeeping):
         self._last_logged = {"loss": float("nan"), "returns": []}
         self._timing_due = True  # time the next update per device
         self._pending: list = []  # (replay indices, StepResult) of updates not yet taken in by _settle
+        self._environment_broken = False  # set when the environment faulted: its state is not saved
         num_envs = cfg.env.num_envs
         self.episode_returns = np.zeros(num_envs)
         self.episode_lengths = np.zeros(num_envs, dtype=np.int64)
@@ -273,8 +317,9 @@ class Training(RunBookkeeping):
                   "phase_seconds": dict.fromkeys(metrics.LOOP_PHASES, 0.0)}
         phase_seconds = window["phase_seconds"]
         session_start, wall_before = time.perf_counter(), self.counters.wall_seconds
-        last_result, interrupted_by = None, None
+        last_result, interrupted_by, fault = None, None, None
         with graceful_interrupts() as interrupt:
+            self._interrupt = interrupt
             while self.counters.env_steps < limit and self.solved is None and not self._out_of_time():
                 if interrupt["signal"] is not None:
                     interrupted_by = signal.Signals(interrupt["signal"]).name
@@ -288,7 +333,13 @@ class Training(RunBookkeeping):
                 actions = epsilon_greedy(greedy_q, epsilon, self.spec.n_actions, self.rng, cfg.env.num_envs)
                 acted = time.perf_counter()
                 # o_{t+1}, r_{t+1}
-                next_obs, rewards, terminated, truncated, _ = self.vector_env.step(actions)
+                try:
+                    next_obs, rewards, terminated, truncated, _ = environment_call(
+                        cfg.env.id, "a training step", self.vector_env.step, actions)
+                    check_step(cfg.env.id, rewards, next_obs)
+                except EnvironmentFault as error:
+                    fault = error
+                    break
                 stepped = time.perf_counter()
                 self._observe(actions, rewards, next_obs, terminated, truncated, window)
                 self.obs = next_obs
@@ -314,18 +365,30 @@ class Training(RunBookkeeping):
                 if crossed(before, after, cfg.run.log_every):
                     self._log(window, last_result, epsilon, frame_skip)
                 if cfg.run.eval_every and crossed(before, after, cfg.run.eval_every) and self.learner.rank == 0:
-                    self._evaluate()
+                    try:
+                        self._evaluate()
+                    except EnvironmentFault as error:
+                        fault = error
+                        break
                 if cfg.run.checkpoint_every and crossed(before, after, cfg.run.checkpoint_every):
                     self.save_checkpoint()
                 if self.display.due():
                     self.display.update(self._status(epsilon, window))
             self.counters.wall_seconds = wall_before + time.perf_counter() - session_start
+            if fault is not None:
+                self._environment_broken = True  # its state cannot be captured; a resume starts new episodes
             bundle = self.save_checkpoint()  # still under the guard: a second Ctrl-C cannot cut it short
-            if interrupted_by is None:
+            if interrupted_by is None and fault is None:
                 self.learner.leave()
         self.writer.close()
-        self.vector_env.close()
-        return self._finish(interrupted_by, bundle)
+        try:
+            self.vector_env.close()
+        except Exception:  # noqa: BLE001 (a broken environment may fail to close too; the run is saved)
+            pass
+        summary = self._finish(interrupted_by, bundle)
+        if fault is not None:
+            raise self._report_fault(fault, bundle)
+        return summary
 
     def _observe(self, actions, rewards, next_obs, terminated, truncated, window) -> None:
         """Store the step's transitions; a step that only reset an env (next-step autoreset) is not one."""
@@ -384,8 +447,11 @@ class Training(RunBookkeeping):
         if members:  # an ensemble: each member's own greedy return sets the mixing weights of the targets
             cfg = self.cfg
             protocol = self.eval_protocol
-            member_means = [float(evaluate(q, protocol.env, self.spec.n_actions, cfg.run.eval_episodes,
-                                           protocol.epsilon, seed).mean()) for q in members]
+            member_returns = [evaluate(q, protocol.env, self.spec.n_actions, cfg.run.eval_episodes,
+                                       protocol.epsilon, seed, interrupted=self._interrupted) for q in members]
+            if any(r is None for r in member_returns):
+                return
+            member_means = [float(r.mean()) for r in member_returns]
             weights = self.learner.set_member_returns(member_means)
             self.writer.members(self.counters.env_steps, member_means, weights)
 
@@ -442,7 +508,8 @@ class Training(RunBookkeeping):
         """
         self._settle()
         save_replay = self.cfg.replay.save_in_checkpoint and not best
-        env_state = snapshot.capture(self.vector_env) if save_replay else None
+        capturable = save_replay and not self._environment_broken
+        env_state = snapshot.capture(self.vector_env) if capturable else None
         replay_arrays, replay_scalars = self.replay.state_dict()
 
         def write_files(directory: str) -> None:

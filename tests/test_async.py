@@ -16,7 +16,7 @@ from gluon_pdqn.actors import Rollout, actor_epsilon_schedules, run_actor
 from gluon_pdqn.async_loop import AsyncTraining
 from gluon_pdqn.config import load_preset
 from gluon_pdqn.envs import EnvSpec
-from gluon_pdqn.errors import TrainingStopped, UserError
+from gluon_pdqn.errors import EnvironmentFault, TrainingStopped, UserError
 from gluon_pdqn.learners.async_learners import A3CLearner, AsyncQLearner, discounted_returns
 
 SPEC = EnvSpec("v", (2,), np.dtype(np.float32), (2,), 1, 2, False)
@@ -121,8 +121,9 @@ def test_async_runs_with_processes_and_logs_per_actor_figures(tmp_path):
 
 def test_a_failing_actor_ends_the_run_with_its_error(tmp_path):
     cfg = async_cfg(env__id="toy_envs:Failing-v0", actors__count=2, run__total_env_steps=10_000)
-    with pytest.raises(TrainingStopped, match="actor .*RuntimeError: the environment broke"):
+    with pytest.raises(EnvironmentFault, match="actor .*RuntimeError: the environment broke.*checkpoint"):
         AsyncTraining(cfg, str(tmp_path)).run()
+    assert checkpoint.list_complete(str(tmp_path))  # the work done is kept
 
 
 def test_a_killed_actor_process_ends_the_run_promptly(tmp_path):
@@ -132,9 +133,10 @@ def test_a_killed_actor_process_ends_the_run_promptly(tmp_path):
                                            multiprocessing.active_children()[:1]])
     killer.start()
     start = time.monotonic()
-    with pytest.raises(TrainingStopped, match="actor .* ended unexpectedly"):
+    with pytest.raises(TrainingStopped, match="actor .* ended unexpectedly; the work so far is in checkpoint"):
         training.run()
     assert time.monotonic() - start < 30
+    assert checkpoint.list_complete(str(tmp_path))
     assert not multiprocessing.active_children()
 
 

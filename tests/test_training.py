@@ -76,7 +76,7 @@ def test_metric_files_are_written(tmp_path):
 def test_repeated_non_finite_updates_stop_with_the_last_good_checkpoint(tmp_path):
     import toy_envs  # noqa: F401
 
-    cfg = small_cfg(env__id="toy_envs:NanReward-v0", run__total_env_steps=5000, run__checkpoint_every=200,
+    cfg = small_cfg(env__id="toy_envs:HugeObservation-v0", run__total_env_steps=5000, run__checkpoint_every=200,
                     replay__learning_starts=100, run__max_nonfinite_updates=5, replay__capacity=400)
     with pytest.raises(TrainingStopped, match="last good checkpoint: .*ckpt-000000000200"):
         Training(cfg, str(tmp_path)).run()

@@ -61,6 +61,34 @@ class FailingEnv(NanRewardEnv):
         return super().step(action)
 
 
+class HugeObservationEnv(NanRewardEnv):
+    """Finite but huge observations after 300 steps: the network's outputs overflow, its gradients are NaN."""
+
+    def step(self, action):
+        obs, _, terminated, truncated, info = super().step(action)
+        if self.steps > 300:
+            obs = np.full(4, 3e38, np.float32)
+        return obs, 1.0, terminated, truncated, info
+
+
+class WrongShapeOnceEnv(NanRewardEnv):
+    """Returns one observation of the wrong shape at step 250."""
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        if self.steps == 250:
+            obs = np.zeros(7, np.float32)
+        return obs, 1.0, terminated, truncated, info
+
+
+class EndlessEnv(NanRewardEnv):
+    """Never terminates and has no time limit of its own."""
+
+    def step(self, action):
+        obs, _, _, _, info = super().step(action)
+        return obs, 1.0, False, False, info
+
+
 class PixelChoiceEnv(gym.Env):
     """A user's own image environment, as gymnasium's convention has it: Box(0, 255, (H, W, 3), uint8).
 
@@ -112,6 +140,9 @@ gym.register("Counting-v0", entry_point=CountingEnv)
 gym.register("CountingImage-v0", entry_point=CountingEnv, kwargs={"image": True, "length": 7})
 gym.register("NanReward-v0", entry_point=NanRewardEnv)
 gym.register("Failing-v0", entry_point=FailingEnv)
+gym.register("HugeObservation-v0", entry_point=HugeObservationEnv)
+gym.register("WrongShapeOnce-v0", entry_point=WrongShapeOnceEnv)
+gym.register("Endless-v0", entry_point=EndlessEnv, max_episode_steps=None)
 gym.register("PixelChoice-v0", entry_point=PixelChoiceEnv)
 gym.register("PixelChoiceLarge-v0", entry_point=PixelChoiceEnv, kwargs={"size": 40})
 gym.register("DictObs-v0", entry_point=SpaceEnv,

@@ -41,6 +41,11 @@ def _register_ale() -> None:
     gym.register_envs(ale_py)
 
 
+# Env steps after which an evaluation episode is truncated, for environments without a time limit of their
+# own (env.max_episode_steps sets one for training and evaluation alike; ALE ids use the protocol's frame cap).
+EVAL_EPISODE_STEP_CAP = 10_000
+
+
 def _register_minatar() -> None:
     """Register MinAtar's gymnasium ids: gymnasium 1.x no longer loads plugin entry points by itself."""
     if "MinAtar/Breakout-v1" in gym.registry:
@@ -80,6 +85,9 @@ def _make_raw(cfg: EnvConfig, evaluation: bool, render_mode: str | None) -> gym.
         if cfg.max_episode_steps > 0:
             kwargs["max_episode_steps"] = cfg.max_episode_steps
         env = gym.make(cfg.id, **kwargs)
+        if evaluation and cfg.max_episode_steps == 0 and (env.spec is None or env.spec.max_episode_steps is None):
+            # An evaluation must end: an environment without a time limit of its own gets this one.
+            env = gym.wrappers.TimeLimit(env, EVAL_EPISODE_STEP_CAP)
         try:
             observations.check_observation_space(env.observation_space, cfg.id)
         except UserError:

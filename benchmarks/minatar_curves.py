@@ -8,7 +8,7 @@ against wall-clock seconds, mean and min-max over seeds, random play dashed) and
 ``benchmarks/results/minatar.json``. Finished runs are kept, so the same command continues an interrupted
 benchmark.
 
-    python benchmarks/minatar.py [--games Breakout,SpaceInvaders] [--seeds 0,1,2] [--steps 150000]
+    python benchmarks/minatar_curves.py [--games Breakout,SpaceInvaders] [--seeds 0,1,2] [--steps 150000]
 """
 from __future__ import annotations
 

@@ -1,0 +1,77 @@
+"""Fault injection through the command line: the user's environment misbehaves, a signal arrives mid-phase.
+
+Each case asserts the exit code, the single ``error:`` line, no traceback on the terminal, and what was saved.
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from gluon_pdqn import checkpoint
+
+from test_cli import FAST, assert_one_line_error, gluon_pdqn
+
+ENVIRONMENT_FAULT = 4
+
+
+def assert_environment_fault(result, *fragments):
+    assert result.returncode == ENVIRONMENT_FAULT, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr  # progress lines before it, nothing after
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+
+
+@pytest.mark.parametrize("env_id,fragments", [
+    ("toy_envs:Failing-v0", ["RuntimeError: the environment broke", "during a training step", "env step 200"]),
+    ("toy_envs:NanReward-v0", ["non-finite reward (nan)", "env step 300"]),
+    ("toy_envs:WrongShapeOnce-v0", ["during a training step", "env step 249"]),
+])
+def test_a_fault_in_the_users_environment_ends_with_a_checkpoint_and_a_log(tmp_path, env_id, fragments):
+    run_dir = tmp_path / "run"
+    result = gluon_pdqn("train", "--env", env_id, "--run-dir", str(run_dir), *FAST)
+    assert_environment_fault(result, *fragments, "--resume")
+    log = (run_dir / "environment-error.log").read_text()
+    assert "Traceback" in log or "non-finite" in log
+    bundle = checkpoint.resolve(str(run_dir))  # the work done so far, complete and loadable
+    steps = checkpoint.read_state(bundle)["counters"]["env_steps"]
+    assert steps >= 200 and checkpoint.read_state(bundle)["replay"] is not None  # the replay kept too
+    evaluated = gluon_pdqn("evaluate", str(run_dir), "--episodes", "2", "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+
+
+def test_an_environment_without_end_or_time_limit_still_evaluates(tmp_path):
+    run_dir = tmp_path / "run"
+    result = gluon_pdqn("train", "--env", "toy_envs:Endless-v0", "--run-dir", str(run_dir), "--quiet", "--steps",
+                        "400", "--set", "run.eval_every=400", "--set", "run.eval_episodes=2", "--set",
+                        "replay.learning_starts=200", "--set", "network.hidden=16,16", timeout=120)
+    assert result.returncode == 0, result.stderr
+    rows = (run_dir / "eval.csv").read_text().splitlines()
+    assert len(rows) == 2 and rows[1].split(",")[3] == "10000.0"  # capped at 10,000 steps of reward 1
+
+
+def test_a_signal_during_a_long_evaluation_stops_it_within_seconds(tmp_path):
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gluon_pdqn.cli", "train", "--env", "toy_envs:Endless-v0", "--run-dir", str(run_dir),
+         "--quiet", "--steps", "5000", "--set", "run.eval_every=300", "--set", "run.eval_episodes=16", "--set",
+         "run.stop_return=none", "--set", "run.log_every=100", "--set", "replay.learning_starts=200", "--set",
+         "network.hidden=16,16"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (run_dir / "metrics.csv").exists() or "\n300," not in (run_dir / "metrics.csv").read_text():
+        assert time.monotonic() < deadline and process.poll() is None, process.stderr.read() if process.poll() else ""
+        time.sleep(0.2)
+    time.sleep(1.0)  # inside the evaluation: 16 episodes of 10,000 steps take far longer than this
+    process.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    _, stderr = process.communicate(timeout=30)
+    assert time.monotonic() - sent < 5, "the evaluation did not answer the signal"
+    assert process.returncode == 130, stderr
+    assert not (run_dir / "eval.csv").exists() or len((run_dir / "eval.csv").read_text().splitlines()) == 1
+    assert checkpoint.read_state(checkpoint.resolve(str(run_dir)))["counters"]["env_steps"] >= 300
