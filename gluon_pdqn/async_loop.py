@@ -271,7 +271,8 @@ class AsyncTraining(RunBookkeeping):
             raise UserError(f"checkpoint {bundle} is for {state['env_spec']['id']}, not {self.spec.id}")
         if "sessions" not in state:
             raise UserError(f"checkpoint {bundle} was not written by mode async")
-        self.learner.load(bundle)
+        with checkpoint.reading(bundle, "its parameter or optimizer files"):
+            self.learner.load(bundle)
         self.counters = Counters(**state["counters"])
         self.learner.learner_steps = self.counters.learner_steps
         self.sessions = state["sessions"]

@@ -7,6 +7,8 @@ bundles with the marker are ever loaded; the newest ``keep`` are kept.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -23,6 +25,35 @@ MARKER = "COMPLETE"
 STATE_FILE = "state.json"
 PREFIX = "ckpt-"
 BEST = "best"  # the bundle of the best greedy evaluation (``save_best``)
+
+
+LOCK_FILE = ".owner.lock"
+
+
+def claim_run_dir(run_dir: str):
+    """Make this process the owner of ``run_dir``; returns the open lock file, to keep for the process's life.
+
+    The lock (``flock``) dies with its process, so a run that crashed can be resumed at once; a second process
+    on the same run directory gets one line naming the owner's PID.
+    """
+    path = os.path.join(run_dir, LOCK_FILE)
+    try:
+        handle = open(path, "a+")
+    except OSError as e:
+        raise UserError(f"cannot write in run directory {run_dir}: {e.strerror}") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        owner = handle.read().strip() or "unknown"
+        handle.close()
+        raise UserError(f"run directory {run_dir} is in use by process {owner}, which is training it; wait for "
+                        "it to end or stop it (Ctrl-C leaves a checkpoint) before resuming") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
 
 
 def checkpoint_dir(run_dir: str) -> str:
@@ -98,12 +129,17 @@ def _fsync_dir_files(directory: str) -> None:
                 os.fsync(f.fileno())
 
 
+def is_bundle(path: str) -> bool:
+    """Whether ``path`` is a checkpoint bundle (rather than a run directory)."""
+    return os.path.isfile(os.path.join(path, STATE_FILE)) or os.path.exists(os.path.join(path, MARKER))
+
+
 def resolve(path: str, which: str = "last") -> str:
     """The bundle ``path`` names: a bundle itself, or a run directory's newest complete bundle (``which="last"``)
     or its best one (``which="best"``)."""
     if not os.path.exists(path):
         raise UserError(f"no checkpoint or run directory at {path}")
-    if os.path.isfile(os.path.join(path, STATE_FILE)) or os.path.exists(os.path.join(path, MARKER)):
+    if is_bundle(path):
         if not os.path.exists(os.path.join(path, MARKER)):
             raise UserError(f"checkpoint {path} is incomplete (no {MARKER} marker): it was being written "
                             "when the run stopped")
@@ -137,7 +173,47 @@ def read_state(bundle: str) -> dict:
     if state.get("version") != VERSION:
         raise UserError(f"checkpoint {bundle} has format version {state.get('version')}; this gluon_pdqn reads "
                         f"version {VERSION}")
+    _check_structure(state, bundle)
     return state
+
+
+COUNTERS = ("env_steps", "learner_steps", "episodes", "skipped_updates", "evaluations", "wall_seconds")
+
+
+def _check_structure(state: dict, bundle: str) -> None:
+    """Refuse a ``state.json`` that parses but lacks what loading needs, naming the first thing wrong."""
+    def number(value):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    checks = [
+        (isinstance(state.get("config"), dict), "'config' must be a table of settings"),
+        (isinstance(state.get("env_spec"), dict) and isinstance(state["env_spec"].get("id"), str)
+         and isinstance(state["env_spec"].get("n_actions"), int), "'env_spec' must hold the env's id and n_actions"),
+        (isinstance(state.get("counters"), dict) and set(state["counters"]) == set(COUNTERS)
+         and all(number(v) for v in state["counters"].values()),
+         f"'counters' must hold the numbers {', '.join(COUNTERS)}"),
+        (isinstance(state.get("eval"), dict) and all(state["eval"].get(k) is None or number(state["eval"].get(k))
+                                                     for k in ("best", "last")) and {"best", "last"} <= set(state["eval"]),
+         "'eval' must hold the best and last evaluation (numbers or null)"),
+        (state.get("replay") is None or isinstance(state["replay"], dict), "'replay' must be null or a table"),
+        ("rng" not in state or isinstance(state["rng"], dict), "'rng' must be a table"),
+    ]
+    for ok, what in checks:
+        if not ok:
+            raise UserError(f"checkpoint {bundle} is corrupt: in {STATE_FILE}, {what}")
+
+
+@contextlib.contextmanager
+def reading(bundle: str, what: str):
+    """Turn the errors of a file whose structure is wrong (a key missing, a string for a number) into one line
+    naming the file."""
+    try:
+        yield
+    except UserError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+        raise UserError(f"checkpoint {bundle} is corrupt: {what} does not hold what this gluon_pdqn wrote there "
+                        f"({type(e).__name__}: {e})") from None
 
 
 def load_arrays(bundle: str, name: str) -> dict[str, np.ndarray]:
@@ -152,4 +228,6 @@ def load_arrays(bundle: str, name: str) -> dict[str, np.ndarray]:
 
 def config_of(bundle: str) -> Config:
     """The configuration a checkpoint was trained with."""
-    return from_dict(read_state(bundle)["config"])
+    state = read_state(bundle)
+    with reading(bundle, f"the 'config' of {STATE_FILE}"):
+        return from_dict(state["config"])

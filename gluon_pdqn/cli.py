@@ -118,7 +118,14 @@ def train(preset, env_id, mode, ctx, kvstore, actors, algo, actor_backend, seed,
     overrides = {k: v for k, v in options.items() if v is not None}
     overrides.update(_parse_sets(sets))
     created = False
+    # One process trains a run directory at a time; the workers of a launched dist job share theirs (rank 0
+    # writes it), and their launcher watches over them instead.
+    claim = os.environ.get("DMLC_ROLE") != "worker"
+    owner = None  # the run directory's lock, held until this process exits
     if resume_path:
+        if claim and os.path.isdir(resume_path):
+            owner = checkpoint.claim_run_dir(checkpoint.run_dir_of(resume_path) if checkpoint.is_bundle(resume_path)
+                                             else resume_path)
         bundle = checkpoint.resolve(resume_path)
         fixed = sorted(k for k in overrides if k not in RESUMABLE_SETTINGS)
         if fixed:
@@ -135,11 +142,18 @@ def train(preset, env_id, mode, ctx, kvstore, actors, algo, actor_backend, seed,
         cfg = load_preset(preset).replace(overrides)
         run_dir = run_dir or _default_run_dir(cfg)
         shared = cfg.run.mode == "dist"  # the job's workers share one run directory (rank 0 writes it)
+        if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+            raise UserError(f"--run-dir {run_dir} is a file, not a directory")
         if os.path.exists(run_dir) and os.listdir(run_dir) and not shared:
             raise UserError(f"run directory {run_dir} already exists; continue it with --resume {run_dir} or "
                             "choose another --run-dir")
-        os.makedirs(run_dir, exist_ok=True)
-        created = not shared
+        created = not shared and not os.path.exists(run_dir)
+        try:
+            os.makedirs(run_dir, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"cannot create run directory {run_dir}: {e.strerror}") from None
+    if claim and owner is None:
+        owner = checkpoint.claim_run_dir(run_dir)  # noqa: F841 (held until this process exits)
     display = ProgressDisplay(enabled=not quiet)
     try:
         _choose_mxnet_threads(cfg)
@@ -221,7 +235,8 @@ def evaluate(path, which, protocol, episodes, epsilon, seed, ctx, video, as_json
         learner = A3CLearner(cfg, spec, devices[0])
     else:  # data-, model-parallel and async Q checkpoints hold the parameters of single-device ones
         learner = SingleLearner(cfg, spec, devices[0])
-    learner.load(bundle, with_optimizer=False)
+    with checkpoint.reading(bundle, "its parameter files"):
+        learner.load(bundle, with_optimizer=False)
     eps = chosen.epsilon if epsilon is None else epsilon
     returns = loops.evaluate(learner.q_values, chosen.env, spec.n_actions, episodes, eps, seed)
     result = {"checkpoint": bundle, "env": cfg.env.id, "protocol": chosen.name, "episodes": episodes, "epsilon": eps,

@@ -538,20 +538,22 @@ class Training(RunBookkeeping):
         state = checkpoint.read_state(bundle)
         if state["env_spec"]["id"] != self.spec.id or state["env_spec"]["n_actions"] != self.spec.n_actions:
             raise UserError(f"checkpoint {bundle} is for {state['env_spec']['id']}, not {self.spec.id}")
-        self.learner.load(bundle)
+        with checkpoint.reading(bundle, "its parameter or optimizer files"):
+            self.learner.load(bundle)
         if self.cfg.run.mode == "dist":
             self.notes.append("mode dist: the optimizer's state lives on the kvstore servers, which MXNet cannot "
                               "save; it starts afresh")
         self.counters = Counters(**state["counters"])
         self.learner.learner_steps = self.counters.learner_steps
-        self.rng.bit_generator.state = state["rng"]
+        with checkpoint.reading(bundle, f"the 'rng' of {checkpoint.STATE_FILE}"):
+            self.rng.bit_generator.state = state["rng"]
         self.best_eval, self.last_eval = checkpoint.best_return(self.run_dir, state), state["eval"]["last"]
         loop = checkpoint.load_arrays(bundle, "loop.npz")
+        with checkpoint.reading(bundle, "loop.npz"):
+            loop = {key: loop[key] for key in ("obs", "resetting", "episode_returns", "episode_lengths")}
         if state["replay"] is not None:
-            try:
+            with checkpoint.reading(bundle, "replay.npz"):
                 self.replay.load_state_dict(checkpoint.load_arrays(bundle, "replay.npz"), state["replay"])
-            except ValueError as e:
-                raise UserError(f"checkpoint {bundle}: {e}") from None
         else:
             self.notes.append("checkpoint holds no replay: updates wait until a batch is collected again")
         self.vector_env.reset(seed=self.cfg.run.seed + self.counters.env_steps)

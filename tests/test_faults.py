@@ -2,7 +2,9 @@
 
 Each case asserts the exit code, the single ``error:`` line, no traceback on the terminal, and what was saved.
 """
+import json
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -75,3 +77,89 @@ def test_a_signal_during_a_long_evaluation_stops_it_within_seconds(tmp_path):
     assert process.returncode == 130, stderr
     assert not (run_dir / "eval.csv").exists() or len((run_dir / "eval.csv").read_text().splitlines()) == 1
     assert checkpoint.read_state(checkpoint.resolve(str(run_dir)))["counters"]["env_steps"] >= 300
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("faults") / "run"
+    result = gluon_pdqn("train", "--run-dir", str(run_dir), *FAST)
+    assert result.returncode == 0, result.stderr
+    return run_dir
+
+
+def _corrupt_copy(finished_run, tmp_path, damage):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(finished_run, copy)
+    os.remove(copy / ".owner.lock")
+    damage(pathlib.Path(checkpoint.resolve(str(copy))))
+    return copy
+
+
+def _edit_json(name, change):
+    def damage(bundle):
+        data = json.loads((bundle / name).read_text())
+        change(data)
+        (bundle / name).write_text(json.dumps(data))
+    return damage
+
+
+def _replace_npz(name, **arrays):
+    def damage(bundle):
+        import numpy as np
+
+        with open(bundle / name, "wb") as f:
+            np.savez(f, **arrays)
+    return damage
+
+
+@pytest.mark.parametrize("damage,file,commands", [
+    (_edit_json("state.json", lambda s: s.pop("counters")), "state.json", ("evaluate", "resume")),
+    (_edit_json("state.json", lambda s: s["counters"].update(env_steps="many")), "state.json", ("evaluate", "resume")),
+    (_edit_json("state.json", lambda s: s.update(config=[1, 2])), "state.json", ("evaluate", "resume")),
+    (_edit_json("optimizer.json", lambda s: s.update(indices=[3])), "optimizer.json", ("resume",)),
+    (_edit_json("optimizer.json", lambda s: s.pop("num_update")), "optimizer.json", ("resume",)),
+    (_replace_npz("loop.npz", other=[1, 2]), "loop.npz", ("resume",)),
+    (_replace_npz("replay.npz", other=[1, 2]), "replay.npz", ("resume",)),
+])
+def test_a_checkpoint_that_parses_but_is_wrong_gets_one_line_naming_the_file(finished_run, tmp_path, damage, file,
+                                                                           commands):
+    copy = _corrupt_copy(finished_run, tmp_path, damage)
+    if "evaluate" in commands:
+        assert_one_line_error(gluon_pdqn("evaluate", str(copy), "--episodes", "1"), "corrupt", file)
+    if "resume" in commands:
+        result = gluon_pdqn("train", "--resume", str(copy), "--quiet", "--steps", "700")
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and "corrupt" in errors[0] and file in errors[0], result.stderr
+
+
+def test_a_second_process_on_a_run_directory_is_refused_naming_the_owner(tmp_path):
+    run_dir = tmp_path / "run"
+    first = subprocess.Popen([sys.executable, "-m", "gluon_pdqn.cli", "train", "--run-dir", str(run_dir), "--quiet",
+                              "--steps", "10000000", "--set", "run.eval_every=0", "--set", "network.hidden=16,16",
+                              "--set", "run.log_every=100"],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (run_dir / "metrics.csv").exists() or len((run_dir / "metrics.csv").read_text().splitlines()) < 2:
+            assert time.monotonic() < deadline and first.poll() is None
+            time.sleep(0.2)
+        second = gluon_pdqn("train", "--resume", str(run_dir), "--quiet")
+        assert_one_line_error(second, "in use by process", str(first.pid))
+    finally:
+        first.send_signal(signal.SIGINT)
+        _, stderr = first.communicate(timeout=60)
+    assert first.returncode == 130, stderr
+    # The lock died with its process: the run resumes at once.
+    resumed = gluon_pdqn("train", "--resume", str(run_dir), "--quiet", "--steps", "1")
+    assert resumed.returncode == 0, resumed.stderr
+
+
+@pytest.mark.parametrize("where,fragment", [("file", "is a file"), ("/proc/gluon_pdqn/run", "cannot create run directory")])
+def test_a_run_directory_that_cannot_be_written_is_one_line(tmp_path, where, fragment):
+    run_dir = tmp_path / "a-file" if where == "file" else pathlib.Path(where)
+    if where == "file":
+        run_dir.write_text("mine")
+    assert_one_line_error(gluon_pdqn("train", "--run-dir", str(run_dir), *FAST), fragment)

@@ -21,6 +21,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
+from ..checkpoint import reading
 from ..errors import UserError
 
 
@@ -262,6 +263,11 @@ def load_trainer_states(trainer: gluon.Trainer, directory: str, name: str = "opt
         raise UserError(f"checkpoint {directory} has no {name}.json (made by another mode?)") from None
     except json.JSONDecodeError:
         raise UserError(f"checkpoint {directory} is corrupt: {name}.json is not JSON") from None
+    with reading(directory, f"{name}.json"):
+        _restore_trainer_states(trainer, directory, name, meta)
+
+
+def _restore_trainer_states(trainer: gluon.Trainer, directory: str, name: str, meta: dict) -> None:
     optimizer = trainer._optimizer
     if meta["optimizer"] != type(optimizer).__name__:
         raise UserError(f"checkpoint was trained with {meta['optimizer']}, this run uses "
