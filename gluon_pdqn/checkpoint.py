@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from .config import Config, from_dict
-from .errors import UserError
+from .errors import StorageFault, UserError
 
 FORMAT = "gluon_pdqn.checkpoint"
 VERSION = 1
@@ -65,9 +65,14 @@ def list_complete(run_dir: str) -> list[str]:
     root = checkpoint_dir(run_dir)
     if not os.path.isdir(root):
         return []
-    names = sorted(n for n in os.listdir(root) if n.startswith(PREFIX) and not n.endswith(".tmp")
-                   and os.path.exists(os.path.join(root, n, MARKER)))
-    return [os.path.join(root, n) for n in names]
+    candidates = sorted(n for n in os.listdir(root) if n.startswith(PREFIX) and not n.endswith(".tmp"))
+    for name in candidates:
+        path = os.path.join(root, name)
+        if not os.access(path, os.R_OK | os.X_OK):
+            # Taking it for incomplete would quietly resume from an older one; say so instead.
+            raise UserError(f"checkpoint {path} cannot be read (permission denied); restore its permissions or "
+                            "move it out of checkpoints/")
+    return [os.path.join(root, n) for n in candidates if os.path.exists(os.path.join(root, n, MARKER))]
 
 
 def save(run_dir: str, env_steps: int, state: dict, write_files: Callable[[str], None], keep: int) -> str:
@@ -105,7 +110,23 @@ def best_return(run_dir: str, state: dict) -> float | None:
 
 
 def _write(final: str, state: dict, write_files: Callable[[str], None]) -> str:
-    """Write the bundle ``final`` under a temporary name, mark it complete, then rename it into place."""
+    """Write the bundle ``final`` under a temporary name, mark it complete, then rename it into place.
+
+    A write that fails (a full disk, a permission taken away) removes the partial bundle and raises
+    StorageFault; the bundles already complete are untouched.
+    """
+    try:
+        return _write_bundle(final, state, write_files)
+    except OSError as e:
+        shutil.rmtree(final + ".tmp", ignore_errors=True)
+        root = os.path.dirname(os.path.dirname(final))
+        newest = list_complete(root)
+        kept = f"the newest complete checkpoint, {newest[-1]}, is intact" if newest else "no checkpoint was written"
+        raise StorageFault(f"cannot write checkpoint {final}: {e.strerror or e}; {kept}. Free space (or restore "
+                           f"write permission) and continue with gluon-pdqn train --resume {root}") from None
+
+
+def _write_bundle(final: str, state: dict, write_files: Callable[[str], None]) -> str:
     os.makedirs(os.path.dirname(final), exist_ok=True)
     temporary = final + ".tmp"
     shutil.rmtree(temporary, ignore_errors=True)

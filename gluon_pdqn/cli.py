@@ -9,13 +9,14 @@ import re
 import shutil
 import signal
 import sys
+import threading
 
 import click
 
 from . import __version__, checkpoint, give_mxnet_every_core
 from .logging import ProgressDisplay
 from .config import ASYNC_ALGOS, EVAL_PROTOCOLS, MODES, Config, load_preset, preset_names
-from .errors import EnvironmentFault, TrainingStopped, UserError
+from .errors import EnvironmentFault, StorageFault, TrainingStopped, UserError
 
 # Settings that may change when a run is resumed; the rest define the run and must stay as they were.
 RESUMABLE_SETTINGS = ("run.total_env_steps", "run.max_seconds", "run.eval_every", "run.eval_episodes",
@@ -49,6 +50,17 @@ def _default_preset(mode: str | None, algo: str | None, env_id: str | None) -> s
     if env_id and envs.is_atari(env_id):
         return "atari-cpu"
     return "cartpole"
+
+
+def _check_writable_file(path: str, option: str) -> None:
+    """Refuse, before any work, an output file whose directory does not exist or cannot be written."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise UserError(f"{option} {path} is a directory; name a file")
+    if not os.path.isdir(directory):
+        raise UserError(f"{option} {path}: directory {directory} does not exist")
+    if not os.access(directory, os.W_OK):
+        raise UserError(f"{option} {path}: directory {directory} is not writable")
 
 
 def _slug(env_id: str) -> str:
@@ -98,7 +110,7 @@ def _choose_mxnet_threads(cfg: Config) -> None:
 @click.option("--algo", type=click.Choice(ASYNC_ALGOS), help="Mode async: the algorithm.")
 @click.option("--actor-backend", type=click.Choice(["thread", "process"]),
               help="Mode async: actors as threads of this process or as processes.")
-@click.option("--seed", type=int, help="Seed of environments, exploration, replay and initialization.")
+@click.option("--seed", type=click.IntRange(min=0), help="Seed of environments, exploration, replay and initialization.")
 @click.option("--steps", type=click.IntRange(min=1), help="Env steps to train for (in total, when resuming).")
 @click.option("--num-envs", type=click.IntRange(min=1), help="Environments stepped together.")
 @click.option("--run-dir", type=click.Path(), help="Directory for this run (default: runs/<env>-<mode>-s<seed>-<time>).")
@@ -208,7 +220,7 @@ def train(preset, env_id, mode, ctx, kvstore, actors, algo, actor_backend, seed,
               "run.eval_protocol): nature or machado for Atari ids, plain for the env as configured.")
 @click.option("--epsilon", type=click.FloatRange(0, 1), help="Exploration during evaluation (default: the "
               "protocol's).")
-@click.option("--seed", type=int, default=12345, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=12345, show_default=True)
 @click.option("--ctx", default="cpu:0", show_default=True, help="Device to run the network on.")
 @click.option("--video", type=click.Path(dir_okay=False), help="Write the first episode as an animated GIF.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
@@ -222,6 +234,8 @@ def evaluate(path, which, protocol, episodes, epsilon, seed, ctx, video, as_json
     from .learners.async_learners import A3CLearner
     from .parallel import parse_contexts
 
+    if video:
+        _check_writable_file(video, "--video")
     bundle = checkpoint.resolve(path, which) if which in ("best", "last") else checkpoint.resolve(which)
     cfg = checkpoint.config_of(bundle)
     spec = envs.describe(cfg.env)
@@ -324,12 +338,18 @@ def compare(env_id, modes, seeds, budget_steps, budget_seconds, preset, async_pr
     if out_dir is None:
         out_dir = os.path.join("compare", f"{_slug(env_id)}-{_now_stamp()}")
     try:
-        comparison.run_comparison(plan, out_dir, echo=click.echo)
+        results = comparison.run_comparison(plan, out_dir, echo=click.echo)
     except KeyboardInterrupt:
         click.echo(f"interrupted; continue with the same command and --out {out_dir}", err=True)
         return 130
     with open(os.path.join(out_dir, "table.md")) as f:
         click.echo(f.read())
+    failed = [r for r in results if r["status"] == "failed"]
+    if failed:
+        first = failed[0]
+        raise TrainingStopped(f"{len(failed)} of {len(results)} runs failed (the first, {first['mode']} seed "
+                              f"{first['seed']}: {first['error'] or 'no message'}); the table has the others; "
+                              f"run the same command to retry the failed ones")
     click.echo(f"results: {out_dir} (table.md, results.json, results.csv, return_vs_env_steps.png, "
                "return_vs_seconds.png, throughput.png)")
     return 0
@@ -344,6 +364,7 @@ def plot(run_dirs, out_path, x_axis):
     """Greedy-return curves of RUN_DIRS, grouped by mode (mean and min-max over each group's runs)."""
     from . import plots
 
+    _check_writable_file(out_path, "--out")
     groups: dict[str, list[str]] = {}
     for run_dir in run_dirs:
         try:
@@ -423,8 +444,18 @@ def info():
     return 0
 
 
+def _quiet_storage_errors_in_threads(args) -> None:
+    """A background writer (TensorBoard's) that hits a full disk must not print a traceback: the main thread
+    meets the same error at its next write and reports it in one line. Anything else is reported as usual."""
+    if not issubclass(args.exc_type, OSError):
+        threading.__excepthook__(args)
+
+
 def main(argv=None) -> None:
-    """Entry point: run the command; bad input ends with one line on stderr and exit code 2."""
+    """Entry point: run the command; bad input ends with one line on stderr and exit code 2, the faults of a
+    run with codes 3 (stopped: non-finite updates, a lost actor), 4 (the environment's fault) and 5 (the run
+    directory cannot be written)."""
+    threading.excepthook = _quiet_storage_errors_in_threads
     try:
         code = cli.main(args=argv, prog_name="gluon-pdqn", standalone_mode=False)
     except click.exceptions.Exit as e:
@@ -432,7 +463,7 @@ def main(argv=None) -> None:
     except click.ClickException as e:
         click.echo(f"error: {e.format_message()}", err=True)
         code = e.exit_code
-    except (UserError, TrainingStopped, EnvironmentFault) as e:
+    except (UserError, TrainingStopped, EnvironmentFault, StorageFault) as e:
         click.echo(f"error: {e}", err=True)
         code = e.exit_code
     except (KeyboardInterrupt, click.exceptions.Abort):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -221,7 +222,10 @@ def _coerce(key: str, kind, value):
                 raise ValueError(value)
             return int(str(value).replace("_", "")) if isinstance(value, str) else int(value)
         if kind is float:
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):
+                raise UserError(f"setting '{key}' takes a finite number, not {value!r}")
+            return number
         if kind is str:
             return str(value)
     except (TypeError, ValueError):
@@ -282,6 +286,15 @@ def validate(cfg: Config) -> None:
         (cfg.env.frame_stack >= 1, "env.frame_stack must be at least 1"),
         (cfg.env.channels in CHANNEL_LAYOUTS, f"env.channels must be one of {', '.join(CHANNEL_LAYOUTS)}"),
         (0.0 <= cfg.env.sticky_actions <= 1.0, "env.sticky_actions must lie in [0, 1]"),
+        (cfg.env.noop_max >= 0 and cfg.env.max_episode_steps >= 0,
+         "env.noop_max and env.max_episode_steps must not be negative"),
+        (cfg.env.frame_skip >= 1, "env.frame_skip must be at least 1"),
+        (0.0 <= cfg.optim.momentum < 1.0 and 0.0 <= cfg.optim.rmsprop_decay < 1.0,
+         "optim.momentum and optim.rmsprop_decay must lie in [0, 1)"),
+        (cfg.optim.adam_epsilon > 0 and cfg.optim.rmsprop_epsilon > 0 and cfg.replay.priority_epsilon > 0,
+         "optim.adam_epsilon, optim.rmsprop_epsilon and replay.priority_epsilon must be positive"),
+        (cfg.run.model_split == "auto" or all(p.strip().isdigit() for p in cfg.run.model_split.split(",")),
+         "run.model_split must be auto or comma-separated layer indices (2 or 2,4)"),
         (cfg.network.name in ("auto", "mlp", "nature_cnn", "small_cnn"),
          "network.name must be auto, mlp, nature_cnn or small_cnn"),
         (all(h > 0 for h in cfg.network.hidden), "network.hidden widths must be positive"),
@@ -306,6 +319,7 @@ def validate(cfg: Config) -> None:
                                                                           "agent.updates_per_train must be >= 1"),
         (cfg.agent.target_update_every >= 1, "agent.target_update_every must be at least 1"),
         (cfg.run.total_env_steps >= 1, "run.total_env_steps must be at least 1"),
+        (cfg.run.seed >= 0, "run.seed must not be negative"),
         (cfg.run.max_seconds >= 0, "run.max_seconds must not be negative"),
         (cfg.run.eval_every >= 0 and cfg.run.eval_episodes >= 1, "run.eval_every >= 0 and run.eval_episodes >= 1"),
         (cfg.run.eval_protocol in EVAL_PROTOCOLS, f"run.eval_protocol must be one of {', '.join(EVAL_PROTOCOLS)}"),

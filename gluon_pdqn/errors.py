@@ -1,5 +1,5 @@
 """Exceptions that reach the user as one line: bad input (exit code 2), a stopped run (3), an environment's
-fault (4)."""
+fault (4), a run directory that cannot be written (5)."""
 
 
 class UserError(Exception):
@@ -25,3 +25,11 @@ class EnvironmentFault(Exception):
     """
 
     exit_code = 4
+
+
+class StorageFault(Exception):
+    """The run directory cannot be written (the disk is full, a permission was taken away). The newest complete
+    checkpoint is intact; the command line prints one line and exits with code 5.
+    """
+
+    exit_code = 5

@@ -9,6 +9,8 @@ import os
 import sys
 import time
 
+from .errors import StorageFault
+
 # Counters (units: env_steps are agent decisions, frames = env_steps x frame skip, learner_steps are updates).
 ENV_STEPS = "env_steps"
 FRAMES = "frames"
@@ -105,8 +107,12 @@ class _CsvTable:
             self._writer.writeheader()
 
     def write(self, row: dict) -> None:
-        self._writer.writerow(row)
-        self._file.flush()
+        try:
+            self._writer.writerow(row)
+            self._file.flush()
+        except OSError as e:
+            raise StorageFault(f"cannot write {self._file.name}: {e.strerror or e}; the newest complete checkpoint "
+                               "is intact. Free space (or restore write permission) and resume the run") from None
 
     def close(self) -> None:
         self._file.close()

@@ -385,7 +385,7 @@ class Training(RunBookkeeping):
             self.vector_env.close()
         except Exception:  # noqa: BLE001 (a broken environment may fail to close too; the run is saved)
             pass
-        summary = self._finish(interrupted_by, bundle)
+        summary = self._finish(interrupted_by or (None if fault is None else "EnvironmentFault"), bundle)
         if fault is not None:
             raise self._report_fault(fault, bundle)
         return summary

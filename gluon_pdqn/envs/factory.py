@@ -98,7 +98,9 @@ def _make_raw(cfg: EnvConfig, evaluation: bool, render_mode: str | None) -> gym.
     except gym.error.Error as e:
         raise UserError(f"cannot make environment '{cfg.id}': {e}") from None
     except ModuleNotFoundError as e:
-        raise UserError(f"cannot make environment '{cfg.id}': no module named '{e.name}'") from None
+        module = e.name or cfg.id.partition(":")[0]
+        raise UserError(f"cannot make environment '{cfg.id}': no module named '{module}' (a `module:Name-v0` id "
+                        "imports the module first; is it installed, or on PYTHONPATH?)") from None
     except (ImportError, TypeError, ValueError) as e:
         raise UserError(f"cannot make environment '{cfg.id}': {e}") from None
     if cfg.frame_stack > 1:

@@ -12,6 +12,7 @@ Atari frames are stored as single uint8 84x84 arrays, so a million transitions t
 """
 from __future__ import annotations
 
+import resource
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,6 +54,19 @@ def available_memory_bytes() -> int | None:
     return None
 
 
+def address_space_room_bytes() -> int | None:
+    """Bytes this process may still map under its address-space limit (``ulimit -v``), or None if unlimited."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    try:
+        with open("/proc/self/status") as f:
+            mapped = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+    except (OSError, StopIteration, ValueError):
+        mapped = 0
+    return max(0, soft - mapped)
+
+
 class ReplayBuffer:
     """Uniform or proportional-prioritized replay over per-environment rings of frames.
 
@@ -85,7 +99,11 @@ class ReplayBuffer:
         self.rng = np.random.default_rng(seed)
         self._check_memory()
         shape = (self.num_envs, self.slots_per_env)
-        self.frames = np.zeros(shape + self.frame_shape, dtype=self.frame_dtype)
+        try:
+            self.frames = np.zeros(shape + self.frame_shape, dtype=self.frame_dtype)
+        except MemoryError:
+            raise UserError(f"cannot allocate the replay's {self.nbytes / 2**30:.2f} GiB; lower "
+                            "replay.capacity") from None
         self.actions = np.zeros(shape, dtype=np.int32)
         self.rewards = np.zeros(shape, dtype=np.float32)
         self.flags = np.zeros(shape, dtype=np.uint8)
@@ -113,6 +131,11 @@ class ReplayBuffer:
             raise UserError(f"replay of {self.num_envs * self.slots_per_env:,} transitions needs "
                             f"{need / 2**30:.1f} GiB but only {available / 2**30:.1f} GiB is available; "
                             "lower replay.capacity")
+        room = address_space_room_bytes()
+        if room is not None and need > 0.9 * room:
+            raise UserError(f"replay of {self.num_envs * self.slots_per_env:,} transitions needs "
+                            f"{need / 2**30:.2f} GiB but this process's address-space limit (ulimit -v) leaves "
+                            f"{room / 2**30:.2f} GiB; lower replay.capacity or raise the limit")
 
     # --- writing ----------------------------------------------------------------------------------
 
