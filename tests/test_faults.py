@@ -163,3 +163,85 @@ def test_a_run_directory_that_cannot_be_written_is_one_line(tmp_path, where, fra
     if where == "file":
         run_dir.write_text("mine")
     assert_one_line_error(gluon_pdqn("train", "--run-dir", str(run_dir), *FAST), fragment)
+
+
+def _tiny_tmpfs(path, size):
+    """Mount a tmpfs of ``size`` at ``path``; None (with the reason) where this machine cannot."""
+    if os.geteuid() != 0:
+        return "mounting a tmpfs needs root"
+    path.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True,
+                            text=True)
+    return None if result.returncode == 0 else f"cannot mount a tmpfs: {result.stderr.strip()}"
+
+
+def test_a_full_disk_ends_with_one_line_and_the_newest_complete_checkpoint(tmp_path):
+    disk = tmp_path / "disk"
+    reason = _tiny_tmpfs(disk, "1536k")
+    if reason:
+        pytest.skip(reason)
+    try:
+        run_dir = disk / "run"
+        result = gluon_pdqn("train", "--run-dir", str(run_dir), "--quiet", "--steps", "100000", "--set",
+                            "run.checkpoint_every=200", "--set", "run.keep_checkpoints=50", "--set",
+                            "replay.capacity=8000", "--set", "run.eval_every=0", "--set", "network.hidden=16,16")
+        assert result.returncode == 5, result.stderr
+        assert "Traceback" not in result.stderr
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and "No space left on device" in errors[0] and "--resume" in errors[0], result.stderr
+        names = os.listdir(run_dir / "checkpoints")
+        assert not [n for n in names if n.endswith(".tmp")]  # no half-written bundle left behind
+        newest = checkpoint.resolve(str(run_dir))
+        assert checkpoint.read_state(newest)["counters"]["env_steps"] >= 200
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_a_failed_checkpoint_write_removes_its_partial_bundle(tmp_path, monkeypatch):
+    """The same without a tmpfs: a write that fails midway (stubbed) leaves the previous bundle intact."""
+    import errno
+
+    import numpy as np
+
+    from gluon_pdqn.errors import StorageFault
+    from gluon_pdqn.loops import Training
+    from test_training import small_cfg
+
+    training = Training(small_cfg(run__total_env_steps=600, run__checkpoint_every=200), str(tmp_path))
+    training.run(stop_at=200)
+    real_savez = np.savez
+
+    def full_disk(path, **arrays):
+        if str(path).endswith("replay.npz"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_savez(path, **arrays)
+    monkeypatch.setattr(np, "savez", full_disk)
+    with pytest.raises(StorageFault, match="No space left on device.*ckpt-000000000200, is intact"):
+        Training(small_cfg(run__total_env_steps=600, run__checkpoint_every=200), str(tmp_path),
+                 resume_bundle=checkpoint.resolve(str(tmp_path))).run()
+    assert [os.path.basename(b) for b in checkpoint.list_complete(str(tmp_path))] == ["ckpt-000000000200"]
+    assert not [n for n in os.listdir(tmp_path / "checkpoints") if n.endswith(".tmp")]
+
+
+def test_an_address_space_limit_below_the_replay_is_one_line(tmp_path):
+    import resource
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (6 * 2**30, 6 * 2**30))
+    result = subprocess.run([sys.executable, "-m", "gluon_pdqn.cli", "train", "--quiet", "--run-dir",
+                             str(tmp_path / "run"), "--steps", "100", "--set", "replay.capacity=200000000"],
+                            preexec_fn=limit, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
+    assert_one_line_error(result, "ulimit -v", "replay.capacity")
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_unreadable_newest_checkpoint_is_named_not_skipped(finished_run, monkeypatch):
+    """A bundle this process may not read (root reads everything, so the denial is simulated) is named in one
+    line; it is not taken for an incomplete one, which would quietly resume from an older checkpoint."""
+    from gluon_pdqn.errors import UserError
+
+    newest = checkpoint.resolve(str(finished_run))
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if str(path) == newest else real_access(path, mode))
+    with pytest.raises(UserError, match=f"{os.path.basename(newest)} cannot be read"):
+        checkpoint.resolve(str(finished_run))
