@@ -287,6 +287,7 @@ class Training(RunBookkeeping):
         self._timing_due = True  # time the next update per device
         self._pending: list = []  # (replay indices, StepResult) of updates not yet taken in by _settle
         self._environment_broken = False  # set when the environment faulted: its state is not saved
+        self._newest_bundle: tuple[int, str] | None = None  # (env steps, path) of the last checkpoint written
         num_envs = cfg.env.num_envs
         self.episode_returns = np.zeros(num_envs)
         self.episode_lengths = np.zeros(num_envs, dtype=np.int64)
@@ -377,7 +378,10 @@ class Training(RunBookkeeping):
             self.counters.wall_seconds = wall_before + time.perf_counter() - session_start
             if fault is not None:
                 self._environment_broken = True  # its state cannot be captured; a resume starts new episodes
-            bundle = self.save_checkpoint()  # still under the guard: a second Ctrl-C cannot cut it short
+            if self._newest_bundle is not None and self._newest_bundle[0] == self.counters.env_steps:
+                bundle = self._newest_bundle[1]  # a signal during the periodic checkpoint: it is the final one
+            else:
+                bundle = self.save_checkpoint()  # still under the guard: a second Ctrl-C cannot cut it short
             if interrupted_by is None and fault is None:
                 self.learner.leave()
         self.writer.close()
@@ -531,8 +535,10 @@ class Training(RunBookkeeping):
         }
         if best:
             return checkpoint.save_best(self.run_dir, state, write_files)
-        return checkpoint.save(self.run_dir, self.counters.env_steps, state, write_files,
-                               self.cfg.run.keep_checkpoints)
+        bundle = checkpoint.save(self.run_dir, self.counters.env_steps, state, write_files,
+                                 self.cfg.run.keep_checkpoints)
+        self._newest_bundle = (self.counters.env_steps, bundle)
+        return bundle
 
     def _restore(self, bundle: str) -> None:
         state = checkpoint.read_state(bundle)

@@ -45,7 +45,7 @@ def scripted_evaluations(monkeypatch, means):
     """Make the loop's evaluations return ``means`` in turn; returns the env steps each was taken at."""
     means, taken = list(means), []
 
-    def evaluate(q_values, env_cfg, n_actions, episodes, epsilon, seed):
+    def evaluate(q_values, env_cfg, n_actions, episodes, epsilon, seed, interrupted=None):
         taken.append(None)
         return np.array([means.pop(0)])
     monkeypatch.setattr(loops, "evaluate", evaluate)
