@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow bench peers venv clean
+.PHONY: demo test test-slow bench bench-long peers venv clean
 
 venv: $(STAMP)
 
@@ -36,6 +36,12 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/overlap.py
 	$(BIN)/python benchmarks/async_scaling.py
 	$(BIN)/python benchmarks/dist_scaling.py
+
+# Learning runs that take hours: MinAtar curves (2 games x 3 seeds, about 40 minutes), then Pong against the
+# wall clock (2 hours; run it again to resume an interrupted run).
+bench-long: $(STAMP)
+	$(BIN)/python benchmarks/minatar_curves.py
+	$(BIN)/python benchmarks/atari_solve.py --run-dir results/pong-solve
 
 # The peer (Stable-Baselines3's DQN, on torch 2.13.0 CPU) is an optional extra: installed only here.
 peers: $(STAMP)

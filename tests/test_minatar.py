@@ -44,3 +44,21 @@ def test_an_explicit_preset_wins_over_the_family(tmp_path):
                         "--quiet", "--steps", "120", "--set", "replay.learning_starts=100", "--set", "run.eval_every=0")
     assert result.returncode == 0, result.stderr
     assert json.loads((run_dir / "config.json").read_text())["preset"] == "cartpole"
+
+
+RANDOM_BREAKOUT = 0.43  # mean return of uniformly random play (200 episodes, benchmarks/minatar_curves.py)
+
+
+def test_a_short_run_on_breakout_beats_random_play(tmp_path):
+    """8,000 env steps with a faster-learning variant of the preset (Adam 1e-3, target every 200 updates,
+    epsilon over 5,000 steps): the greedy policy scores several times what random play does."""
+    run_dir = tmp_path / "run"
+    result = gluon_pdqn("train", "--env", "MinAtar/Breakout-v1", "--run-dir", str(run_dir), "--quiet", "--steps",
+                        "8000", "--set", "optim.name=adam", "--set", "optim.learning_rate=1e-3", "--set",
+                        "replay.learning_starts=1000", "--set", "exploration.decay_steps=5000", "--set",
+                        "exploration.epsilon_final=0.05", "--set", "agent.target_update_every=200", "--set",
+                        "run.eval_every=8000", "--set", "run.eval_episodes=20", "--set", "run.checkpoint_every=0",
+                        timeout=300)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["last_eval_mean"] >= 3.5 * RANDOM_BREAKOUT, summary["last_eval_mean"]
