@@ -274,7 +274,8 @@ class Training(RunBookkeeping):
                                    n_step=cfg.replay.n_step, gamma=cfg.agent.gamma, seed=seed + 1,
                                    prioritized=cfg.replay.prioritized, alpha=cfg.replay.alpha,
                                    priority_epsilon=cfg.replay.priority_epsilon)
-        self.display.message(f"observations {self.spec.obs_shape} {self.spec.obs_dtype}: network "
+        converted = f" ({self.spec.conversion})" if self.spec.conversion else ""
+        self.display.message(f"observations {self.spec.obs_shape} {self.spec.obs_dtype}{converted}: network "
                              f"{networks.resolve_name(cfg.network, self.spec)}, {cfg.run.precision} updates; replay "
                              f"{cfg.replay.capacity:,} transitions, {self.replay.nbytes / 2**20:,.1f} MiB")
         self.epsilon = EpsilonSchedule.from_config(cfg.exploration, offset=cfg.replay.learning_starts)

@@ -101,6 +101,10 @@ def test_bool_grids_become_uint8_and_float64_vectors_float32():
     np.testing.assert_array_equal(env.observation(raw), raw.transpose(2, 0, 1).astype(np.uint8) * 255)
     vector = make_env(EnvConfig(id="Float64Vector-v0"))
     assert vector.reset(seed=0)[0].dtype == np.float32 and vector.observation_space.dtype == np.float32
+    # The run says what it did to them.
+    assert describe(EnvConfig(id="Float64Vector-v0")).conversion == "float64 vectors cast to float32"
+    assert "bool cells as uint8 0/255" in describe(EnvConfig(id="MinAtarLike-v0")).conversion
+    assert describe(EnvConfig(id="CartPole-v1")).conversion == ""
 
 
 def test_channels_first_images_are_read_from_the_shape_or_the_setting():

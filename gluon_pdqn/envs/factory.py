@@ -33,6 +33,7 @@ class EnvSpec:
     frame_stack: int
     n_actions: int
     is_atari: bool
+    conversion: str = ""  # what envs/observations.py did to the env's observations ("" when nothing)
 
 
 def _register_ale() -> None:
@@ -138,8 +139,13 @@ def describe(cfg: EnvConfig) -> EnvSpec:
         stack = _atari_stack(cfg)
         obs_shape = tuple(space.shape)
         frame_shape = obs_shape[1:] if stack > 1 else obs_shape
+        wrapper = env
+        while isinstance(wrapper, gym.Wrapper) and not isinstance(wrapper, observations.AgentObservation):
+            wrapper = wrapper.env
+        conversion = wrapper.conversion if isinstance(wrapper, observations.AgentObservation) else ""
         return EnvSpec(id=cfg.id, obs_shape=obs_shape, obs_dtype=np.dtype(space.dtype), frame_shape=frame_shape,
-                       frame_stack=stack, n_actions=int(env.action_space.n), is_atari=is_atari(cfg.id))
+                       frame_stack=stack, n_actions=int(env.action_space.n), is_atari=is_atari(cfg.id),
+                       conversion=conversion)
     finally:
         env.close()
 

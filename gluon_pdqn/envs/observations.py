@@ -49,6 +49,7 @@ class AgentObservation(gym.ObservationWrapper):
             self._axes, self._to = None, np.float32
             self.observation_space = gym.spaces.Box(np.asarray(space.low, np.float32),
                                                     np.asarray(space.high, np.float32), dtype=np.float32)
+            self.conversion = f"{space.dtype} vectors cast to float32"
             return
         shape = space.shape
         if len(shape) == 2:
@@ -66,6 +67,10 @@ class AgentObservation(gym.ObservationWrapper):
             self._to, low, high = np.float32, 0.0, 1.0
         self._chw = chw
         self.observation_space = gym.spaces.Box(low, high, chw, dtype=self._to)
+        layout = f"{shape} images as {chw}" if self._axes is not None or len(shape) == 2 else f"{shape} images"
+        values = {np.dtype(np.bool_): ", bool cells as uint8 0/255", np.dtype(np.uint8): ""}.get(
+            np.dtype(space.dtype), f", {space.dtype} values as float32")
+        self.conversion = layout + values
 
     def observation(self, observation):
         obs = np.asarray(observation)
