@@ -62,7 +62,10 @@ def test_evaluate_reports_returns(trained_run, tmp_path):
     result = gluon_pdqn("evaluate", str(trained_run), "--episodes", "3", "--json", "--video", str(video))
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert len(report["returns"]) == 3 and report["min"] <= report["mean"] <= report["max"]
+    returns = report["returns"]
+    assert len(returns) == 3 and all(r == int(r) and 8 <= r <= 500 for r in returns)  # CartPole-v1 episodes
+    assert report["mean"] == pytest.approx(sum(returns) / 3)
+    assert (report["min"], report["max"]) == (min(returns), max(returns))
     assert video.read_bytes()[:6] in (b"GIF87a", b"GIF89a")
 
 

@@ -47,7 +47,7 @@ def test_malformed_values_are_errors(key, value):
 @pytest.mark.parametrize("key,value", [("replay.batch_size", 0), ("agent.gamma", 1.5), ("optim.name", "adagrad"),
                                        ("exploration.epsilon_final", -0.1)])
 def test_invalid_values_are_refused(key, value):
-    with pytest.raises(UserError):
+    with pytest.raises(UserError, match=key.replace(".", r"\.")):
         Config().replace({key: value})
 
 

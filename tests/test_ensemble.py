@@ -49,12 +49,24 @@ def test_ensemble_mode_trains_and_logs_each_member(tmp_path):
         "run.eval_episodes": 2, "replay.learning_starts": 300, "agent.train_every": 4,
         "agent.updates_per_train": 1, "network.hidden": "16,16", "run.ensemble_acting": "member"})
     training = Training(cfg, str(tmp_path))
+    learner, picked = training.learner, []
+    start_episode = learner.episode_started
+
+    def record(env_index):
+        start_episode(env_index)
+        picked.append(int(learner.acting_member[env_index]))
+    learner.episode_started = record
     summary = training.run()
     assert summary.counters["learner_steps"] > 0
     rows = list(csv.DictReader(open(tmp_path / "members.csv")))
     assert [r["member"] for r in rows] == ["0", "1", "0", "1"]
     assert abs(sum(float(r["weight"]) for r in rows[:2]) - 1.0) < 1e-6
-    assert set(training.learner.acting_member) <= {0, 1}
+    # Each episode acts with one member, drawn afresh: over ~100 episodes both members act.
+    assert len(picked) >= 20 and set(picked) == {0, 1}
+    obs = np.random.default_rng(0).normal(size=(1, 4)).astype(np.float32)
+    for member, q in enumerate(learner.member_q_functions()):
+        learner.acting_member[0] = member
+        np.testing.assert_allclose(learner.q_values(obs), q(obs), rtol=1e-5)
 
 
 @pytest.mark.parametrize("acting", ["mean", "member"])
