@@ -20,8 +20,10 @@ setup(
         "tensorboardX>=2.6",
         "matplotlib>=3.7",
         "opencv-python-headless>=4.8",
+        "minatar==1.0.15",
     ],
     extras_require={"test": ["pytest>=7"],
+                    "export": ["onnx==1.16.2"],  # gluon-pdqn export --format onnx
                     "peers": ["stable-baselines3==2.9.2", "torch==2.13.0"]},  # benchmarks/peers.py
     entry_points={"console_scripts": ["gluon-pdqn=gluon_pdqn.cli:main"]},
 )

@@ -356,6 +356,39 @@ def compare(env_id, modes, seeds, budget_steps, budget_seconds, preset, async_pr
 
 
 @cli.command()
+@click.argument("path", type=click.Path())
+@click.option("--checkpoint", "which", default="best", show_default=True,
+              help="Which bundle of a run directory: `best` (the best greedy evaluation's policy: what you deploy; "
+                   "`last` where the run never evaluated), `last`, or a bundle's path.")
+@click.option("--format", "formats", type=click.Choice(["mxnet", "onnx", "both"]), default="both", show_default=True,
+              help="MXNet's symbol + params (load with SymbolBlock.imports), ONNX, or both.")
+@click.option("--out", "out_dir", required=True, type=click.Path(), help="Directory for the exported files.")
+def export(path, which, formats, out_dir):
+    """Export the greedy Q-network of PATH (a run directory or a checkpoint) for deployment.
+
+    Writes qnetwork-symbol.json and qnetwork-0000.params (MXNet), qnetwork.onnx (ONNX), and preprocessing.json:
+    what the observations must look like (shape, dtype, frame stacking, the Atari pipeline) and what comes out.
+    """
+    from . import export as exporting
+
+    if which in ("best", "last"):
+        try:
+            bundle = checkpoint.resolve(path, which)
+        except UserError:
+            if which != "best" or checkpoint.is_bundle(path):
+                raise
+            bundle = checkpoint.resolve(path, "last")  # a run that never evaluated has no best policy
+    else:
+        bundle = checkpoint.resolve(which)
+    chosen = ("mxnet", "onnx") if formats == "both" else (formats,)
+    written = exporting.export(bundle, out_dir, chosen)
+    click.echo(f"exported {bundle}:")
+    for kind, file in written.items():
+        click.echo(f"  {kind}: {file}")
+    return 0
+
+
+@cli.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path())
 @click.option("--out", "out_path", default="curves.png", show_default=True, help="PNG file to write.")
 @click.option("--x", "x_axis", type=click.Choice(["env_steps", "wall_seconds"]), default="env_steps",

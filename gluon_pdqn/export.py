@@ -1,0 +1,99 @@
+"""Export a trained Q-network for deployment: MXNet's symbol and parameters, and ONNX.
+
+The exported graph maps a batch of observations, exactly as the agent takes them (``preprocessing.json`` says
+how to make them from the environment's), to one Q-value per action; the greedy action is their argmax.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import mxnet as mx
+import numpy as np
+
+from . import checkpoint, envs
+from .errors import UserError
+from .learners import SingleLearner
+
+FORMATS = ("mxnet", "onnx")
+PREFIX = "qnetwork"  # files: qnetwork-symbol.json, qnetwork-0000.params, qnetwork.onnx, preprocessing.json
+
+
+def preprocessing(cfg, spec) -> dict:
+    """What a deployment must do to the environment's observations before the graph sees them."""
+    steps = {
+        "env": cfg.env.id,
+        "input_name": "data",
+        "input_shape": ["batch", *spec.obs_shape],
+        "input_dtype": str(spec.obs_dtype),
+        "output": f"Q-values, shape (batch, {spec.n_actions}); the greedy action is their argmax",
+        "n_actions": spec.n_actions,
+        "frame_stack": spec.frame_stack,
+        "conversion": spec.conversion or "none: the environment's observations as they are",
+        "scaling": ("inside the graph: uint8 pixels are cast to float32 and multiplied by 1/255"
+                    if spec.obs_dtype == np.uint8 else "none"),
+    }
+    if spec.frame_stack > 1:
+        steps["stacking"] = (f"the last {spec.frame_stack} frames, oldest first, on axis 1; at an episode's start "
+                             "the first frame is repeated")
+    if spec.is_atari:
+        steps["atari_pipeline"] = {
+            "frameskip": 1, "repeat_action_probability": cfg.env.sticky_actions, "full_action_space": False,
+            "wrapper": "gymnasium.wrappers.AtariPreprocessing", "noop_max": cfg.env.noop_max,
+            "frame_skip": cfg.env.frame_skip, "screen_size": 84, "grayscale_obs": True, "scale_obs": False,
+            "max_pooling": "over the last two frames of each skip", "fire_reset": "press FIRE after reset where the "
+            "game needs it"}
+    return steps
+
+
+def export(bundle: str, out_dir: str, formats: tuple[str, ...]) -> dict[str, str]:
+    """Write the greedy Q-network of ``bundle`` in ``formats`` to ``out_dir``; returns the files written."""
+    cfg = checkpoint.config_of(bundle)
+    if cfg.run.mode == "ensemble":
+        raise UserError("export takes one Q-network; an ensemble's members are not exported yet (evaluate or "
+                        "resume it instead)")
+    if cfg.run.mode == "async" and cfg.actors.algo == "a3c":
+        raise UserError("export writes Q-networks; an A3C checkpoint holds a policy and a value head")
+    spec = envs.describe(cfg.env)
+    learner = SingleLearner(cfg, spec, mx.cpu(0))  # data-, model-parallel and async Q checkpoints load here too
+    with checkpoint.reading(bundle, "its parameter files"):
+        learner.load(bundle, with_optimizer=False)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create --out {out_dir}: {e.strerror}") from None
+    network = learner.online
+    network.hybridize()
+    network(mx.nd.zeros((1, *spec.obs_shape), dtype=spec.obs_dtype))  # export needs one traced call
+    prefix = os.path.join(out_dir, PREFIX)
+    network.export(prefix, epoch=0)
+    written = {"symbol": f"{prefix}-symbol.json", "params": f"{prefix}-0000.params"}
+    if "onnx" in formats:
+        written["onnx"] = _to_onnx(written["symbol"], written["params"], spec, f"{prefix}.onnx")
+    if "mxnet" not in formats:
+        for name in ("symbol", "params"):
+            os.remove(written.pop(name))
+    written["preprocessing"] = os.path.join(out_dir, "preprocessing.json")
+    with open(written["preprocessing"], "w") as f:
+        json.dump({"checkpoint": os.path.abspath(bundle), **preprocessing(cfg, spec)}, f, indent=2)
+    return written
+
+
+def _to_onnx(symbol_file: str, params_file: str, spec, path: str) -> str:
+    try:
+        import onnx
+    except ImportError:
+        raise UserError("--format onnx needs the onnx package: pip install onnx==1.16.2 (the version pinned in "
+                        "requirements-export.txt)") from None
+    from mxnet import onnx as mx_onnx
+
+    mx_onnx.export_model(symbol_file, params_file, in_shapes=[(1, *spec.obs_shape)], in_types=[spec.obs_dtype],
+                         onnx_file_path=path, dynamic=True, dynamic_input_shapes=[(None, *spec.obs_shape)])
+    # MXNet's exporter lists the weights among the graph's inputs too; ONNX runtimes then cannot fold them as
+    # constants (and warn). Keep only the observation as an input.
+    model = onnx.load(path)
+    weights = {initializer.name for initializer in model.graph.initializer}
+    for graph_input in [i for i in model.graph.input if i.name in weights]:
+        model.graph.input.remove(graph_input)
+    onnx.save(model, path)
+    return path
