@@ -11,7 +11,10 @@ from .envs import EnvSpec
 # (filters, kernel, stride) per convolution, then the width of the dense layer.
 NATURE_CNN = ((32, 8, 4), (64, 4, 2), (64, 3, 1)), 512  # Mnih et al. (2015)
 SMALL_CNN = ((16, 3, 1),), 128  # MinAtar's DQN (Young & Tian 2019)
-CNNS = {"nature_cnn": NATURE_CNN, "small_cnn": SMALL_CNN}
+# Data-efficient Rainbow's network (van Hasselt, Hessel & Aslanides 2019): on 84x84 frames about 6x fewer
+# multiply-adds and 8x fewer parameters than the Nature CNN, so an update costs about a quarter as much on a CPU.
+EFFICIENT_CNN = ((32, 5, 5), (64, 5, 5)), 256
+CNNS = {"nature_cnn": NATURE_CNN, "small_cnn": SMALL_CNN, "efficient_cnn": EFFICIENT_CNN}
 
 
 def min_image_side(convolutions) -> int:

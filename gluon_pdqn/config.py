@@ -41,8 +41,9 @@ class EnvConfig:
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    # `mlp`, `nature_cnn`, `small_cnn`, or `auto`: the Nature CNN for images of 36x36 and more, the small CNN
-    # (MinAtar's) for smaller ones, an MLP for vectors
+    # `mlp`, `nature_cnn`, `efficient_cnn` (data-efficient Rainbow's, a quarter of the Nature CNN's update cost),
+    # `small_cnn`, or `auto`: the Nature CNN for images of 36x36 and more, the small CNN (MinAtar's) for smaller
+    # ones, an MLP for vectors
     name: str = "auto"
     hidden: tuple[int, ...] = (64, 64)  # MLP hidden layer widths
     dueling: bool = False  # dueling head: Q = V + A - mean(A)
@@ -295,8 +296,8 @@ def validate(cfg: Config) -> None:
          "optim.adam_epsilon, optim.rmsprop_epsilon and replay.priority_epsilon must be positive"),
         (cfg.run.model_split == "auto" or all(p.strip().isdigit() for p in cfg.run.model_split.split(",")),
          "run.model_split must be auto or comma-separated layer indices (2 or 2,4)"),
-        (cfg.network.name in ("auto", "mlp", "nature_cnn", "small_cnn"),
-         "network.name must be auto, mlp, nature_cnn or small_cnn"),
+        (cfg.network.name in ("auto", "mlp", "nature_cnn", "efficient_cnn", "small_cnn"),
+         "network.name must be auto, mlp, nature_cnn, efficient_cnn or small_cnn"),
         (all(h > 0 for h in cfg.network.hidden), "network.hidden widths must be positive"),
         (cfg.replay.batch_size >= 1, "replay.batch_size must be at least 1"),
         (cfg.replay.capacity >= cfg.replay.batch_size, "replay.capacity must be at least replay.batch_size"),

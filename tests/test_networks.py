@@ -17,7 +17,7 @@ def _inputs(spec, batch=5):
     return mx.nd.array(rng.normal(size=(batch,) + spec.obs_shape), dtype=np.float32)
 
 
-@pytest.mark.parametrize("spec,name", [(VECTOR, "mlp"), (IMAGE, "nature_cnn")])
+@pytest.mark.parametrize("spec,name", [(VECTOR, "mlp"), (IMAGE, "nature_cnn"), (IMAGE, "efficient_cnn")])
 @pytest.mark.parametrize("dueling", [False, True])
 def test_hybridized_and_imperative_outputs_agree(spec, name, dueling):
     net = networks.build(NetworkConfig(name=name, dueling=dueling, hidden=(32, 16)), spec, prefix="n_")
@@ -96,3 +96,15 @@ def test_a_cnn_too_big_for_the_images_is_refused_in_one_line():
         networks.build(NetworkConfig(name="nature_cnn"), SMALL, prefix="x_")
     with pytest.raises(UserError, match="needs image observations"):
         networks.build(NetworkConfig(name="small_cnn"), VECTOR, prefix="y_")
+
+
+def test_the_efficient_cnn_is_data_efficient_rainbows_network_and_much_smaller():
+    efficient = networks.build(NetworkConfig(name="efficient_cnn"), IMAGE, prefix="e_")
+    nature = networks.build(NetworkConfig(name="nature_cnn"), IMAGE, prefix="n_")
+    for net in (efficient, nature):
+        net.initialize(mx.init.Xavier())
+        net(_inputs(IMAGE))
+    shapes = [p.shape for p in efficient.collect_params().values()]
+    assert shapes[:2] == [(32, IMAGE.obs_shape[0], 5, 5), (32,)] and (64, 32, 5, 5) in shapes
+    count = lambda net: sum(p.data().size for p in net.collect_params().values())  # noqa: E731
+    assert count(nature) > 6 * count(efficient)

@@ -10,7 +10,7 @@ from ..architecture import CNNS, image_shape, min_image_side, resolve_name
 from ..config import NetworkConfig
 from ..envs import EnvSpec
 from ..errors import UserError
-from .cnn import ConvQNetwork, NatureCNN, SmallCNN
+from .cnn import ConvQNetwork, EfficientCNN, NatureCNN, SmallCNN
 from .heads import QHead
 from .mlp import MLP, NumpyMLP
 
@@ -53,6 +53,11 @@ def _small_cnn(cfg: NetworkConfig, spec: EnvSpec, prefix: str) -> gluon.HybridBl
     return _cnn(SmallCNN, "small_cnn", spec, cfg, prefix)
 
 
+@register("efficient_cnn")
+def _efficient_cnn(cfg: NetworkConfig, spec: EnvSpec, prefix: str) -> gluon.HybridBlock:
+    return _cnn(EfficientCNN, "efficient_cnn", spec, cfg, prefix)
+
+
 def build(cfg: NetworkConfig, spec: EnvSpec, prefix: str) -> gluon.HybridBlock:
     """An uninitialized Q-network for ``spec`` (observations in, one Q-value per action out)."""
     name = resolve_name(cfg, spec)
@@ -61,5 +66,5 @@ def build(cfg: NetworkConfig, spec: EnvSpec, prefix: str) -> gluon.HybridBlock:
     return _REGISTRY[name](cfg, spec, prefix)
 
 
-__all__ = ["MLP", "ConvQNetwork", "NatureCNN", "NumpyMLP", "QHead", "SmallCNN", "build", "image_shape", "register",
+__all__ = ["MLP", "ConvQNetwork", "EfficientCNN", "NatureCNN", "NumpyMLP", "QHead", "SmallCNN", "build", "image_shape", "register",
            "resolve_name"]

@@ -1,9 +1,10 @@
-"""Convolutional Q-networks over image observations: the Nature CNN and a small CNN for small grids."""
+"""Convolutional Q-networks over image observations: the Nature CNN, a cheaper one for CPUs, and a small CNN for
+small grids."""
 from __future__ import annotations
 
 from mxnet import gluon
 
-from ..architecture import NATURE_CNN, SMALL_CNN
+from ..architecture import EFFICIENT_CNN, NATURE_CNN, SMALL_CNN
 from .heads import QHead
 
 
@@ -63,3 +64,11 @@ class SmallCNN(ConvQNetwork):
 
     def __init__(self, n_actions: int, dueling: bool = False, **kwargs):
         super().__init__(n_actions, *SMALL_CNN, dueling, **kwargs)
+
+
+class EfficientCNN(ConvQNetwork):
+    """Conv 32x5x5/5, 64x5x5/5, dense 256, Q head: data-efficient Rainbow's network (van Hasselt et al. 2019),
+    about a quarter of the Nature CNN's update cost on 84x84 frames; images of at least 30x30."""
+
+    def __init__(self, n_actions: int, dueling: bool = False, **kwargs):
+        super().__init__(n_actions, *EFFICIENT_CNN, dueling, **kwargs)
