@@ -16,6 +16,7 @@ import csv
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -86,9 +87,13 @@ def main(preset, env_id, hours, target, seed, run_dir, name, sets):
         command = ["train", "--preset", preset, "--env", env_id, "--seed", str(seed), "--run-dir", run_dir,
                    *overrides]
     started = time.time()
-    result = subprocess.run([sys.executable, "-m", "gluon_pdqn.cli", *command], stdin=subprocess.DEVNULL)
-    if result.returncode != 0:
-        sys.exit(f"the run stopped with exit code {result.returncode}; run this command again to resume it")
+    run = subprocess.Popen([sys.executable, "-m", "gluon_pdqn.cli", *command], stdin=subprocess.DEVNULL)
+    # Ctrl-C or SIGTERM here is passed on, and the run is waited for while it writes its checkpoint (killing it
+    # then, as subprocess.run does on an interrupt, would lose the checkpoint).
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda received, _frame: run.send_signal(received))
+    if run.wait() != 0:
+        sys.exit(f"the run stopped with exit code {run.returncode}; run this command again to resume it")
     os.makedirs(os.path.join(results_dir, name), exist_ok=True)
     for file in COPIED:
         if os.path.exists(os.path.join(run_dir, file)):
