@@ -29,7 +29,8 @@ def give_mxnet_every_core() -> None:
     that leaves half the machine idle, and convolutional networks pay: on this project's 2-core machine a
     Nature-CNN update took 49 ms with MXNet's default of one thread and 31 ms with two. Small networks pay the
     other way: the CartPole MLP's kernels are too short to share, and with two threads its updates/s fell from
-    1,193 to 656 (benchmarks/threads.py). So the command line calls this for runs whose network is a CNN only.
+    1,193 to 656 (benchmarks/threads.py). So the command line calls this only for CNNs over large frames
+    (`architecture.SHARED_CORE_NETWORKS`), not for MLPs nor the small CNN of MinAtar's 10x10 grids.
     MXNet reads the variable once, when its library loads.
     """
     if OMP_THREADS_SET_BY_USER:

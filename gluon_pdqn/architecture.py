@@ -53,6 +53,11 @@ def resolve_name(cfg: NetworkConfig, spec: EnvSpec) -> str:
     return "nature_cnn" if min(image[1:]) >= min_image_side(NATURE_CNN[0]) else "small_cnn"
 
 
-def is_cnn(cfg: NetworkConfig, spec: EnvSpec) -> bool:
-    """Whether the run's network is convolutional."""
-    return resolve_name(cfg, spec) in CNNS
+# Networks whose kernels are big enough to share between cores (convolutions over Atari-sized frames). The small
+# CNN over MinAtar's 10x10 grids is not among them: like an MLP's, its kernels are too short to split.
+SHARED_CORE_NETWORKS = ("nature_cnn", "efficient_cnn")
+
+
+def uses_every_core(cfg: NetworkConfig, spec: EnvSpec) -> bool:
+    """Whether the run's network is one whose kernels run faster spread over every core."""
+    return resolve_name(cfg, spec) in SHARED_CORE_NETWORKS

@@ -85,12 +85,12 @@ def cli():
 
 
 def _choose_mxnet_threads(cfg: Config) -> None:
-    """Give MXNet every core when the run's network is a CNN; leave MXNet's default for MLPs (see
-    ``gluon_pdqn.give_mxnet_every_core``, which says why). Must run before MXNet loads."""
+    """Give MXNet every core when the run's network is a CNN over large frames; leave MXNet's default for MLPs
+    and the small CNN (see ``gluon_pdqn.give_mxnet_every_core``, which says why). Must run before MXNet loads."""
     from . import envs
-    from .architecture import is_cnn
+    from .architecture import uses_every_core
 
-    if is_cnn(cfg.network, envs.describe(cfg.env)):
+    if uses_every_core(cfg.network, envs.describe(cfg.env)):
         give_mxnet_every_core()
 
 
