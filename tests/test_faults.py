@@ -245,3 +245,19 @@ def test_an_unreadable_newest_checkpoint_is_named_not_skipped(finished_run, monk
     monkeypatch.setattr(os, "access", lambda path, mode: False if str(path) == newest else real_access(path, mode))
     with pytest.raises(UserError, match=f"{os.path.basename(newest)} cannot be read"):
         checkpoint.resolve(str(finished_run))
+
+
+def test_output_files_in_a_missing_directory_are_refused_before_any_work(finished_run, tmp_path):
+    missing = tmp_path / "no-such-dir"
+    assert_one_line_error(gluon_pdqn("evaluate", str(finished_run), "--video", str(missing / "episode.gif")),
+                          "--video", "does not exist")
+    assert_one_line_error(gluon_pdqn("plot", str(finished_run), "--out", str(missing / "curves.png")),
+                          "--out", "does not exist")
+
+
+def test_compare_fails_when_its_runs_fail(tmp_path):
+    result = gluon_pdqn("compare", "--modes", "single", "--seeds", "1", "--budget-steps", "300", "--ctx", "banana",
+                        "--out", str(tmp_path / "cmp"))
+    assert result.returncode == 3, result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "1 of 1 runs failed" in errors[0] and "ctx" in errors[0], result.stderr
