@@ -130,7 +130,8 @@ def main(games, seeds, steps, parallel, scratch, sets):
         table[game] = {"random_play": randoms[game], "runs": per_seed,
                        "median_final_eval_mean": statistics.median(finals),
                        "min_final_eval_mean": min(finals),
-                       "median_final_over_random": round(statistics.median(finals) / max(randoms[game]["mean"], 1e-9), 1),
+                       "median_final_over_random": round(statistics.median(finals)
+                                                         / max(randoms[game]["mean"], 1e-9), 1),
                        "median_seconds": statistics.median(r["seconds"] for r in per_seed)}
         click.echo(f"MinAtar/{game}-v1: final greedy return median {table[game]['median_final_eval_mean']:.2f} "
                    f"(min {table[game]['min_final_eval_mean']:.2f}) over {len(per_seed)} seeds after {steps:,} env "

@@ -109,7 +109,8 @@ def evaluate(q_values, env_cfg, n_actions: int, episodes: int, epsilon: float, s
 def check_step(env_id: str, rewards: np.ndarray, observations: np.ndarray) -> None:
     """Refuse what no agent can learn from: a non-finite reward, or a non-finite float observation."""
     if not np.all(np.isfinite(rewards)):
-        raise EnvironmentFault(f"environment {env_id} returned a non-finite reward ({rewards[~np.isfinite(rewards)][0]})")
+        bad = rewards[~np.isfinite(rewards)][0]
+        raise EnvironmentFault(f"environment {env_id} returned a non-finite reward ({bad})")
     if observations.dtype.kind == "f" and not np.all(np.isfinite(observations)):
         raise EnvironmentFault(f"environment {env_id} returned an observation with NaN or infinite values")
 
