@@ -54,10 +54,11 @@ def plot(games: list[str], runs: dict, randoms: dict, path: str) -> None:
         curves = [c for c in curves if c]
         for ax, x in zip(row, ("env_steps", "wall_seconds")):
             if curves:
-                end = min(c[x][-1] for c in curves)
-                grid = np.linspace(0.0, end, 60)
+                start, end = max(c[x][0] for c in curves), min(c[x][-1] for c in curves)
+                grid = np.linspace(start, end, 60)  # from the first evaluation: nothing is drawn before it
                 values = np.array([np.interp(grid, c[x], c["mean_return"]) for c in curves])
-                ax.plot(grid, values.mean(axis=0), label=f"gluon_pdqn, minatar preset ({len(curves)} seeds)")
+                ax.plot(grid, values.mean(axis=0), label=f"gluon_pdqn, minatar preset ({len(curves)} seeds: mean, "
+                        "min-max)")
                 ax.fill_between(grid, values.min(axis=0), values.max(axis=0), alpha=0.2)
             ax.axhline(randoms[game]["mean"], color="gray", linestyle="--", label="random play")
             ax.set_xlabel("env steps (= frames)" if x == "env_steps" else "wall-clock seconds of training")
