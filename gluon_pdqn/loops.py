@@ -294,7 +294,7 @@ class Training(RunBookkeeping):
         self.episode_returns = np.zeros(num_envs)
         self.episode_lengths = np.zeros(num_envs, dtype=np.int64)
         if resume_bundle is None:
-            self.obs, _ = self.vector_env.reset(seed=seed)
+            self.obs, _ = environment_call(cfg.env.id, "the first reset", self.vector_env.reset, seed=seed)
             self.resetting = np.zeros(num_envs, dtype=bool)
             for i in range(num_envs):
                 self.replay.begin_episode(i, self.obs[i])

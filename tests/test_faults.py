@@ -261,3 +261,10 @@ def test_compare_fails_when_its_runs_fail(tmp_path):
     assert result.returncode == 3, result.stdout + result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "1 of 1 runs failed" in errors[0] and "ctx" in errors[0], result.stderr
+
+
+def test_an_environment_that_fails_at_its_first_reset_is_one_line_and_leaves_nothing(tmp_path):
+    run_dir = tmp_path / "run"
+    result = gluon_pdqn("train", "--env", "toy_envs:FailingReset-v0", "--run-dir", str(run_dir), *FAST)
+    assert_environment_fault(result, "OSError: the simulator is not running", "the first reset")
+    assert not run_dir.exists()  # nothing had been done: nothing to keep

@@ -152,3 +152,13 @@ gym.register("TupleObs-v0", entry_point=SpaceEnv,
 gym.register("TextObs-v0", entry_point=SpaceEnv, kwargs={"space": gym.spaces.Text(8)})
 gym.register("MinAtarLike-v0", entry_point=SpaceEnv, kwargs={"space": gym.spaces.Box(0, 1, (10, 10, 4), bool)})
 gym.register("Float64Vector-v0", entry_point=SpaceEnv, kwargs={"space": gym.spaces.Box(-1, 1, (3,), np.float64)})
+
+
+class FailingResetEnv(NanRewardEnv):
+    """Raises from its first reset()."""
+
+    def reset(self, *, seed=None, options=None):
+        raise OSError("the simulator is not running")
+
+
+gym.register("FailingReset-v0", entry_point=FailingResetEnv)
