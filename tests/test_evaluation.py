@@ -1,4 +1,5 @@
 """Evaluation protocols and the kept best policy (checkpoints/best)."""
+import dataclasses
 import json
 import os
 
@@ -31,7 +32,7 @@ def test_atari_protocols_fix_epsilon_noops_sticky_actions_and_the_frame_cap():
 
 def test_the_frame_cap_truncates_an_atari_evaluation_episode():
     cfg = protocols.resolve(load_preset("atari-modern"), is_atari=True).env
-    env = make_env(cfg.__class__(**{**cfg.__dict__, "max_episode_frames": 400}), evaluation=True)
+    env = make_env(dataclasses.replace(cfg, max_episode_frames=400), evaluation=True)
     env.reset(seed=0)
     steps, truncated, terminated = 0, False, False
     while not (truncated or terminated):

@@ -14,7 +14,7 @@ import pytest
 
 from gluon_pdqn import checkpoint
 
-from test_cli import FAST, assert_one_line_error, gluon_pdqn
+from test_cli import FAST, assert_one_line_error, gluon_pdqn, trained_run  # noqa: F401 (a fixture)
 
 ENVIRONMENT_FAULT = 4
 
@@ -79,19 +79,11 @@ def test_a_signal_during_a_long_evaluation_stops_it_within_seconds(tmp_path):
     assert checkpoint.read_state(checkpoint.resolve(str(run_dir)))["counters"]["env_steps"] >= 300
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("faults") / "run"
-    result = gluon_pdqn("train", "--run-dir", str(run_dir), *FAST)
-    assert result.returncode == 0, result.stderr
-    return run_dir
-
-
-def _corrupt_copy(finished_run, tmp_path, damage):
+def _corrupt_copy(trained_run, tmp_path, damage):
     import shutil
 
     copy = tmp_path / "copy"
-    shutil.copytree(finished_run, copy)
+    shutil.copytree(trained_run, copy)
     os.remove(copy / ".owner.lock")
     damage(pathlib.Path(checkpoint.resolve(str(copy))))
     return copy
@@ -123,9 +115,9 @@ def _replace_npz(name, **arrays):
     (_replace_npz("loop.npz", other=[1, 2]), "loop.npz", ("resume",)),
     (_replace_npz("replay.npz", other=[1, 2]), "replay.npz", ("resume",)),
 ])
-def test_a_checkpoint_that_parses_but_is_wrong_gets_one_line_naming_the_file(finished_run, tmp_path, damage, file,
+def test_a_checkpoint_that_parses_but_is_wrong_gets_one_line_naming_the_file(trained_run, tmp_path, damage, file,
                                                                            commands):
-    copy = _corrupt_copy(finished_run, tmp_path, damage)
+    copy = _corrupt_copy(trained_run, tmp_path, damage)
     if "evaluate" in commands:
         assert_one_line_error(gluon_pdqn("evaluate", str(copy), "--episodes", "1"), "corrupt", file)
     if "resume" in commands:
@@ -235,23 +227,23 @@ def test_an_address_space_limit_below_the_replay_is_one_line(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_an_unreadable_newest_checkpoint_is_named_not_skipped(finished_run, monkeypatch):
+def test_an_unreadable_newest_checkpoint_is_named_not_skipped(trained_run, monkeypatch):
     """A bundle this process may not read (root reads everything, so the denial is simulated) is named in one
     line; it is not taken for an incomplete one, which would quietly resume from an older checkpoint."""
     from gluon_pdqn.errors import UserError
 
-    newest = checkpoint.resolve(str(finished_run))
+    newest = checkpoint.resolve(str(trained_run))
     real_access = os.access
     monkeypatch.setattr(os, "access", lambda path, mode: False if str(path) == newest else real_access(path, mode))
     with pytest.raises(UserError, match=f"{os.path.basename(newest)} cannot be read"):
-        checkpoint.resolve(str(finished_run))
+        checkpoint.resolve(str(trained_run))
 
 
-def test_output_files_in_a_missing_directory_are_refused_before_any_work(finished_run, tmp_path):
+def test_output_files_in_a_missing_directory_are_refused_before_any_work(trained_run, tmp_path):
     missing = tmp_path / "no-such-dir"
-    assert_one_line_error(gluon_pdqn("evaluate", str(finished_run), "--video", str(missing / "episode.gif")),
+    assert_one_line_error(gluon_pdqn("evaluate", str(trained_run), "--video", str(missing / "episode.gif")),
                           "--video", "does not exist")
-    assert_one_line_error(gluon_pdqn("plot", str(finished_run), "--out", str(missing / "curves.png")),
+    assert_one_line_error(gluon_pdqn("plot", str(trained_run), "--out", str(missing / "curves.png")),
                           "--out", "does not exist")
 
 
