@@ -15,7 +15,8 @@ import click
 
 from . import __version__, checkpoint, give_mxnet_every_core
 from .logging import ProgressDisplay
-from .config import ASYNC_ALGOS, EVAL_PROTOCOLS, MODES, Config, load_preset, preset_names
+from .config import (APEX_LEARNERS, ASYNC_ALGOS, EVAL_PROTOCOLS, MODES, Config, learner_topology, load_preset,
+                     preset_names)
 from .errors import EnvironmentFault, StorageFault, TrainingStopped, UserError
 
 # Settings that may change when a run is resumed; the rest define the run and must stay as they were.
@@ -101,12 +102,15 @@ def _choose_mxnet_threads(cfg: Config) -> None:
 @click.option("--env", "env_id", help="Gymnasium id, `module:Name-v0`, or an Atari id such as ALE/Pong-v5.")
 @click.option("--mode", type=click.Choice(MODES), help="Parallelism mode: one device; data parallel (batch "
               "split over the --ctx devices); model parallel (network stages on the --ctx devices); an ensemble "
-              "(one network per --ctx device); async actor-learners (--actors, --algo, --actor-backend).")
+              "(one network per --ctx device); apex (--actors processes feeding one replay, any --learner); async "
+              "actor-learners (--actors, --algo, --actor-backend); dist (a parameter-server job, see launch).")
+@click.option("--learner", type=click.Choice(APEX_LEARNERS), help="Mode apex: how the learner is spread over "
+              "--ctx (single, data, model) [default: single].")
 @click.option("--ctx", help="MXNet devices: cpu:0, gpu:0, gpu:0-3, gpu:0,gpu:2 (cpu:0,cpu:1 stand in for two).")
 @click.option("--kvstore", type=click.Choice(["device", "local", "nccl", "dist_sync", "dist_async"]),
               help="How --mode data sums gradients across devices (device, local, nccl), or how --mode dist "
                    "meets on the servers (dist_sync, the default there, or dist_async).")
-@click.option("--actors", type=click.IntRange(min=1), help="Mode async: number of actors.")
+@click.option("--actors", type=click.IntRange(min=1), help="Modes apex and async: number of actors.")
 @click.option("--algo", type=click.Choice(ASYNC_ALGOS), help="Mode async: the algorithm.")
 @click.option("--actor-backend", type=click.Choice(["thread", "process"]),
               help="Mode async: actors as threads of this process or as processes.")
@@ -119,12 +123,12 @@ def _choose_mxnet_threads(cfg: Config) -> None:
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override any setting, e.g. --set replay.capacity=100000 (repeatable).")
 @click.option("--quiet", is_flag=True, help="No progress display.")
-def train(preset, env_id, mode, ctx, kvstore, actors, algo, actor_backend, seed, steps, num_envs, run_dir,
+def train(preset, env_id, mode, learner, ctx, kvstore, actors, algo, actor_backend, seed, steps, num_envs, run_dir,
           resume_path, sets, quiet):
     """Train a DQN agent (with no options: CartPole-v1 on cpu:0, until solved)."""
     if mode == "dist" and kvstore is None:
         kvstore = "dist_sync"
-    options = {"env.id": env_id, "run.mode": mode, "run.ctx": ctx, "run.kvstore": kvstore, "run.seed": seed,
+    options = {"env.id": env_id, "run.mode": mode, "run.learner": learner, "run.ctx": ctx, "run.kvstore": kvstore, "run.seed": seed,
                "run.total_env_steps": steps, "env.num_envs": num_envs, "actors.count": actors,
                "actors.algo": algo, "actors.backend": actor_backend}
     overrides = {k: v for k, v in options.items() if v is not None}
@@ -185,8 +189,9 @@ def train(preset, env_id, mode, ctx, kvstore, actors, algo, actor_backend, seed,
     with open(os.path.join(run_dir, "config.json"), "w") as f:
         f.write(cfg.to_json())
     verb = f"resuming from {bundle}" if bundle else "training"
-    display.message(f"{verb}: {cfg.env.id}, mode {cfg.run.mode} on {cfg.run.ctx}, seed {cfg.run.seed}; "
-                    f"run directory {run_dir}")
+    pair = (f"mode apex ({cfg.actors.count} actor processes of {cfg.env.num_envs} env(s) each, "
+            f"{learner_topology(cfg.run)} learner)" if cfg.run.mode == "apex" else f"mode {cfg.run.mode}")
+    display.message(f"{verb}: {cfg.env.id}, {pair} on {cfg.run.ctx}, seed {cfg.run.seed}; run directory {run_dir}")
     try:
         summary = training.run()
     finally:

@@ -16,7 +16,15 @@ from typing import Any, Optional
 
 from .errors import UserError
 
-MODES = ("single", "data", "model", "ensemble", "async", "dist")  # parallelism modes that exist (see cli.train)
+MODES = ("single", "data", "model", "ensemble", "apex", "async", "dist")  # named pairs (collector, learner)
+# Who acts (the collector) and who learns (the learner topology) for each mode. The first four collect in an
+# in-process vector env; apex in actor processes feeding one shared replay (Horgan et al. 2018); async in
+# actor threads or processes that hand in rollouts (Mnih et al. 2016); dist in each worker of a
+# parameter-server job, whose parameters live on the kvstore servers.
+COLLECTOR_OF_MODE = {"single": "vector", "data": "vector", "model": "vector", "ensemble": "vector",
+                     "apex": "actor-processes", "async": "actors", "dist": "ps-worker"}
+REPLAY_LEARNERS = ("single", "data", "model", "ensemble")  # learner topologies that learn from a replay batch
+APEX_LEARNERS = ("single", "data", "model")  # the ensemble acts on its members' mixture, which actors lack
 ASYNC_ALGOS = ("one-step-q", "n-step-q", "a3c")  # algorithms of mode async (Mnih et al. 2016)
 PRECISIONS = ("fp32", "bf16", "fp16")  # compute precisions of updates (see networks/precision.py)
 CHANNEL_LAYOUTS = ("auto", "last", "first")  # where an image observation's channel axis is
@@ -106,11 +114,18 @@ class ActorsConfig:
     epsilons: str = "sampled"  # final epsilon per actor: `sampled` from {0.1, 0.01, 0.5}, or the `apex` ladder
     entropy_beta: float = 0.01  # a3c: weight of the policy's entropy bonus
     value_coef: float = 0.5  # a3c: weight of the value loss
+    # Mode apex: each actor copies the learner's parameters every `sync_every` of its own env steps (Ape-X
+    # used 400 frames: 100 env steps), and hands in its experience every `send_every` env steps
+    sync_every: int = 100
+    send_every: int = 50
 
 
 @dataclass(frozen=True)
 class RunConfig:
     mode: str = "single"  # parallelism mode: one of MODES
+    # The learner topology: `auto` (the mode's own: single, data, model, ensemble; `single` for apex), or for
+    # mode apex one of APEX_LEARNERS (`--mode apex --learner data --ctx gpu:0-3`)
+    learner: str = "auto"
     ctx: str = "cpu:0"  # MXNet contexts: `cpu:0`, `gpu:0`, `gpu:0-3`, `gpu:0,gpu:2`
     kvstore: str = "device"  # data: `device`, `local` or `nccl` (GPU builds); dist: `dist_sync` or `dist_async`
     push_every: int = 1  # dist: updates whose summed gradient one push carries to the servers
@@ -280,6 +295,17 @@ def load_preset(name: str) -> Config:
     return from_dict(data, preset=name)
 
 
+def learner_topology(run: RunConfig) -> str:
+    """How the learner is spread: single, data, model, ensemble, ps (mode dist) or async (mode async)."""
+    if run.mode == "dist":
+        return "ps"
+    if run.mode == "async":
+        return "async"
+    if run.mode == "apex":
+        return "single" if run.learner == "auto" else run.learner
+    return run.mode
+
+
 def validate(cfg: Config) -> None:
     """Reject settings that cannot work, with a message naming the setting."""
     checks = [
@@ -334,6 +360,18 @@ def validate(cfg: Config) -> None:
         ((cfg.run.mode == "dist") == cfg.run.kvstore.startswith("dist_"),
          "mode dist takes --kvstore dist_sync or dist_async, and only mode dist does"),
         (cfg.run.mode in MODES, f"run.mode must be one of {', '.join(MODES)}"),
+        (cfg.run.learner in ("auto", *REPLAY_LEARNERS), f"run.learner must be auto or one of "
+                                                       f"{', '.join(REPLAY_LEARNERS)}"),
+        (cfg.run.learner in ("auto", cfg.run.mode) or cfg.run.mode == "apex",
+         f"--mode {cfg.run.mode} names its learner itself; --learner chooses the learner of --mode apex "
+         f"(--mode {cfg.run.learner} is the in-process pair)"),
+        (cfg.run.mode != "apex" or cfg.run.learner in ("auto", *APEX_LEARNERS),
+         f"--mode apex learns with {', '.join(APEX_LEARNERS)}: apex actors act on one network's parameters, an "
+         "ensemble acts on its members' mixture"),
+        (cfg.actors.sync_every >= 1 and cfg.actors.send_every >= 1,
+         "actors.sync_every and actors.send_every must be at least 1"),
+        (not (cfg.run.mode == "apex" and cfg.run.overlap_acting), "run.overlap_acting is for the in-process "
+                                                                   "modes; apex actors always act while it learns"),
         (cfg.run.microbatches >= 1, "run.microbatches must be at least 1"),
         (cfg.run.precision in PRECISIONS, f"run.precision must be one of {', '.join(PRECISIONS)}"),
         (cfg.run.mode != "async" or cfg.run.precision == "fp32", "run.precision bf16 and fp16 are for the replay "

@@ -39,6 +39,10 @@ LOOP_PHASES = {"act": LOOP_ACT_MS, "env": LOOP_ENV_MS, "store": LOOP_STORE_MS, "
 # how many actors each batched inference served.
 POLICY_LAG = "async/policy_lag"
 INFERENCE_BATCH = "async/inference_batch"
+# Mode apex: how many updates old the parameters were that chose the actions handed in over the window.
+ACTOR_POLICY_LAG = "actors/policy_lag"
+# Transitions sampled per transition collected so far (updates x batch / env steps), in every mode.
+REPLAY_RATIO = "charts/replay_ratio"
 # Mode dist, per worker: an upper bound on the server updates the last gradients of a pull interval missed
 # (mean and max over the window's intervals), the median timed push+pull round trip, and the pushes so far.
 def dist_metric(figure: str) -> str:
@@ -53,7 +57,8 @@ PUSHES = dist_metric("pushes")
 
 METRIC_COLUMNS = [ENV_STEPS, FRAMES, LEARNER_STEPS, EPISODES, WALL_SECONDS, EPISODIC_RETURN, EPSILON,
                   ENV_STEPS_PER_S, UPDATES_PER_S, TD_LOSS, MEAN_Q, GRAD_NORM, SKIPPED_UPDATES, *LOOP_PHASES.values(),
-                  POLICY_LAG, INFERENCE_BATCH, STALENESS, STALENESS_MAX, ROUND_TRIP_MS, PUSHES]
+                  POLICY_LAG, INFERENCE_BATCH, STALENESS, STALENESS_MAX, ROUND_TRIP_MS, PUSHES, ACTOR_POLICY_LAG,
+                  REPLAY_RATIO]
 EPISODE_COLUMNS = [ENV_STEPS, EPISODES, "env_index", "return", "length"]
 EVAL_COLUMNS = [ENV_STEPS, LEARNER_STEPS, WALL_SECONDS, "mean_return", "median_return", "min_return",
                 "max_return", "std_return", "episodes", "protocol"]
@@ -98,9 +103,24 @@ def _truncate_csv(path: str, max_env_steps: int) -> None:
         writer.writerows(kept)
 
 
+def _adopt_columns(path: str, columns: list[str]) -> None:
+    """Rewrite ``path`` under ``columns`` if its header differs (a run resumed by a version that logs more)."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames == columns:
+            return
+        rows = list(reader)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 class _CsvTable:
     def __init__(self, path: str, columns: list[str]):
         new = not os.path.exists(path) or os.path.getsize(path) == 0
+        if not new:
+            _adopt_columns(path, columns)
         self._file = open(path, "a", newline="")
         self._writer = csv.DictWriter(self._file, fieldnames=columns, extrasaction="ignore")
         if new:
@@ -135,7 +155,7 @@ class MetricsWriter:
         self._evals = _CsvTable(os.path.join(run_dir, EVAL_CSV), EVAL_COLUMNS)
         self._devices = _CsvTable(os.path.join(run_dir, DEVICES_CSV), DEVICE_COLUMNS)
         self._members = None  # members.csv exists only for ensembles
-        self._actors = None  # actors.csv only for mode async
+        self._actors = None  # actors.csv only for modes async and apex
         self._workers = None  # workers.csv only for rank 0 of mode dist
         self._run_dir = run_dir
         from tensorboardX import SummaryWriter  # imported late: it is slow to import and only needed here
@@ -175,7 +195,7 @@ class MetricsWriter:
             self._tensorboard.add_scalar(f"members/{member}/weight", weight, env_steps)
 
     def actors(self, env_steps: int, rows: list[dict]) -> None:
-        """Mode async: each actor's figures over the last log window."""
+        """Modes async and apex: each actor's figures over the last log window."""
         if self._actors is None:
             self._actors = _CsvTable(os.path.join(self._run_dir, ACTORS_CSV), ACTOR_COLUMNS)
         for row in rows:

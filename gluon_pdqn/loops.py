@@ -19,12 +19,14 @@ import numpy as np
 
 from . import checkpoint, envs, networks
 from . import logging as metrics
+from .collectors import Collected, VectorCollector, check_step, environment_call  # noqa: F401 (re-exported)
 from .config import Config
-from .envs import protocols, snapshot
+from .envs import protocols
 from .errors import EnvironmentFault, TrainingStopped, UserError
 from .exploration import EpsilonSchedule, action_rng, apex_epsilons, epsilon_greedy
 from .learners import Learner, make_learner
 from .parallel import parse_contexts
+from .apex import ActorLost, ApexCollector
 from .replay import ReplayBuffer
 
 MAX_EVAL_ENVS = 16
@@ -57,18 +59,6 @@ class Summary:
     interrupted_by: str | None = None
     checkpoint: str | None = None
     notes: list = field(default_factory=list)
-
-
-def environment_call(env_id: str, phase: str, function, *args, **kwargs):
-    """``function(*args, **kwargs)`` on an environment; whatever it raises becomes an EnvironmentFault.
-
-    The environment may be the user's own code: its exception, whatever its type, is its fault, not ours.
-    """
-    try:
-        return function(*args, **kwargs)
-    except Exception as error:  # noqa: BLE001 (any exception of the user's code)
-        raise EnvironmentFault(f"environment {env_id} raised {type(error).__name__}: {error} during "
-                               f"{phase}") from error
 
 
 def evaluate(q_values, env_cfg, n_actions: int, episodes: int, epsilon: float, seed: int,
@@ -104,15 +94,6 @@ def evaluate(q_values, env_cfg, n_actions: int, episodes: int, epsilon: float, s
         return np.array([r for f in finished for r in f])
     finally:
         vector_env.close()
-
-
-def check_step(env_id: str, rewards: np.ndarray, observations: np.ndarray) -> None:
-    """Refuse what no agent can learn from: a non-finite reward, or a non-finite float observation."""
-    if not np.all(np.isfinite(rewards)):
-        bad = rewards[~np.isfinite(rewards)][0]
-        raise EnvironmentFault(f"environment {env_id} returned a non-finite reward ({bad})")
-    if observations.dtype.kind == "f" and not np.all(np.isfinite(observations)):
-        raise EnvironmentFault(f"environment {env_id} returned an observation with NaN or infinite values")
 
 
 def report_evaluation(returns: np.ndarray, counters: Counters, writer: metrics.MetricsWriter,
@@ -219,7 +200,9 @@ class RunBookkeeping:
         log = os.path.join(self.run_dir, ENVIRONMENT_ERROR_LOG)
         with open(log, "a") as f:
             f.write(f"{fault} at env step {self.counters.env_steps}\n")
-            f.write("".join(traceback.format_exception(fault.__cause__ or fault)))
+            # A fault in an apex actor's environment carries the actor process's traceback.
+            f.write(getattr(fault, "remote_traceback", None) or
+                    "".join(traceback.format_exception(fault.__cause__ or fault)))
         return EnvironmentFault(f"{fault} at env step {self.counters.env_steps:,} (traceback in {log}); the work "
                                 f"so far is in checkpoint {bundle}: fix the environment, then continue with "
                                 f"gluon-pdqn train --resume {self.run_dir}")
@@ -238,7 +221,11 @@ class RunBookkeeping:
 
 
 class Training(RunBookkeeping):
-    """One training run of the single-process modes: acting in a vector env, replay, learner, bookkeeping.
+    """One training run of every replay mode: a collector, a replay, a learner, and the run's bookkeeping.
+
+    Who acts is the collector (``collectors.py``: an in-process vector env, or apex actor processes), who
+    learns is the learner (``learners.make_learner``: single, data, model, ensemble, ps); the loop is the same
+    for every pair: collect, run the updates the new experience makes due, log, evaluate, checkpoint.
 
     Args:
         cfg: resolved configuration.
@@ -270,7 +257,9 @@ class Training(RunBookkeeping):
             # Workers of dist_sync must stop together: they run their budgets, and only rank 0 evaluates.
             self._stop_on_return = False
             self.notes.append("mode dist runs the whole step budget (run.stop_return is not applied)")
-        self.replay = ReplayBuffer(cfg.replay.capacity, cfg.env.num_envs, self.spec.frame_shape,
+        apex = cfg.run.mode == "apex"
+        streams = ApexCollector.streams(cfg) if apex else cfg.env.num_envs
+        self.replay = ReplayBuffer(cfg.replay.capacity, streams, self.spec.frame_shape,
                                    self.spec.obs_dtype, frame_stack=self.spec.frame_stack,
                                    n_step=cfg.replay.n_step, gamma=cfg.agent.gamma, seed=seed + 1,
                                    prioritized=cfg.replay.prioritized, alpha=cfg.replay.alpha,
@@ -283,24 +272,21 @@ class Training(RunBookkeeping):
         if workers > 1:  # the Ape-X ladder by rank: 0.4 for rank 0 down to 0.4^8 for the last
             self.epsilon.final = float(apex_epsilons(workers)[rank])
         self.rng = action_rng(seed)
-        self.vector_env = envs.make_vector_env(cfg.env, cfg.env.num_envs)
+        self.collector = (ApexCollector(cfg, self.spec, self.replay, self.learner, seed) if apex else
+                          VectorCollector(cfg, self.spec, self.replay, self.learner, self.rng))
         self.counters = Counters()
         self._last_logged = {"loss": float("nan"), "returns": []}
         self._timing_due = True  # time the next update per device
         self._pending: list = []  # (replay indices, StepResult) of updates not yet taken in by _settle
-        self._environment_broken = False  # set when the environment faulted: its state is not saved
         self._newest_bundle: tuple[int, str] | None = None  # (env steps, path) of the last checkpoint written
-        num_envs = cfg.env.num_envs
-        self.episode_returns = np.zeros(num_envs)
-        self.episode_lengths = np.zeros(num_envs, dtype=np.int64)
-        if resume_bundle is None:
-            self.obs, _ = environment_call(cfg.env.id, "the first reset", self.vector_env.reset, seed=seed)
-            self.resetting = np.zeros(num_envs, dtype=bool)
-            for i in range(num_envs):
-                self.replay.begin_episode(i, self.obs[i])
-                self.learner.episode_started(i)
-        else:
-            self._restore(resume_bundle)
+        try:
+            if resume_bundle is None:
+                self.collector.start(seed)
+            else:
+                self._restore(resume_bundle)
+        except BaseException:
+            self.collector.close()
+            raise
         self.writer = metrics.MetricsWriter(run_dir, self.counters.env_steps if resume_bundle else None)
 
     # --- the loop ---------------------------------------------------------------------------------
@@ -320,101 +306,95 @@ class Training(RunBookkeeping):
                   "phase_seconds": dict.fromkeys(metrics.LOOP_PHASES, 0.0)}
         phase_seconds = window["phase_seconds"]
         session_start, wall_before = time.perf_counter(), self.counters.wall_seconds
-        last_result, interrupted_by, fault = None, None, None
-        with graceful_interrupts() as interrupt:
-            self._interrupt = interrupt
-            while self.counters.env_steps < limit and self.solved is None and not self._out_of_time():
-                if interrupt["signal"] is not None:
-                    interrupted_by = signal.Signals(interrupt["signal"]).name
-                    break
-                before = self.counters.env_steps
-                started = time.perf_counter()
-                # a_t: random during warm-up, epsilon-greedy after.
-                epsilon = self.epsilon(before)
-                learning = before >= cfg.replay.learning_starts
-                greedy_q = (lambda: self.learner.q_values(self.obs)) if learning else None
-                actions = epsilon_greedy(greedy_q, epsilon, self.spec.n_actions, self.rng, cfg.env.num_envs)
-                acted = time.perf_counter()
-                # o_{t+1}, r_{t+1}
-                try:
-                    next_obs, rewards, terminated, truncated, _ = environment_call(
-                        cfg.env.id, "a training step", self.vector_env.step, actions)
-                    check_step(cfg.env.id, rewards, next_obs)
-                except EnvironmentFault as error:
-                    fault = error
-                    break
-                stepped = time.perf_counter()
-                self._observe(actions, rewards, next_obs, terminated, truncated, window)
-                self.obs = next_obs
-                stored = time.perf_counter()
-                after = self.counters.env_steps
-                # Learn: updates_per_train updates for every train_every env steps crossed.
-                due = (after // cfg.agent.train_every - before // cfg.agent.train_every) * cfg.agent.updates_per_train
-                if due and after >= cfg.replay.learning_starts and self.replay.can_sample(cfg.replay.batch_size):
-                    if cfg.run.overlap_acting:
-                        # The last round's updates ran while the envs stepped; act on their result from now.
-                        self._settle()
-                        self.learner.refresh_policy()
-                    for _ in range(due):
-                        last_result = self._update(after / total, timed=self._timing_due)
-                    if not cfg.run.overlap_acting:
-                        self._settle()
-                learned = time.perf_counter()
-                phase_seconds["act"] += acted - started
-                phase_seconds["env"] += stepped - acted
-                phase_seconds["store"] += stored - stepped
-                phase_seconds["learn"] += learned - stored
-                self.counters.wall_seconds = wall_before + time.perf_counter() - session_start
-                if crossed(before, after, cfg.run.log_every):
-                    self._log(window, last_result, epsilon, frame_skip)
-                if cfg.run.eval_every and crossed(before, after, cfg.run.eval_every) and self.learner.rank == 0:
+        last_result, interrupted_by, fault, lost = None, None, None, None
+        collector = self.collector
+        try:
+            collector.open_session()
+            with graceful_interrupts() as interrupt:
+                self._interrupt = interrupt
+                while self.counters.env_steps < limit and self.solved is None and not self._out_of_time():
+                    if interrupt["signal"] is not None:
+                        interrupted_by = signal.Signals(interrupt["signal"]).name
+                        break
+                    before = self.counters.env_steps
+                    # Experience: random actions during warm-up, epsilon-greedy after (apex actors keep their own).
+                    epsilon = self._epsilon_now(before)
                     try:
-                        self._evaluate()
+                        collected = collector.collect(epsilon, learning=before >= cfg.replay.learning_starts)
                     except EnvironmentFault as error:
                         fault = error
                         break
-                if cfg.run.checkpoint_every and crossed(before, after, cfg.run.checkpoint_every):
-                    self.save_checkpoint()
-                if self.display.due():
-                    self.display.update(self._status(epsilon, window))
-            self.counters.wall_seconds = wall_before + time.perf_counter() - session_start
-            if fault is not None:
-                self._environment_broken = True  # its state cannot be captured; a resume starts new episodes
-            if self._newest_bundle is not None and self._newest_bundle[0] == self.counters.env_steps:
-                bundle = self._newest_bundle[1]  # a signal during the periodic checkpoint: it is the final one
-            else:
-                bundle = self.save_checkpoint()  # still under the guard: a second Ctrl-C cannot cut it short
-            if interrupted_by is None and fault is None:
-                self.learner.leave()
-        self.writer.close()
-        try:
-            self.vector_env.close()
-        except Exception:  # noqa: BLE001 (a broken environment may fail to close too; the run is saved)
-            pass
-        summary = self._finish(interrupted_by or (None if fault is None else "EnvironmentFault"), bundle)
+                    except ActorLost as error:
+                        lost = error
+                        break
+                    self._count(collected, window)
+                    stored = time.perf_counter()
+                    after = self.counters.env_steps
+                    # Learn: updates_per_train updates for every train_every env steps crossed.
+                    due = ((after // cfg.agent.train_every - before // cfg.agent.train_every)
+                           * cfg.agent.updates_per_train)
+                    if due and after >= cfg.replay.learning_starts and self.replay.can_sample(cfg.replay.batch_size):
+                        if cfg.run.overlap_acting:
+                            # The last round's updates ran while the envs stepped; act on their result from now.
+                            self._settle()
+                            self.learner.refresh_policy()
+                        for _ in range(due):
+                            last_result = self._update(after / total, timed=self._timing_due)
+                        if not cfg.run.overlap_acting:
+                            self._settle()
+                        collector.after_updates(after)
+                    for phase, seconds in collected.phase_seconds.items():
+                        phase_seconds[phase] += seconds
+                    phase_seconds["learn"] += time.perf_counter() - stored
+                    self.counters.wall_seconds = wall_before + time.perf_counter() - session_start
+                    if crossed(before, after, cfg.run.log_every):
+                        self._log(window, last_result, self._epsilon_now(after), frame_skip)
+                    if cfg.run.eval_every and crossed(before, after, cfg.run.eval_every) and self.learner.rank == 0:
+                        try:
+                            self._evaluate()
+                        except EnvironmentFault as error:
+                            fault = error
+                            break
+                    if cfg.run.checkpoint_every and crossed(before, after, cfg.run.checkpoint_every):
+                        self.save_checkpoint()
+                    if self.display.due():
+                        self.display.update(self._status(epsilon, window))
+                self.counters.wall_seconds = wall_before + time.perf_counter() - session_start
+                if fault is not None:
+                    collector.broken = True  # its state cannot be captured; a resume starts new episodes
+                if self._newest_bundle is not None and self._newest_bundle[0] == self.counters.env_steps:
+                    bundle = self._newest_bundle[1]  # a signal during the periodic checkpoint: it is the final one
+                else:
+                    bundle = self.save_checkpoint()  # still under the guard: a second Ctrl-C cannot cut it short
+                if interrupted_by is None and fault is None and lost is None:
+                    self.learner.leave()
+        finally:
+            self.writer.close()
+            collector.close()
+        stopped_by = interrupted_by or (None if fault is None else "EnvironmentFault") or (lost and "ActorLost")
+        summary = self._finish(stopped_by, bundle)
         if fault is not None:
             raise self._report_fault(fault, bundle)
+        if lost is not None:
+            raise TrainingStopped(f"{lost}; the work so far is in checkpoint {bundle}; continue with gluon-pdqn "
+                                  f"train --resume {self.run_dir}")
         return summary
 
-    def _observe(self, actions, rewards, next_obs, terminated, truncated, window) -> None:
-        """Store the step's transitions; a step that only reset an env (next-step autoreset) is not one."""
-        for i in range(self.cfg.env.num_envs):
-            if self.resetting[i]:
-                self.replay.begin_episode(i, next_obs[i])
-                self.learner.episode_started(i)
-                continue
-            self.replay.add(i, int(actions[i]), float(rewards[i]), next_obs[i], bool(terminated[i]),
-                            bool(truncated[i]))
-            self.counters.env_steps += 1
-            self.episode_returns[i] += rewards[i]
-            self.episode_lengths[i] += 1
-            if terminated[i] or truncated[i]:
-                self.counters.episodes += 1
-                window["returns"].append(self.episode_returns[i])
-                self.writer.episode(self.counters.env_steps, self.counters.episodes, i,
-                                    float(self.episode_returns[i]), int(self.episode_lengths[i]))
-                self.episode_returns[i], self.episode_lengths[i] = 0.0, 0
-        self.resetting = terminated | truncated
+    def _epsilon_now(self, env_steps: int) -> float:
+        """The exploration rate of the policy that acts: the loop's schedule, or the apex actors' mean."""
+        if isinstance(self.collector, ApexCollector):
+            return self.collector.mean_epsilon()
+        return self.epsilon(env_steps)
+
+    def _count(self, collected: Collected, window: dict) -> None:
+        """Take in what the collector added: env steps, and the episodes that ended (episodes.csv)."""
+        start = self.counters.env_steps
+        for episode in collected.episodes:
+            self.counters.episodes += 1
+            window["returns"].append(episode.episode_return)
+            self.writer.episode(start + episode.steps_before, self.counters.episodes, episode.stream,
+                                episode.episode_return, episode.length)
+        self.counters.env_steps = start + collected.env_steps
 
     def _update(self, progress: float, timed: bool = False):
         """Sample a batch and start one update; its outcome is taken in by ``_settle``."""
@@ -468,6 +448,9 @@ class Training(RunBookkeeping):
         loss = result.loss() if result else float("nan")
         self._last_logged = {"loss": loss, "returns": window["returns"]}
         traffic = self.learner.traffic_figures()  # mode dist only
+        collector_figures, actor_rows = self.collector.window_figures()  # mode apex: policy lag, per-actor rows
+        if actor_rows:
+            self.writer.actors(c.env_steps, actor_rows)
         row = {
             metrics.ENV_STEPS: c.env_steps, metrics.FRAMES: c.env_steps * frame_skip,
             metrics.LEARNER_STEPS: c.learner_steps, metrics.EPISODES: c.episodes,
@@ -483,6 +466,8 @@ class Training(RunBookkeeping):
             **{metrics.LOOP_PHASES[phase]: 1e3 * seconds / max(c.env_steps - window["env_steps"], 1)
                for phase, seconds in window["phase_seconds"].items()},
             **{metrics.dist_metric(key): value for key, value in traffic.items()},
+            metrics.REPLAY_RATIO: c.learner_steps * self.cfg.replay.batch_size / max(c.env_steps, 1),
+            **collector_figures,
         }
         self.writer.scalars(row)
         # Each worker of a dist job posts its figures and rank 0 gets them all; other learners return none.
@@ -514,14 +499,12 @@ class Training(RunBookkeeping):
         """
         self._settle()
         save_replay = self.cfg.replay.save_in_checkpoint and not best
-        capturable = save_replay and not self._environment_broken
-        env_state = snapshot.capture(self.vector_env) if capturable else None
+        loop_arrays, env_state = self.collector.checkpoint_state(with_envs=save_replay)
         replay_arrays, replay_scalars = self.replay.state_dict()
 
         def write_files(directory: str) -> None:
             self.learner.save(directory)
-            np.savez(os.path.join(directory, "loop.npz"), obs=self.obs, resetting=self.resetting,
-                     episode_returns=self.episode_returns, episode_lengths=self.episode_lengths)
+            np.savez(os.path.join(directory, "loop.npz"), **loop_arrays)
             if save_replay:
                 np.savez(os.path.join(directory, "replay.npz"), **replay_arrays)
 
@@ -558,26 +541,15 @@ class Training(RunBookkeeping):
         self.best_eval, self.last_eval = checkpoint.best_return(self.run_dir, state), state["eval"]["last"]
         loop = checkpoint.load_arrays(bundle, "loop.npz")
         with checkpoint.reading(bundle, "loop.npz"):
-            loop = {key: loop[key] for key in ("obs", "resetting", "episode_returns", "episode_lengths")}
+            loop = {key: loop[key] for key in self.collector.checkpoint_arrays}
         if state["replay"] is not None:
             with checkpoint.reading(bundle, "replay.npz"):
                 self.replay.load_state_dict(checkpoint.load_arrays(bundle, "replay.npz"), state["replay"])
         else:
             self.notes.append("checkpoint holds no replay: updates wait until a batch is collected again")
-        self.vector_env.reset(seed=self.cfg.run.seed + self.counters.env_steps)
-        if state["env_snapshot"] is not None and state["replay"] is not None:
-            snapshot.restore(self.vector_env, state["env_snapshot"])
-            self.obs, self.resetting = loop["obs"], loop["resetting"]
-            self.episode_returns, self.episode_lengths = loop["episode_returns"], loop["episode_lengths"]
-        else:
-            # The environment's state could not be saved: episodes in progress end here as truncated.
-            self.notes.append(f"{self.spec.id}: environment state is not restorable; episodes restart")
-            self.obs, _ = self.vector_env.reset(seed=self.cfg.run.seed + self.counters.env_steps)
-            self.resetting = np.zeros(self.cfg.env.num_envs, dtype=bool)
-            self.replay.truncate_open_episodes()
-            for i in range(self.cfg.env.num_envs):
-                self.replay.begin_episode(i, self.obs[i])
-                self.learner.episode_started(i)
+        # The envs' saved state is only of use beside the replay that holds their episodes so far.
+        env_state = state["env_snapshot"] if state["replay"] is not None else None
+        self.collector.restore(loop, env_state, self.counters.env_steps, self.notes)
 
 
 def crossed(before: int, after: int, every: int) -> bool:

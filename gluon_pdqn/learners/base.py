@@ -174,6 +174,10 @@ class Learner(abc.ABC):
         """Take the members' latest greedy mean returns; return each member's resulting weight."""
         return []
 
+    def policy_parameters(self) -> dict[str, np.ndarray]:
+        """The online network's parameters by place (``body.0.weight``), read to numpy: what apex actors copy."""
+        return {name: param.list_data()[0].asnumpy() for name, param in structural_params(self.online).items()}
+
     @abc.abstractmethod
     def save(self, directory: str) -> None:
         """Write parameters and optimizer state into ``directory`` (MXNet's array format and JSON; no pickle)."""

@@ -110,6 +110,8 @@ class ReplayBuffer:
         self.written = np.zeros(self.num_envs, dtype=np.int64)  # slots ever written per env (logical clock)
         self._discount_powers = self.gamma ** np.arange(self.n_step + 1)
         self.tree = SumTree(self.num_envs * self.slots_per_env) if self.prioritized else None
+        # Priorities given with ``add_frame``, held until the transition's n-step window closes (NaN: none given).
+        self.initial_priority = np.full(shape, np.nan, dtype=np.float32) if self.prioritized else None
         self.max_priority = 1.0
 
     # --- size -------------------------------------------------------------------------------------
@@ -154,11 +156,24 @@ class ReplayBuffer:
 
     def begin_episode(self, env: int, obs: np.ndarray) -> None:
         """Store the first observation of a new episode in env ``env``."""
-        self._write_slot(env, self._frame_of(obs), FIRST)
+        self.begin_episode_frame(env, self._frame_of(obs))
+
+    def begin_episode_frame(self, env: int, frame: np.ndarray) -> None:
+        """``begin_episode`` given the observation's newest frame only (what apex actors send)."""
+        self._write_slot(env, frame, FIRST)
 
     def add(self, env: int, action: int, reward: float, next_obs: np.ndarray, terminated: bool,
             truncated: bool) -> None:
         """Record that env ``env`` took ``action`` from its newest observation, got ``reward`` and ``next_obs``."""
+        self.add_frame(env, action, reward, self._frame_of(next_obs), terminated, truncated)
+
+    def add_frame(self, env: int, action: int, reward: float, next_frame: np.ndarray, terminated: bool,
+                  truncated: bool, priority: float | None = None) -> None:
+        """``add`` given the next observation's newest frame only.
+
+        ``priority``: the initial |TD error| of the transition that starts at this step, computed by whoever
+        acted (Ape-X's actors do); it replaces the maximum priority new transitions get otherwise.
+        """
         if self.written[env] == 0:
             raise RuntimeError("add() before begin_episode()")
         slot = (self.written[env] - 1) % self.slots_per_env
@@ -166,10 +181,12 @@ class ReplayBuffer:
             raise RuntimeError("add() after an episode's end; call begin_episode() first")
         self.actions[env, slot] = action
         self.rewards[env, slot] = reward
+        if self.tree is not None:
+            self.initial_priority[env, slot] = np.nan if priority is None else priority + self.priority_epsilon
         flags = np.uint8(0)
         if terminated or truncated:
             flags = LAST | (TERMINATED if terminated else np.uint8(0))
-        self._write_slot(env, self._frame_of(next_obs), flags)
+        self._write_slot(env, next_frame, flags)
         if self.tree is not None:
             # A slot becomes sampleable when its n-step window closes (see _valid_range); it gets its
             # priority then, so the priority mass never sits on slots that cannot be drawn.
@@ -177,8 +194,10 @@ class ReplayBuffer:
             complete_slot = complete % self.slots_per_env
             if complete >= max(0, self.written[env] - self.slots_per_env) and not (
                     self.flags[env, complete_slot] & LAST):
+                given = self.initial_priority[env, complete_slot]
+                priority = self.max_priority if np.isnan(given) else float(given)
                 self.tree.set(np.array([env * self.slots_per_env + complete_slot]),
-                              np.array([self.max_priority ** self.alpha]))
+                              np.array([priority ** self.alpha]))
 
     def truncate_open_episodes(self) -> None:
         """End every env's episode in progress as truncated (its environment had to be reset)."""
@@ -302,6 +321,7 @@ class ReplayBuffer:
                   "written": self.written}
         if self.tree is not None:
             arrays["priorities"] = self.tree.state_dict()["leaves"]
+            arrays["initial_priority"] = self.initial_priority
         scalars = {"rng": self.rng.bit_generator.state, "max_priority": self.max_priority}
         return arrays, scalars
 
@@ -317,5 +337,8 @@ class ReplayBuffer:
             if "priorities" not in arrays:
                 raise ValueError("replay state has no priorities but the buffer is prioritized")
             self.tree.load_state_dict({"leaves": arrays["priorities"]})
+            # (checkpoints written before actors could give priorities hold none: NaN, the maximum is used)
+            given = arrays["initial_priority"] if "initial_priority" in arrays else np.nan
+            self.initial_priority[...] = given
         self.rng.bit_generator.state = scalars["rng"]
         self.max_priority = float(scalars["max_priority"])

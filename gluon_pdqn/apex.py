@@ -1,0 +1,497 @@
+"""Mode apex (Horgan et al. 2018): actor processes feeding one shared prioritized replay that any learner samples.
+
+Each actor is a spawned process with its own vector env (``env.num_envs`` environments) and its own epsilon
+(the Ape-X ladder), acting with a local copy of the learner's online network: numpy for MLPs, MXNet (one
+thread) for CNNs. It forms the n-step transitions of its steps itself, computes their initial priorities
+``|G_t^(n) + gamma^n max_a Q(s_{t+n}, a) - Q(s_t, a_t)|`` with that copy, and hands its experience in every
+``actors.send_every`` env steps. The learner's process stores it in the run's replay (one stream per actor
+env, the actor's priorities as initial priorities), runs the updates that experience makes due, as every
+replay mode does, and updates the priorities of what it sampled.
+
+Parameters travel through shared memory, not pipes: the learner publishes its online parameters every
+``actors.sync_every`` env steps (all actors together) under a sequence lock, and each actor copies them every
+``actors.sync_every`` of its own steps. So the learner never blocks on an actor, and the pipes carry one way
+only (actor -> learner), which cannot deadlock:
+
+    actor -> learner   ("experience", dict of arrays)   steps and episode starts, in order, per env
+    actor -> learner   ("error", text, environment_fault, traceback)   the actor failed and has ended
+
+The shared block's header also carries the run's env steps (for the actors' epsilon schedules) and the stop
+flag the learner raises when the run ends.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+import traceback
+from multiprocessing import connection, shared_memory
+
+import numpy as np
+
+from . import envs
+from .collectors import Collected, Episode, check_step, environment_call
+from .config import Config
+from .envs import EnvSpec
+from .errors import EnvironmentFault
+from .exploration import EpsilonSchedule, action_rng, apex_epsilons
+from .replay import ReplayBuffer
+
+POLL_SECONDS = 0.5  # longest wait for experience before checking signals and that every actor lives
+BEGIN, STEP = 0, 1  # kinds of experience events
+
+
+class ActorLost(Exception):
+    """An actor died or failed outside its environment: the learner is sound, the run checkpoints and stops."""
+
+
+def actor_epsilons(cfg: Config) -> list[EpsilonSchedule]:
+    """Each actor's schedule: from ``epsilon_start`` (random until learning starts) down to its final epsilon.
+
+    The final epsilons are the Ape-X ladder 0.4 ** (1 + 7 i / (N - 1)); a single actor ends at
+    ``exploration.epsilon_final``, so ``--mode apex --actors 1`` explores as mode single does.
+    """
+    e = cfg.exploration
+    finals = [e.epsilon_final] if cfg.actors.count == 1 else apex_epsilons(cfg.actors.count)
+    return [EpsilonSchedule(e.schedule, e.epsilon_start, float(final), e.decay_steps,
+                            offset=cfg.replay.learning_starts) for final in finals]
+
+
+class SharedParameters:
+    """A flat float32 copy of the learner's online parameters in shared memory, behind a sequence lock.
+
+    Header (int64): sequence (odd while a copy is being written), the learner steps of the parameters, the
+    run's env steps, and the stop flag.
+    """
+
+    _HEADER = 4
+
+    def __init__(self, size: int, name: str | None = None):
+        nbytes = 8 * self._HEADER + 4 * max(size, 1)
+        self._memory = shared_memory.SharedMemory(name=name, create=name is None, size=nbytes)
+        self.name = self._memory.name
+        self.owner = name is None
+        self._header = np.ndarray((self._HEADER,), dtype=np.int64, buffer=self._memory.buf)
+        self._values = np.ndarray((size,), dtype=np.float32, buffer=self._memory.buf, offset=8 * self._HEADER)
+        if self.owner:
+            self._header[:] = 0
+        self._seen = -1
+
+    def publish(self, flat: np.ndarray, learner_steps: int) -> None:
+        self._header[0] += 1
+        self._values[...] = flat
+        self._header[1] = learner_steps
+        self._header[0] += 1
+
+    def read_new(self, out: np.ndarray) -> int | None:
+        """Copy parameters newer than the last read into ``out``; their learner steps, or None if none are newer."""
+        while True:
+            sequence = int(self._header[0])
+            if sequence == self._seen or sequence == 0:
+                return None
+            if sequence % 2:
+                time.sleep(0.0005)  # a copy is being written
+                continue
+            out[...] = self._values
+            steps = int(self._header[1])
+            if int(self._header[0]) == sequence:
+                self._seen = sequence
+                return steps
+
+    @property
+    def env_steps(self) -> int:
+        return int(self._header[2])
+
+    @env_steps.setter
+    def env_steps(self, value: int) -> None:
+        self._header[2] = value
+
+    @property
+    def stopping(self) -> bool:
+        return bool(self._header[3])
+
+    def stop(self) -> None:
+        self._header[3] = 1
+
+    def close(self) -> None:
+        # The views must go before the mapping can close.
+        del self._header, self._values
+        self._memory.close()
+        if self.owner:
+            self._memory.unlink()
+
+
+class _LocalPolicy:
+    """An actor's copy of the online network: numpy for an MLP, an MXNet block on the CPU otherwise."""
+
+    def __init__(self, cfg: Config, spec: EnvSpec, layout: list[tuple[str, tuple]]):
+        import mxnet as mx
+
+        from . import networks
+        from .learners.base import structural_params
+
+        self._mx = mx
+        self.block = networks.build(cfg.network, spec, prefix="actor_")
+        self.block.initialize(ctx=mx.cpu())
+        self.block(mx.nd.zeros((1,) + spec.obs_shape, dtype=spec.obs_dtype))
+        self._params = structural_params(self.block)
+        self._layout = layout
+        self._numpy = networks.NumpyMLP(self.block) if isinstance(self.block, networks.MLP) else None
+        if self._numpy is None and cfg.run.hybridize:
+            self.block.hybridize(static_alloc=True)
+        names = {id(p): name for name, p in self._params.items()}
+        self._numpy_order = [names[id(p)] for p in self._numpy.parameters()] if self._numpy else []
+
+    def load(self, flat: np.ndarray) -> None:
+        views, offset = {}, 0
+        for name, shape in self._layout:
+            size = int(np.prod(shape))
+            views[name] = flat[offset:offset + size].reshape(shape)
+            offset += size
+        if self._numpy is not None:
+            self._numpy.load(np.concatenate([views[name].ravel() for name in self._numpy_order]))
+            return
+        for name, param in self._params.items():
+            param.set_data(self._mx.nd.array(views[name]))
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        if self._numpy is not None:
+            return self._numpy(obs)
+        return self.block(self._mx.nd.array(obs, dtype=obs.dtype)).asnumpy()
+
+
+class _Outbox:
+    """An actor's experience since its last hand-in, as the events the learner applies in order."""
+
+    def __init__(self):
+        self.kinds, self.envs, self.actions, self.rewards, self.frames = [], [], [], [], []
+        self.terminated, self.truncated, self.priorities, self.episodes = [], [], [], []
+
+    def begin(self, env: int, frame: np.ndarray) -> None:
+        self._event(BEGIN, env, 0, 0.0, frame, False, False, 0.0)
+
+    def step(self, env: int, action: int, reward: float, frame: np.ndarray, terminated: bool, truncated: bool,
+             priority: float) -> None:
+        self._event(STEP, env, action, reward, frame, terminated, truncated, priority)
+
+    def _event(self, kind, env, action, reward, frame, terminated, truncated, priority) -> None:
+        self.kinds.append(kind)
+        self.envs.append(env)
+        self.actions.append(action)
+        self.rewards.append(reward)
+        self.frames.append(frame)
+        self.terminated.append(terminated)
+        self.truncated.append(truncated)
+        self.priorities.append(priority)
+
+    def pack(self, **extra) -> dict:
+        return {"kinds": np.array(self.kinds, np.uint8), "envs": np.array(self.envs, np.int32),
+                "actions": np.array(self.actions, np.int32), "rewards": np.array(self.rewards, np.float32),
+                "frames": np.stack(self.frames) if self.frames else None,
+                "terminated": np.array(self.terminated, bool), "truncated": np.array(self.truncated, bool),
+                "priorities": np.array(self.priorities, np.float32), "episodes": self.episodes, **extra}
+
+
+def _act(index: int, cfg: Config, spec: EnvSpec, seed: int, schedule: EpsilonSchedule, shared_name: str,
+         layout: list[tuple[str, tuple]], conn) -> None:
+    """The actor's loop: act, close n-step windows as their bootstrap values arrive, hand in, until stopped."""
+    size = sum(int(np.prod(shape)) for _, shape in layout)
+    shared = SharedParameters(size, name=shared_name)
+    policy = _LocalPolicy(cfg, spec, layout)
+    flat = np.empty(size, np.float32)
+    policy_steps = shared.read_new(flat)
+    while policy_steps is None:  # the learner publishes before it starts the actors; this is a safeguard
+        time.sleep(0.01)
+        policy_steps = shared.read_new(flat)
+    policy.load(flat)
+    num_envs, n_step, gamma = cfg.env.num_envs, cfg.replay.n_step, cfg.agent.gamma
+    discounts = gamma ** np.arange(n_step + 1)
+    frame_of = (lambda o: o[-1]) if spec.frame_stack > 1 else (lambda o: o)
+    vector_env = envs.make_vector_env(cfg.env, num_envs)
+    rng = action_rng(seed)
+    try:
+        obs, _ = environment_call(cfg.env.id, "the first reset", vector_env.reset, seed=seed)
+        outbox = _Outbox()
+        for i in range(num_envs):
+            outbox.begin(i, frame_of(obs[i]))
+        pending: list[list[tuple]] = [[] for _ in range(num_envs)]  # steps whose n-step window is open
+        ended: list[tuple | None] = [None] * num_envs  # per env: (terminated, return, length) of an episode that
+        # just ended, whose last steps are handed in with the next observation's values
+        resetting = np.zeros(num_envs, dtype=bool)
+        returns, lengths = np.zeros(num_envs), np.zeros(num_envs, dtype=np.int64)
+        actor_steps, since_sync, since_send = 0, 0, 0
+        while not shared.stopping:
+            if since_sync >= cfg.actors.sync_every:
+                since_sync = 0
+                newer = shared.read_new(flat)
+                if newer is not None:
+                    policy.load(flat)
+                    policy_steps = newer
+            q = policy(obs)
+            for i in range(num_envs):  # obs[i] is s_{t+n} of pending[i][0], or an episode's final observation
+                if ended[i] is not None:  # (and this step resets env i: the episode's last steps go first)
+                    terminated_i, episode_return, length = ended[i]
+                    _flush(outbox, i, pending[i], len(pending[i]), 0.0 if terminated_i else float(q[i].max()),
+                           discounts)
+                    outbox.episodes.append((i, episode_return, length))
+                    ended[i] = None
+                elif len(pending[i]) == n_step:
+                    _flush(outbox, i, pending[i], 1, float(q[i].max()), discounts)
+            explore = rng.random(num_envs) < schedule(shared.env_steps)
+            actions = np.where(explore, rng.integers(0, spec.n_actions, size=num_envs), q.argmax(axis=1))
+            next_obs, rewards, terminated, truncated, _ = environment_call(
+                cfg.env.id, "a training step", vector_env.step, actions)
+            check_step(cfg.env.id, rewards, next_obs)
+            for i in range(num_envs):
+                if resetting[i]:  # next-step autoreset: this step only reset env i
+                    outbox.begin(i, frame_of(next_obs[i]))
+                    continue
+                pending[i].append((int(actions[i]), float(rewards[i]), frame_of(next_obs[i]), bool(terminated[i]),
+                                   bool(truncated[i]), float(q[i, actions[i]])))
+                returns[i] += rewards[i]
+                lengths[i] += 1
+                if terminated[i] or truncated[i]:
+                    ended[i] = (bool(terminated[i]), float(returns[i]), int(lengths[i]))
+                    returns[i], lengths[i] = 0.0, 0
+            resetting = terminated | truncated
+            obs = next_obs
+            actor_steps += num_envs
+            since_sync += num_envs
+            since_send += num_envs
+            if since_send >= cfg.actors.send_every:
+                conn.send(("experience", outbox.pack(policy_steps=policy_steps, actor_steps=actor_steps,
+                                                     epsilon=schedule(shared.env_steps))))
+                outbox, since_send = _Outbox(), 0
+    finally:
+        vector_env.close()
+        shared.close()
+
+
+def _flush(outbox: _Outbox, env: int, pending: list[tuple], count: int, bootstrap: float,
+           discounts: np.ndarray) -> None:
+    """Hand in the first ``count`` pending steps of ``env``, each with its n-step initial priority.
+
+    Step j's return runs to the end of ``pending`` (its window: n steps, or fewer where the episode ended),
+    bootstrapped from ``bootstrap``, the greedy value after the window (0 where the episode terminated).
+    """
+    rewards = np.array([step[1] for step in pending])
+    for j in range(count):
+        k = len(pending) - j
+        target = float(np.dot(discounts[:k], rewards[j:])) + discounts[k] * bootstrap
+        action, reward, frame, terminated, truncated, q_taken = pending[j]
+        outbox.step(env, action, reward, frame, terminated, truncated, abs(target - q_taken))
+    del pending[:count]
+
+
+def _actor_main(index: int, cfg: Config, spec: EnvSpec, seed: int, schedule: EpsilonSchedule, shared_name: str,
+                layout: list, conn) -> None:
+    """The body of an actor process. Ctrl-C is the learner's to handle: it stops the actors."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # One thread per actor: the actors and the learner share the machine's cores.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        _act(index, cfg, spec, seed, schedule, shared_name, layout, conn)
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        pass  # the learner has gone: nothing left to tell it
+    except BaseException as error:  # reported, so the learner can end the run with one clear line
+        try:
+            conn.send(("error", f"actor {index}: {type(error).__name__}: {error}" if not
+                       isinstance(error, EnvironmentFault) else f"{error} (actor {index})",
+                       isinstance(error, EnvironmentFault), traceback.format_exc()))
+        except (OSError, ValueError):
+            pass
+    finally:
+        conn.close()
+
+
+class ApexCollector:
+    """The learner's side of mode apex: start the actors, store what they hand in, publish parameters.
+
+    Args:
+        cfg: the run's configuration (``actors.count`` actors of ``env.num_envs`` envs each).
+        spec: the environment's spaces.
+        replay: the shared replay, with ``streams(cfg)`` streams.
+        learner: whose online parameters the actors copy (``Learner.policy_parameters``).
+        seed: the actors' seeds derive from it (see ``open_session``).
+    """
+
+    checkpoint_arrays = ()  # the actors' envs are not captured: a resumed run starts new episodes
+
+    @staticmethod
+    def streams(cfg: Config) -> int:
+        return cfg.actors.count * cfg.env.num_envs
+
+    def __init__(self, cfg: Config, spec: EnvSpec, replay: ReplayBuffer, learner, seed: int):
+        self.cfg, self.spec, self.replay, self.learner = cfg, spec, replay, learner
+        self.schedules = actor_epsilons(cfg)
+        self.seed = seed
+        layout = [(name, tuple(array.shape)) for name, array in learner.policy_parameters().items()]
+        self.layout = layout
+        self.shared = SharedParameters(sum(int(np.prod(shape)) for _, shape in layout))
+        self.publish()
+        self.env_steps = 0  # the run's env steps, for the actors' epsilon schedules
+        self._last_published_env_steps = 0
+        self._connections, self._processes = [], []
+        self.actor_steps = np.zeros(cfg.actors.count, dtype=np.int64)  # env steps each actor handed in
+        self.actor_epsilon = np.array([s(0) for s in self.schedules])
+        self._window = self._new_window()
+        self.broken = False
+
+    def publish(self) -> None:
+        """Copy the learner's online parameters to the actors' shared block."""
+        arrays = self.learner.policy_parameters()
+        flat = np.concatenate([arrays[name].ravel() for name, _ in self.layout]).astype(np.float32, copy=False)
+        self.shared.publish(flat, self.learner.learner_steps)
+
+    def start(self, seed: int) -> None:
+        """A fresh run: nothing to do here, the actors begin their episodes themselves."""
+
+    def open_session(self) -> None:
+        """Spawn the actors (not fork: this process holds MXNet's engine threads); each begins its episodes.
+
+        Actor i seeds its envs and exploration from ``seed + 1000 * (i + 1)`` plus the run's env steps, so a
+        resumed run's actors do not replay the first session's episodes.
+        """
+        seed = self.seed + self.env_steps
+        context = multiprocessing.get_context("spawn")
+        for i in range(self.cfg.actors.count):
+            ours, theirs = context.Pipe(duplex=False)
+            process = context.Process(target=_actor_main, name=f"apex-actor-{i}", daemon=True, args=(
+                i, self.cfg, self.spec, seed + 1000 * (i + 1), self.schedules[i], self.shared.name, self.layout,
+                theirs))
+            process.start()
+            theirs.close()  # the child holds its own end; ours must close for EOF to reach us when it dies
+            self._connections.append(ours)
+            self._processes.append(process)
+        self._index_of = {conn: i for i, conn in enumerate(self._connections)}
+
+    def collect(self, epsilon: float, learning: bool) -> Collected:
+        """Store what the actors handed in since the last call (waiting up to POLL_SECONDS for some)."""
+        started = time.perf_counter()
+        ready = connection.wait(self._connections, timeout=POLL_SECONDS)
+        waited = time.perf_counter()
+        collected = Collected()
+        if not ready:
+            self._check_alive()
+        for conn in ready:
+            index = self._index_of[conn]
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                raise ActorLost(self._died(index)) from None
+            if message[0] == "error":
+                _, text, environment_fault, remote_traceback = message
+                self.broken = environment_fault
+                if environment_fault:
+                    fault = EnvironmentFault(text)
+                    fault.remote_traceback = remote_traceback
+                    raise fault
+                raise ActorLost(text)
+            self._store(index, message[1], collected)
+        self.env_steps += collected.env_steps
+        self.shared.env_steps = self.env_steps
+        collected.phase_seconds = {"act": waited - started, "env": 0.0, "store": time.perf_counter() - waited}
+        return collected
+
+    def _store(self, actor: int, experience: dict, collected: Collected) -> None:
+        base = actor * self.cfg.env.num_envs
+        prioritized = self.replay.prioritized
+        episodes = iter(experience["episodes"])
+        kinds, envs_, frames = experience["kinds"], experience["envs"], experience["frames"]
+        before = collected.env_steps
+        for k in range(len(kinds)):
+            stream = base + int(envs_[k])
+            if kinds[k] == BEGIN:
+                self.replay.begin_episode_frame(stream, frames[k])
+                continue
+            terminated, truncated = bool(experience["terminated"][k]), bool(experience["truncated"][k])
+            self.replay.add_frame(stream, int(experience["actions"][k]), float(experience["rewards"][k]), frames[k],
+                                  terminated, truncated,
+                                  priority=float(experience["priorities"][k]) if prioritized else None)
+            collected.env_steps += 1
+            if terminated or truncated:
+                env, episode_return, length = next(episodes)
+                collected.episodes.append(Episode(base + env, episode_return, length, collected.env_steps))
+                self._window["returns"][actor].append(episode_return)
+        received = collected.env_steps - before
+        self.actor_steps[actor] += received
+        self.actor_epsilon[actor] = experience["epsilon"]
+        window = self._window
+        window["steps"][actor] += received
+        window["lag_sum"] += received * max(self.learner.learner_steps - experience["policy_steps"], 0)
+
+    def after_updates(self, env_steps: int) -> None:
+        """Publish the parameters when ``actors.sync_every`` env steps passed since the last publication."""
+        if env_steps - self._last_published_env_steps >= self.cfg.actors.sync_every:
+            self.publish()
+            self._last_published_env_steps = env_steps
+
+    def set_env_steps(self, env_steps: int) -> None:
+        """The run's env steps so far (a resumed run's actors continue their epsilon schedules from there)."""
+        self.env_steps = env_steps
+        self.shared.env_steps = env_steps
+        self._last_published_env_steps = env_steps
+
+    def mean_epsilon(self) -> float:
+        return float(self.actor_epsilon.mean())
+
+    # --- figures ----------------------------------------------------------------------------------
+
+    def _new_window(self) -> dict:
+        count = self.cfg.actors.count
+        return {"start": time.perf_counter(), "steps": np.zeros(count, dtype=np.int64), "lag_sum": 0,
+                "returns": [[] for _ in range(count)]}
+
+    def window_figures(self) -> tuple[dict, list[dict]]:
+        """(metrics: the policy lag over the window, rows of actors.csv: one per actor), and a new window."""
+        from . import logging as metrics
+
+        window, self._window = self._window, self._new_window()
+        elapsed = max(time.perf_counter() - window["start"], 1e-9)
+        total = int(window["steps"].sum())
+        rows = [{"actor": i, "final_epsilon": schedule.final, "actor_env_steps": int(self.actor_steps[i]),
+                 "env_steps_per_s": window["steps"][i] / elapsed, "episodes": len(window["returns"][i]),
+                 "mean_return": float(np.mean(window["returns"][i])) if window["returns"][i] else float("nan")}
+                for i, schedule in enumerate(self.schedules)]
+        lag = window["lag_sum"] / total if total else float("nan")
+        return {metrics.ACTOR_POLICY_LAG: lag}, rows
+
+    # --- checkpoints and the end ------------------------------------------------------------------
+
+    def checkpoint_state(self, with_envs: bool) -> tuple[dict, None]:
+        return {}, None
+
+    def restore(self, arrays, env_state, env_steps: int, notes: list[str]) -> None:
+        """Continue at ``env_steps``: the saved replay's open episodes end as truncated, the actors start new ones."""
+        self.set_env_steps(env_steps)
+        self.replay.truncate_open_episodes()
+        notes.append("mode apex: the actors' environments are not captured in checkpoints; episodes restart")
+
+    def _died(self, index: int) -> str:
+        code = self._processes[index].exitcode
+        return f"apex actor {index} ended unexpectedly" + (f" (exit code {code})" if code is not None else "")
+
+    def _check_alive(self) -> None:
+        for i, process in enumerate(self._processes):
+            if not process.is_alive():
+                raise ActorLost(self._died(i))
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the actors (raise the flag, drain their pipes so none blocks in a send), join, kill what is left."""
+        self.shared.stop()
+        deadline = time.monotonic() + timeout
+        while any(p.is_alive() for p in self._processes) and time.monotonic() < deadline:
+            for conn in connection.wait(self._connections, timeout=0.05):
+                try:
+                    conn.recv()
+                except (EOFError, OSError):
+                    self._connections.remove(conn)
+        for process in self._processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join(timeout)
+        for conn in self._connections:
+            conn.close()
+        self.shared.close()
