@@ -1,0 +1,170 @@
+"""Mode apex: actor processes feeding one shared prioritized replay; any replay learner; faults and resume."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from gluon_pdqn import checkpoint
+from gluon_pdqn.apex import _flush, _Outbox, actor_epsilons
+from gluon_pdqn.config import load_preset
+from gluon_pdqn.replay import ReplayBuffer
+
+from test_async import children_of, cmdline
+from test_cli import FAST, assert_one_line_error, gluon_pdqn
+from test_faults import assert_environment_fault
+
+APEX = ["--mode", "apex", "--actors", "2"]
+
+
+def rows(path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_actor_priorities_are_the_n_step_td_errors_of_the_local_network():
+    outbox, gamma, n = _Outbox(), 0.9, 3
+    discounts = gamma ** np.arange(n + 1)
+    # Three steps pending (rewards 1, 2, 3; Q(s_t, a_t) 0.5, 0.25, 0); the value after the window is 10.
+    pending = [(0, 1.0, "f1", False, False, 0.5), (1, 2.0, "f2", False, False, 0.25), (0, 3.0, "f3", False, False, 0.0)]
+    _flush(outbox, 0, pending, 1, 10.0, discounts)
+    assert outbox.priorities == [pytest.approx(abs(1 + 0.9 * 2 + 0.81 * 3 + 0.729 * 10 - 0.5))]
+    assert len(pending) == 2
+    # The episode terminated after them: the last two windows are shorter and bootstrap from 0.
+    _flush(outbox, 0, pending, 2, 0.0, discounts)
+    assert outbox.priorities[1:] == [pytest.approx(2 + 0.9 * 3 - 0.25), pytest.approx(3.0)]
+    assert outbox.frames == ["f1", "f2", "f3"] and not pending
+
+
+def test_the_replay_gives_a_transition_its_actors_priority_when_its_window_closes():
+    replay = ReplayBuffer(100, 1, (2,), np.float32, n_step=2, prioritized=True, alpha=0.5)
+    replay.begin_episode_frame(0, np.zeros(2, np.float32))
+    priorities = [4.0, 9.0, 16.0]
+    for t, priority in enumerate(priorities):
+        replay.add_frame(0, 0, 1.0, np.full(2, t + 1, np.float32), False, False, priority=priority)
+    # Slot 0's 2-step window closed at the second add, slot 1's at the third; slot 2's is still open.
+    leaves = replay.tree.get(np.arange(3))
+    np.testing.assert_allclose(leaves, [np.sqrt(4.0 + 1e-6), np.sqrt(9.0 + 1e-6), 0.0], rtol=1e-6)
+    # Without a given priority a transition gets the maximum, as before.
+    replay.add_frame(0, 0, 1.0, np.full(2, 9, np.float32), False, False)
+    replay.add_frame(0, 0, 1.0, np.full(2, 10, np.float32), False, False)
+    np.testing.assert_allclose(replay.tree.get(np.arange(4)), [2.0, 3.0, 4.0, 1.0], rtol=1e-5)
+
+
+def test_the_apex_ladder_and_a_single_actor_explore_like_mode_single():
+    cfg = load_preset("cartpole").replace({"run.mode": "apex", "actors.count": 4})
+    finals = [s.final for s in actor_epsilons(cfg)]
+    np.testing.assert_allclose(finals, [0.4 ** (1 + 7 * i / 3) for i in range(4)])
+    single = actor_epsilons(cfg.replace({"actors.count": 1}))
+    assert [s.final for s in single] == [cfg.exploration.epsilon_final]
+    assert single[0](cfg.replay.learning_starts - 1) == 1.0  # random until learning starts
+
+
+def test_apex_learns_cartpole_with_two_actor_processes(tmp_path):
+    run_dir = tmp_path / "run"
+    result = gluon_pdqn("train", *APEX, "--run-dir", str(run_dir), "--steps", "40000", "--quiet",
+                        "--set", "run.eval_every=4000", "--set", "run.stop_return=300", timeout=400)
+    assert result.returncode == 0, result.stderr
+    evaluations = [float(r["mean_return"]) for r in rows(run_dir / "eval.csv")]
+    assert max(evaluations) >= 300, evaluations  # a random policy scores about 22
+    metrics = rows(run_dir / "metrics.csv")
+    lags = [float(r["actors/policy_lag"]) for r in metrics if r["actors/policy_lag"]]
+    assert lags and all(0 <= lag < 1000 for lag in lags)
+    ratio = float(metrics[-1]["charts/replay_ratio"])
+    summary = json.loads((run_dir / "summary.json").read_text())["counters"]
+    assert ratio == pytest.approx(summary["learner_steps"] * 64 / summary["env_steps"], rel=0.2)
+    actors = rows(run_dir / "actors.csv")
+    assert {r["actor"] for r in actors} == {"0", "1"}
+    assert all(float(r["env_steps_per_s"]) > 0 for r in actors[-2:])
+    streams = {r["env_index"] for r in rows(run_dir / "episodes.csv")}
+    assert streams == {"0", "1"}  # one replay stream per actor env
+
+
+def test_apex_with_a_data_parallel_learner_and_resume(tmp_path):
+    run_dir = tmp_path / "run"
+    args = [*APEX, "--learner", "data", "--ctx", "cpu:0,cpu:1", "--set", "env.num_envs=2", *FAST]
+    first = gluon_pdqn("train", "--run-dir", str(run_dir), *args)
+    assert first.returncode == 0, first.stderr
+    state = checkpoint.read_state(checkpoint.resolve(str(run_dir)))
+    assert state["config"]["run"]["learner"] == "data"
+    assert state["counters"]["learner_steps"] > 0 and state["replay"] is not None
+    streams = {r["env_index"] for r in rows(run_dir / "episodes.csv")}
+    assert streams <= {"0", "1", "2", "3"} and len(streams) >= 3  # 2 actors x 2 envs
+    second = gluon_pdqn("train", "--resume", str(run_dir), "--steps", "1200", "--quiet")
+    assert second.returncode == 0, second.stderr
+    resumed = json.loads((run_dir / "summary.json").read_text())
+    assert resumed["counters"]["env_steps"] >= 1200
+    assert resumed["counters"]["learner_steps"] > state["counters"]["learner_steps"]
+    assert any("episodes restart" in note for note in resumed["notes"])
+
+
+def test_ctrl_c_leaves_a_loadable_checkpoint_and_no_actor_process(tmp_path):
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-m", "gluon_pdqn.cli", "train", *APEX, "--run-dir", str(run_dir),
+                                "--steps", "10000000", "--quiet", "--set", "run.eval_every=0",
+                                "--set", "run.log_every=500"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    actors = _wait_for_actors(process, run_dir, 2)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "gluon-pdqn train --resume" in out
+    bundle = checkpoint.resolve(str(run_dir))
+    assert checkpoint.read_state(bundle)["counters"]["env_steps"] > 0
+    assert not [pid for pid in actors if os.path.exists(f"/proc/{pid}")], "actor processes outlived the run"
+
+
+def test_an_actor_that_dies_ends_the_run_with_one_line_and_a_checkpoint(tmp_path):
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-m", "gluon_pdqn.cli", "train", *APEX, "--run-dir", str(run_dir),
+                                "--steps", "10000000", "--quiet", "--set", "run.eval_every=0",
+                                "--set", "run.log_every=500"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    actors = _wait_for_actors(process, run_dir, 2)
+    os.kill(actors[0], signal.SIGKILL)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 3, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert "Traceback" not in err and len(errors) == 1 and lines[-1] == errors[0], err
+    assert "apex actor 0 ended unexpectedly" in errors[0] and "--resume" in errors[0]
+    assert checkpoint.read_state(checkpoint.resolve(str(run_dir)))["counters"]["env_steps"] > 0
+    assert not [pid for pid in actors if os.path.exists(f"/proc/{pid}")]
+
+
+def test_a_fault_in_an_actors_environment_is_the_users_with_the_actors_traceback(tmp_path):
+    run_dir = tmp_path / "run"
+    result = gluon_pdqn("train", *APEX, "--env", "toy_envs:Failing-v0", "--run-dir", str(run_dir), *FAST)
+    assert_environment_fault(result, "RuntimeError: the environment broke", "during a training step", "actor")
+    log = (run_dir / "environment-error.log").read_text()
+    assert "toy_envs.py" in log and "the environment broke" in log  # the traceback of the actor's process
+    assert checkpoint.resolve(str(run_dir))
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--mode", "single", "--learner", "data"], "--learner chooses the learner of --mode apex"),
+    (["--mode", "apex", "--ctx", "cpu:0,cpu:1"], "the single learner trains on one device"),
+    (["--mode", "apex", "--set", "run.learner=ensemble"], "apex actors act on one network"),
+    (["--mode", "apex", "--set", "actors.sync_every=0"], "actors.sync_every"),
+])
+def test_pairs_that_make_no_sense_are_refused_in_one_line(tmp_path, args, fragment):
+    assert_one_line_error(gluon_pdqn("train", *args, "--run-dir", str(tmp_path / "run"), *FAST), fragment)
+
+
+def _wait_for_actors(process, run_dir, count: int, seconds: float = 120) -> list[int]:
+    """The actor processes' PIDs, once the run has logged a metric row (so the actors are acting)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        metrics = run_dir / "metrics.csv"
+        if metrics.exists() and len(metrics.read_text().splitlines()) > 2:
+            break
+        assert process.poll() is None, process.communicate()[1]
+        time.sleep(0.5)
+    actors = [pid for pid in children_of(process.pid) if "spawn_main" in cmdline(pid)]
+    assert len(actors) == count, actors
+    return actors
