@@ -306,7 +306,8 @@ def _record_gif(learner, env_cfg, spec, epsilon, seed, path, max_frames=3000) ->
 @cli.command()
 @click.option("--env", "env_id", default="CartPole-v1", show_default=True, help="Environment of every run.")
 @click.option("--modes", default="single,data,model,ensemble,async", show_default=True,
-              help=f"Comma-separated modes ({', '.join(MODES)}; dist runs as a job of 2 workers and 1 server).")
+              help=f"Comma-separated modes ({', '.join(MODES)}; dist runs as a job of 2 workers and 1 server), each "
+                   "optionally MODE[:LEARNER][@ACTORS]: apex:data@4 is apex with a data-parallel learner and 4 actors.")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds 0..N-1 per mode.")
 @click.option("--budget-steps", type=click.IntRange(min=1), help="Env steps per run.")
 @click.option("--budget-seconds", type=click.FloatRange(min=1), help="Seconds of training per run.")
@@ -328,9 +329,10 @@ def compare(env_id, modes, seeds, budget_steps, budget_seconds, preset, async_pr
     if (budget_steps is None) == (budget_seconds is None):
         raise UserError("give exactly one of --budget-steps and --budget-seconds")
     chosen = tuple(m.strip() for m in modes.split(",") if m.strip())
-    unknown = [m for m in chosen if m not in MODES]
-    if unknown or not chosen:
-        raise UserError(f"unknown mode(s) {', '.join(unknown) or '(none given)'}; available: {', '.join(MODES)}")
+    if not chosen:
+        raise UserError(f"--modes names no mode; available: {', '.join(MODES)}")
+    for spec in chosen:
+        comparison.parse_spec(spec)
     _parse_sets(sets)
     load_preset(preset), load_preset(async_preset)  # bad presets fail here, not in the first run
     if eval_every is None:

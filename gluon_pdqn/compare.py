@@ -21,7 +21,7 @@ import numpy as np
 
 from . import logging as metrics
 from . import plots
-from .config import load_preset
+from .config import APEX_LEARNERS, MODES, load_preset
 from .errors import UserError
 
 SINGLE_DEVICE_MODES = ("single", "async", "dist")  # (dist: one device per worker)
@@ -49,22 +49,42 @@ class Plan:
         return [(mode, seed) for mode in self.modes for seed in self.seeds]
 
 
+def parse_spec(spec: str) -> tuple[str, str | None, int | None]:
+    """(mode, learner, actors) of a compared run's spec ``MODE[:LEARNER][@ACTORS]``: ``apex:data@4`` is mode apex
+    with a data-parallel learner and 4 actors; ``single`` is mode single. Raises UserError for a bad spec."""
+    rest, _, actors = spec.partition("@")
+    mode, _, learner = rest.partition(":")
+    if mode not in MODES:
+        raise UserError(f"unknown mode '{mode}' in '{spec}'; available: {', '.join(MODES)}")
+    if learner and (mode != "apex" or learner not in APEX_LEARNERS):
+        raise UserError(f"'{spec}': only apex takes a learner (apex:{'|'.join(APEX_LEARNERS)})")
+    if actors and (mode not in ("apex", "async") or not actors.isdigit() or int(actors) < 1):
+        raise UserError(f"'{spec}': @N gives the actors of apex or async, N >= 1")
+    return mode, learner or None, int(actors) if actors else None
+
+
 def run_name(mode: str, seed: int) -> str:
-    return f"{mode}-s{seed}"
+    return f"{mode.replace(':', '-').replace('@', '-a')}-s{seed}"
 
 
-def train_command(plan: Plan, mode: str, seed: int, run_dir: str, resume: bool) -> list[str]:
+def train_command(plan: Plan, spec: str, seed: int, run_dir: str, resume: bool) -> list[str]:
     """The ``gluon-pdqn train`` command line of one run (``resume``: continue it from its checkpoint)."""
+    mode, learner, actors = parse_spec(spec)
     command = [sys.executable, "-m", "gluon_pdqn.cli", "train", "--quiet"]
     if mode == "dist":  # a job: the launcher starts scheduler, server and workers around the train command
         command[3:3] = ["launch", "--workers", str(DIST_WORKERS), "--servers", "1", "--"]
     if resume:
         return command + ["--resume", run_dir]
     first_device = plan.ctx.split(",")[0]
+    one_device = mode in SINGLE_DEVICE_MODES or (mode == "apex" and learner is None)
     command += ["--run-dir", run_dir, "--env", plan.env, "--mode", mode, "--seed", str(seed),
                 "--preset", plan.async_preset if mode == "async" else plan.preset,
-                "--ctx", first_device if mode in SINGLE_DEVICE_MODES else plan.ctx,
+                "--ctx", first_device if one_device else plan.ctx,
                 "--set", f"run.eval_every={plan.eval_every}", "--set", "run.stop_return=none"]
+    if learner is not None:
+        command += ["--learner", learner]
+    if actors is not None:
+        command += ["--actors", str(actors)]
     if plan.budget_steps is not None:
         command += ["--steps", str(plan.budget_steps)]
     else:
@@ -213,7 +233,7 @@ def summarize(plan: Plan, results: list[dict]) -> list[dict]:
             "final_return_mean": float(np.mean(finals)) if finals else None,
             "final_return_std": float(np.std(finals)) if finals else None,
             "peak_memory_mib": max((r["peak_memory_mib"] or 0.0 for r in done), default=None),
-            "settings": (f"preset {plan.async_preset}, no replay" if mode == "async" else
+            "settings": (f"preset {plan.async_preset}, no replay" if mode.startswith("async") else
                          f"preset {plan.preset}, {DIST_WORKERS} workers + 1 server, dist_sync" if mode == "dist"
                          else f"preset {plan.preset}"),
         })

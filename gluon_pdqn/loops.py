@@ -25,7 +25,7 @@ from .envs import protocols
 from .errors import EnvironmentFault, TrainingStopped, UserError
 from .exploration import EpsilonSchedule, action_rng, apex_epsilons, epsilon_greedy
 from .learners import Learner, make_learner
-from .parallel import parse_contexts
+from .parallel import make_topology, parse_contexts
 from .apex import ActorLost, ApexCollector
 from .replay import ReplayBuffer
 
@@ -150,16 +150,14 @@ class RunBookkeeping:
     def _take_in_outcome(self, result) -> bool:
         """Count a finished update; return whether it applied.
 
-        A skipped update (non-finite gradient) is counted as such, taken out of ``learner_steps`` if the
-        learner counted it before knowing, and after ``run.max_nonfinite_updates`` in a row stops the run.
+        A skipped update (non-finite gradient) is counted as such (the learner uncounts it from its
+        ``learner_steps``), and after ``run.max_nonfinite_updates`` in a row stops the run.
         """
-        if not result.skipped:
+        if self.learner.settle(result):
             self._consecutive_skips = 0
             return True
         self.counters.skipped_updates += 1
         self._consecutive_skips += 1
-        if result.counted:
-            self.learner.learner_steps -= 1
         if self._consecutive_skips >= self.cfg.run.max_nonfinite_updates:
             self._stop_nonfinite(self._consecutive_skips)
         return False
@@ -240,12 +238,13 @@ class Training(RunBookkeeping):
         self.display = display or metrics.ProgressDisplay(enabled=False)
         self.spec = envs.describe(cfg.env)
         contexts = parse_contexts(cfg.run.ctx)
+        self.topology = make_topology(cfg.run)  # first: a dist worker joins its job before any MXNet work
         mx.random.seed(cfg.run.seed)  # parameter initialization only
-        self.learner: Learner = make_learner(cfg, self.spec, contexts)
+        self.learner: Learner = make_learner(cfg, self.spec, contexts, self.topology)
         self._init_bookkeeping()
         # A worker of a parameter-server job (mode dist) acts with its own seed and epsilon, runs its share
         # of the env steps, and writes its figures under workers/ (rank 0 writes the run directory).
-        rank, workers = self.learner.rank, self.learner.num_workers
+        rank, workers = self.topology.rank, self.topology.num_workers
         seed = cfg.run.seed + 1000 * rank
         self.env_step_budget = cfg.run.total_env_steps // workers
         if rank > 0:
@@ -349,7 +348,7 @@ class Training(RunBookkeeping):
                     self.counters.wall_seconds = wall_before + time.perf_counter() - session_start
                     if crossed(before, after, cfg.run.log_every):
                         self._log(window, last_result, self._epsilon_now(after), frame_skip)
-                    if cfg.run.eval_every and crossed(before, after, cfg.run.eval_every) and self.learner.rank == 0:
+                    if cfg.run.eval_every and crossed(before, after, cfg.run.eval_every) and self.topology.is_chief:
                         try:
                             self._evaluate()
                         except EnvironmentFault as error:

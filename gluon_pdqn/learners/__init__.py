@@ -7,7 +7,7 @@ from ..config import MODES, Config, learner_topology
 from ..envs import EnvSpec
 from ..errors import UserError
 from .base import Learner, StepResult
-from ..parallel.kvstore import create_dist_kvstore
+from ..parallel import Topology
 from .data_parallel import DataParallelLearner
 from .distributed import DistLearner
 from .ensemble import EnsembleLearner
@@ -20,35 +20,39 @@ _SPREAD = {"data": "splits each batch over devices", "model": "places network st
            "ensemble": "trains one network per device"}
 
 
-def make_learner(cfg: Config, spec: EnvSpec, contexts: list[mx.Context]) -> Learner:
+def make_learner(cfg: Config, spec: EnvSpec, contexts: list[mx.Context],
+                 topology: Topology = Topology()) -> Learner:
     """The replay learner of ``cfg``'s topology (``config.learner_topology``) over ``contexts``.
+
+    ``topology`` (``parallel.make_topology``) carries the kvstore of a parameter-server job (mode dist).
 
     Whoever collects the experience (an in-process vector env, apex actors, a parameter-server worker) does
     not matter here: every one of these learners takes replay batches.
     """
-    topology = learner_topology(cfg.run)
-    if cfg.run.precision == "fp16" and topology in ("model", "ensemble"):
+    kind = learner_topology(cfg.run)
+    if cfg.run.precision == "fp16" and kind in ("model", "ensemble"):
         raise UserError(f"run.precision=fp16 (loss scaling) is built for the single, data and ps learners, not "
-                        f"{topology}; use fp32 there")
-    if topology == "single":
+                        f"{kind}; use fp32 there")
+    if kind == "single":
         if len(contexts) != 1:
             raise UserError(f"the single learner trains on one device; --ctx names {len(contexts)} (--learner data "
                             "or model spreads it)" if cfg.run.mode == "apex" else
                             f"mode 'single' trains on one device; --ctx names {len(contexts)}")
         return SingleLearner(cfg, spec, contexts[0])
-    if topology in _SPREAD and len(contexts) < 2:
-        raise UserError(f"the {topology} learner {_SPREAD[topology]}; give --ctx two or more, e.g. cpu:0,cpu:1")
-    if topology == "data":
+    if kind in _SPREAD and len(contexts) < 2:
+        raise UserError(f"the {kind} learner {_SPREAD[kind]}; give --ctx two or more, e.g. cpu:0,cpu:1")
+    if kind == "data":
         return DataParallelLearner(cfg, spec, contexts)
-    if topology == "model":
+    if kind == "model":
         return ModelParallelLearner(cfg, spec, contexts)
-    if topology == "ensemble":
+    if kind == "ensemble":
         return EnsembleLearner(cfg, spec, contexts)
-    if topology == "ps":
+    if kind == "ps":
         if len(contexts) != 1:
             raise UserError(f"mode 'dist' trains on one device per worker; --ctx names {len(contexts)}")
-        # The kvstore comes first: a process that joined the job after MXNet had run work hung (seen here).
-        return DistLearner(cfg, spec, contexts[0], create_dist_kvstore(cfg.run.kvstore))
+        if topology.kvstore is None:
+            raise UserError("mode dist learns on the servers of a parameter-server job; this process joined none")
+        return DistLearner(cfg, spec, contexts[0], topology.kvstore)
     raise UserError(f"mode '{cfg.run.mode}' has no replay learner; the replay modes are "
                     f"{', '.join(m for m in MODES if m != 'async')}")
 

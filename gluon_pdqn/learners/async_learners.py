@@ -90,6 +90,12 @@ class RolloutLearner(SingleLearner):
         self.learner_steps += 1
         self._policy_stale = True  # (a target network is refreshed by env steps, by the caller)
 
+    def step(self, batch) -> StepResult:
+        raise TypeError(f"{type(self).__name__} learns from actors' rollouts (learn), not from replay batches")
+
+    def timed_step(self, batch):
+        raise TypeError(f"{type(self).__name__} learns from actors' rollouts (learn), not from replay batches")
+
 
 class AsyncQLearner(RolloutLearner):
     """Asynchronous one-step or n-step Q-learning: targets from a target network refreshed by the caller.

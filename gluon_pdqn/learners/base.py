@@ -123,8 +123,6 @@ class Learner(abc.ABC):
     """One DQN learner: an online and a target network, an optimizer, and a device placement."""
 
     learner_steps: int
-    rank: int = 0  # this worker's place in a parameter-server job (mode dist); 0 of 1 otherwise
-    num_workers: int = 1
 
     @abc.abstractmethod
     def q_values(self, obs: np.ndarray) -> np.ndarray:
@@ -137,6 +135,16 @@ class Learner(abc.ABC):
     @abc.abstractmethod
     def timed_step(self, batch) -> tuple[StepResult, list[dict]]:
         """``step``, also returning per-device timings (one dict per device; see SingleLearner)."""
+
+    def settle(self, result: StepResult) -> bool:
+        """Take in whether ``result``'s update applied (reading it waits for the update); return that.
+
+        The learner owns ``learner_steps``: an update counted before it was known whether its gradient was
+        finite (``result.counted``; Adam skips on the device, no step waits) is uncounted here if it was skipped.
+        """
+        if result.skipped and result.counted:
+            self.learner_steps -= 1
+        return not result.skipped
 
     @abc.abstractmethod
     def sync_target(self) -> None:

@@ -11,7 +11,6 @@ Acting uses the members' mean Q-values, or one member per episode (``run.ensembl
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 
@@ -25,7 +24,7 @@ from ..errors import UserError
 from ..losses import TDTarget
 from ..replay import Batch
 from .base import Learner, StepResult, device_figures
-from .single import SingleLearner
+from .single import SingleLearner, apply_update_rule
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -134,30 +133,13 @@ class EnsembleLearner(Learner):
         return result, device_figures(self.contexts, ready, 0.0, end - update_start, end - start)
 
     def _apply_update(self, outputs) -> StepResult:
-        """Update every member, or none of them if any member's gradient is not finite."""
+        """Update every member, or none of them if any member's gradient is not finite (``apply_update_rule``)."""
         k = len(self.members)
         first = self.contexts[0]
         losses = [losses / k for losses, _, _ in outputs]  # so the result's loss is the members' mean
         q_taken = [q for _, q, _ in outputs]
         td_mean = mx.nd.add_n(*[td.as_in_context(first) for _, _, td in outputs]) / k
-        if self.members[0]._skips_on_device():
-            norms_and_scales = [member._grad_norm_and_scale() for member in self.members]
-            grad_norm = mx.nd.add_n(*[(n * n).as_in_context(first) for n, _ in norms_and_scales]).sqrt()
-            all_finite_or_nan = grad_norm * 0 + 1  # one member's non-finite gradient skips every member
-            for member, (_, scale) in zip(self.members, norms_and_scales):
-                member.trainers[0]._optimizer.gradient_scale = scale * all_finite_or_nan.as_in_context(scale.context)
-                member.trainers[0].update(1)
-            self._count_update()
-            return StepResult(grad_norm, losses, q_taken, [td_mean], counted=True)
-        norms_and_scales = [member._read_grad_norm_and_scale() for member in self.members]
-        grad_norm = math.sqrt(sum(n * n for n, _ in norms_and_scales))
-        if not math.isfinite(grad_norm):
-            return StepResult(grad_norm, losses, q_taken, [td_mean])
-        for member, (_, scale) in zip(self.members, norms_and_scales):
-            member._scale_gradients(scale)
-            member.trainers[0].update(1)
-        self._count_update()
-        return StepResult(grad_norm, losses, q_taken, [td_mean])
+        return apply_update_rule(self.members, self._count_update, losses, q_taken, [td_mean])
 
     def _count_update(self) -> None:
         for member in self.members:

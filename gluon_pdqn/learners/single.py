@@ -19,6 +19,45 @@ from .base import (DynamicLossScale, GradientNormAndScale, Learner, StepResult, 
 from .optimizers import MultiTensorAdam, make_optimizer
 
 
+def apply_update_rule(parts: list["SingleLearner"], count_update, losses, q_taken, td_abs) -> StepResult:
+    """The update rule of the replay learners, in one place: clip, skip a non-finite step, update, count.
+
+    ``parts`` hold the gradients: one learner, or an ensemble's members (each clipped by its own norm; a
+    non-finite gradient in any skips all). With Adam (``MultiTensorAdam``) nothing waits: the norms and clip
+    scales stay on the device and the update kernel itself skips a step whose scale is NaN, so the update is
+    counted before it is known whether it applied (``StepResult.counted``; ``Learner.settle`` uncounts it).
+    Other optimizers read the norm (one wait) and skip on the host. ``count_update`` counts an applied update
+    and refreshes the target network when it is due. The ps learner (mode dist) differs: its optimizer runs on
+    the kvstore servers (see ``DistLearner``).
+    """
+    if all(part._skips_on_device() for part in parts):
+        norms_and_scales = [part._grad_norm_and_scale() for part in parts]
+        if len(parts) == 1:
+            grad_norm, scale = norms_and_scales[0]
+            scales = [scale]  # NaN already when the norm is not finite
+        else:
+            first = parts[0].contexts[0]
+            grad_norm = mx.nd.add_n(*[(n * n).as_in_context(first) for n, _ in norms_and_scales]).sqrt()
+            all_finite_or_nan = grad_norm * 0 + 1  # one part's non-finite gradient skips every part
+            scales = [scale * all_finite_or_nan.as_in_context(scale.context) for _, scale in norms_and_scales]
+        for part, scale in zip(parts, scales):
+            for trainer in part.trainers:
+                trainer._optimizer.gradient_scale = scale
+                trainer.update(1)
+        count_update()
+        return StepResult(grad_norm, losses, q_taken, td_abs, counted=True)
+    norms_and_scales = [part._read_grad_norm_and_scale() for part in parts]
+    grad_norm = norms_and_scales[0][0] if len(parts) == 1 else math.sqrt(sum(n * n for n, _ in norms_and_scales))
+    if not math.isfinite(grad_norm):
+        return StepResult(grad_norm, losses, q_taken, td_abs)
+    for part, (_, scale) in zip(parts, norms_and_scales):
+        part._scale_gradients(scale)
+        for trainer in part.trainers:
+            trainer.update(1)
+    count_update()
+    return StepResult(grad_norm, losses, q_taken, td_abs)
+
+
 class SingleLearner(Learner):
     """DQN on one MXNet context: online and target networks, a fused loss graph and a Gluon Trainer.
 
@@ -184,22 +223,8 @@ class SingleLearner(Learner):
                                       end - start)
 
     def _apply_update(self, losses, q_taken, td_abs) -> StepResult:
-        """Check the gradient, clip it, update, and refresh the target network when due."""
-        if self._skips_on_device():
-            grad_norm, scale = self._grad_norm_and_scale()
-            for trainer in self.trainers:
-                trainer._optimizer.gradient_scale = scale
-                trainer.update(1)
-            self._count_update()
-            return StepResult(grad_norm, losses, q_taken, td_abs, counted=True)
-        grad_norm, scale = self._read_grad_norm_and_scale()
-        if not math.isfinite(grad_norm):
-            return StepResult(grad_norm, losses, q_taken, td_abs)
-        self._scale_gradients(scale)
-        for trainer in self.trainers:
-            trainer.update(1)
-        self._count_update()
-        return StepResult(grad_norm, losses, q_taken, td_abs)
+        """Check the gradient, clip it, update, and refresh the target network when due (``apply_update_rule``)."""
+        return apply_update_rule([self], self._count_update, losses, q_taken, td_abs)
 
     def _skips_on_device(self) -> bool:
         """Whether the optimizer clips and skips non-finite steps on the device (Adam), so no step waits."""
