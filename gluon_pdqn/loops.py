@@ -46,6 +46,22 @@ class Counters:
 
 
 @dataclass
+class LogWindow:
+    """What the loop accumulates between two rows of metrics.csv."""
+
+    start: float  # perf_counter() when the window opened
+    env_steps: int  # counters when it opened
+    learner_steps: int
+    returns: list = field(default_factory=list)  # returns of the episodes that ended in it
+    phase_seconds: dict = field(default_factory=lambda: dict.fromkeys(metrics.LOOP_PHASES, 0.0))  # see LOOP_PHASES
+
+    def restart(self, now: float, env_steps: int, learner_steps: int) -> None:
+        self.start, self.env_steps, self.learner_steps = now, env_steps, learner_steps
+        self.returns = []
+        self.phase_seconds = dict.fromkeys(metrics.LOOP_PHASES, 0.0)
+
+
+@dataclass
 class Summary:
     """What a finished (or interrupted) run reports."""
 
@@ -300,10 +316,7 @@ class Training(RunBookkeeping):
         frame_skip = cfg.env.frame_skip if self.spec.is_atari else 1
         total = self.env_step_budget
         limit = min(total, stop_at) if stop_at is not None else total
-        window = {"start": time.perf_counter(), "env_steps": self.counters.env_steps,
-                  "learner_steps": self.counters.learner_steps, "returns": [],
-                  "phase_seconds": dict.fromkeys(metrics.LOOP_PHASES, 0.0)}
-        phase_seconds = window["phase_seconds"]
+        window = LogWindow(time.perf_counter(), self.counters.env_steps, self.counters.learner_steps)
         session_start, wall_before = time.perf_counter(), self.counters.wall_seconds
         last_result, interrupted_by, fault, lost = None, None, None, None
         collector = self.collector
@@ -343,8 +356,8 @@ class Training(RunBookkeeping):
                             self._settle()
                         collector.after_updates(after)
                     for phase, seconds in collected.phase_seconds.items():
-                        phase_seconds[phase] += seconds
-                    phase_seconds["learn"] += time.perf_counter() - stored
+                        window.phase_seconds[phase] += seconds
+                    window.phase_seconds["learn"] += time.perf_counter() - stored
                     self.counters.wall_seconds = wall_before + time.perf_counter() - session_start
                     if crossed(before, after, cfg.run.log_every):
                         self._log(window, last_result, self._epsilon_now(after), frame_skip)
@@ -385,12 +398,12 @@ class Training(RunBookkeeping):
             return self.collector.mean_epsilon()
         return self.epsilon(env_steps)
 
-    def _count(self, collected: Collected, window: dict) -> None:
+    def _count(self, collected: Collected, window: LogWindow) -> None:
         """Take in what the collector added: env steps, and the episodes that ended (episodes.csv)."""
         start = self.counters.env_steps
         for episode in collected.episodes:
             self.counters.episodes += 1
-            window["returns"].append(episode.episode_return)
+            window.returns.append(episode.episode_return)
             self.writer.episode(start + episode.steps_before, self.counters.episodes, episode.stream,
                                 episode.episode_return, episode.length)
         self.counters.env_steps = start + collected.env_steps
@@ -440,12 +453,12 @@ class Training(RunBookkeeping):
             weights = self.learner.set_member_returns(member_means)
             self.writer.members(self.counters.env_steps, member_means, weights)
 
-    def _log(self, window: dict, result, epsilon: float, frame_skip: int) -> None:
+    def _log(self, window: LogWindow, result, epsilon: float, frame_skip: int) -> None:
         now = time.perf_counter()
-        elapsed = max(now - window["start"], 1e-9)
+        elapsed = max(now - window.start, 1e-9)
         c = self.counters
         loss = result.loss() if result else float("nan")
-        self._last_logged = {"loss": loss, "returns": window["returns"]}
+        self._last_logged = {"loss": loss, "returns": window.returns}
         traffic = self.learner.traffic_figures()  # mode dist only
         collector_figures, actor_rows = self.collector.window_figures()  # mode apex: policy lag, per-actor rows
         if actor_rows:
@@ -454,16 +467,16 @@ class Training(RunBookkeeping):
             metrics.ENV_STEPS: c.env_steps, metrics.FRAMES: c.env_steps * frame_skip,
             metrics.LEARNER_STEPS: c.learner_steps, metrics.EPISODES: c.episodes,
             metrics.WALL_SECONDS: round(c.wall_seconds, 3),
-            metrics.EPISODIC_RETURN: float(np.mean(window["returns"])) if window["returns"] else float("nan"),
+            metrics.EPISODIC_RETURN: float(np.mean(window.returns)) if window.returns else float("nan"),
             metrics.EPSILON: epsilon,
-            metrics.ENV_STEPS_PER_S: (c.env_steps - window["env_steps"]) / elapsed,
-            metrics.UPDATES_PER_S: (c.learner_steps - window["learner_steps"]) / elapsed,
+            metrics.ENV_STEPS_PER_S: (c.env_steps - window.env_steps) / elapsed,
+            metrics.UPDATES_PER_S: (c.learner_steps - window.learner_steps) / elapsed,
             metrics.TD_LOSS: loss,
             metrics.MEAN_Q: result.mean_q() if result else float("nan"),
             metrics.GRAD_NORM: result.grad_norm if result else float("nan"),
             metrics.SKIPPED_UPDATES: c.skipped_updates,
-            **{metrics.LOOP_PHASES[phase]: 1e3 * seconds / max(c.env_steps - window["env_steps"], 1)
-               for phase, seconds in window["phase_seconds"].items()},
+            **{metrics.LOOP_PHASES[phase]: 1e3 * seconds / max(c.env_steps - window.env_steps, 1)
+               for phase, seconds in window.phase_seconds.items()},
             **{metrics.dist_metric(key): value for key, value in traffic.items()},
             metrics.REPLAY_RATIO: c.learner_steps * self.cfg.replay.batch_size / max(c.env_steps, 1),
             **collector_figures,
@@ -473,14 +486,13 @@ class Training(RunBookkeeping):
         board = self.learner.exchange_figures({name: row.get(name, float("nan")) for name in metrics.WORKER_FIGURES})
         if board:
             self.writer.workers(c.env_steps, board)
-        window.update(start=now, env_steps=c.env_steps, learner_steps=c.learner_steps, returns=[])
-        window["phase_seconds"].update(dict.fromkeys(window["phase_seconds"], 0.0))
+        window.restart(now, c.env_steps, c.learner_steps)
         self._timing_due = True
 
-    def _status(self, epsilon: float, window: dict) -> str:
+    def _status(self, epsilon: float, window: LogWindow) -> str:
         c = self.counters
         rate = c.env_steps / c.wall_seconds if c.wall_seconds > 0 else 0.0
-        recent = window["returns"] or self._last_logged["returns"]
+        recent = window.returns or self._last_logged["returns"]
         recent = f"{np.mean(recent[-20:]):.1f}" if recent else "-"
         loss = self._last_logged["loss"]
         evaluation = f"{self.last_eval:.1f}" if self.last_eval is not None else "-"

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from gluon_pdqn.compare import Plan, markdown_table, summarize
+from gluon_pdqn.compare import Plan, markdown_table, run_name, summarize, train_command
 
 
 def cli(*args, timeout=600):
@@ -62,7 +62,9 @@ def test_plot_draws_any_run_directories(comparison, tmp_path):
 
 @pytest.mark.parametrize("args, fragment", [
     (["--budget-steps", "10", "--budget-seconds", "5"], "exactly one"),
-    (["--modes", "single,warp", "--budget-steps", "10"], "unknown mode(s) warp"),
+    (["--modes", "single,warp", "--budget-steps", "10"], "unknown mode 'warp'"),
+    (["--modes", "single:data", "--budget-steps", "10"], "only apex takes a learner"),
+    (["--modes", "apex@0", "--budget-steps", "10"], "@N gives the actors"),
     (["--preset", "nope", "--budget-steps", "10"], "unknown preset"),
 ])
 def test_bad_compare_input_is_one_line(tmp_path, args, fragment):
@@ -84,3 +86,19 @@ def test_the_table_counts_runs_reaching_the_threshold_and_failures():
     assert rows[1]["runs"] == 1 and rows[1]["failed"] == 1
     table = markdown_table(plan, rows)
     assert "| single | 10 | 5 | 4.0 (1/2) |" in table and "(1/1, 1 failed)" in table
+
+
+def test_a_runs_spec_chooses_its_learner_actors_and_devices():
+    plan = Plan(env="CartPole-v1", modes=("apex:data@4", "apex@2"), seeds=(0,), budget_steps=100,
+                           budget_seconds=None, preset="cartpole", async_preset="async", ctx="cpu:0,cpu:1",
+                           eval_every=50, threshold=None)
+
+    def option(command, name):
+        return command[command.index(name) + 1]
+
+    data = train_command(plan, "apex:data@4", 0, "/runs/a", resume=False)
+    assert (option(data, "--mode"), option(data, "--learner"), option(data, "--actors")) == ("apex", "data", "4")
+    assert option(data, "--ctx") == "cpu:0,cpu:1"
+    single = train_command(plan, "apex@2", 0, "/runs/b", resume=False)
+    assert "--learner" not in single and option(single, "--actors") == "2" and option(single, "--ctx") == "cpu:0"
+    assert run_name("apex:data@4", 1) == "apex-data-a4-s1"
