@@ -276,7 +276,6 @@ def evaluate(path, which, protocol, episodes, epsilon, seed, ctx, video, as_json
 
 
 def _record_gif(learner, env_cfg, spec, epsilon, seed, path, max_frames=3000) -> str:
-    import numpy as np
     from PIL import Image
 
     from . import envs

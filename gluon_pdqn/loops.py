@@ -19,14 +19,14 @@ import numpy as np
 
 from . import checkpoint, envs, networks
 from . import logging as metrics
-from .collectors import Collected, VectorCollector, check_step, environment_call  # noqa: F401 (re-exported)
+from .apex import ActorLost, ApexCollector
+from .collectors import Collected, VectorCollector, environment_call
 from .config import Config
 from .envs import protocols
 from .errors import EnvironmentFault, TrainingStopped, UserError
 from .exploration import EpsilonSchedule, action_rng, apex_epsilons, epsilon_greedy
 from .learners import Learner, make_learner
 from .parallel import make_topology, parse_contexts
-from .apex import ActorLost, ApexCollector
 from .replay import ReplayBuffer
 
 MAX_EVAL_ENVS = 16
