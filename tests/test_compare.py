@@ -16,7 +16,7 @@ def cli(*args, timeout=600):
 @pytest.fixture(scope="module")
 def comparison(tmp_path_factory):
     out = tmp_path_factory.mktemp("compare") / "result"
-    args = ["compare", "--modes", "single,async,dist", "--seeds", "2", "--budget-steps", "1500", "--eval-every", "500",
+    args = ["compare", "--modes", "single,async,dist", "--seeds", "1", "--budget-steps", "1500", "--eval-every", "500",
             "--threshold", "20", "--out", str(out), "--set", "network.hidden=16,16",
             "--set", "replay.learning_starts=200"]
     return out, args, cli(*args)
@@ -27,11 +27,11 @@ def test_compare_writes_figures_table_and_plots(comparison):
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "results.json").read_text())
     assert [(r["mode"], r["seed"], r["status"]) for r in report["runs"]] == [
-        (mode, seed, "done") for mode in ("single", "async", "dist") for seed in (0, 1)]
+        (mode, 0, "done") for mode in ("single", "async", "dist")]
     for run in report["runs"]:
         assert run["env_steps"] >= 1500 and run["env_steps_per_s"] > 0 and run["peak_memory_mib"] > 50
         assert run["final_return"] == run["final_return"]  # evaluated (not NaN)
-    assert {m["mode"]: m["runs"] for m in report["modes"]} == {"single": 2, "async": 2, "dist": 2}
+    assert {m["mode"]: m["runs"] for m in report["modes"]} == {"single": 1, "async": 1, "dist": 1}
     table = (out / "table.md").read_text()
     assert table.count("\n| single |") == 1 and table.count("\n| async |") == 1 and "preset async, no replay" in table
     assert "2 workers + 1 server, dist_sync" in table
@@ -44,7 +44,7 @@ def test_compare_writes_figures_table_and_plots(comparison):
 def test_rerunning_a_comparison_continues_it_and_refuses_another_plan(comparison):
     out, args, _ = comparison
     again = cli(*args)
-    assert again.returncode == 0 and again.stdout.count("done earlier") == 6
+    assert again.returncode == 0 and again.stdout.count("done earlier") == 3
     other = cli(*[a if a != "1500" else "3000" for a in args])
     assert other.returncode == 2 and "holds another comparison" in other.stderr
     assert len(other.stderr.strip().splitlines()) == 1
