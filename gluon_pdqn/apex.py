@@ -383,8 +383,11 @@ class ApexCollector:
             self._processes.append(process)
         self._index_of = {conn: i for i, conn in enumerate(self._connections)}
 
-    def collect(self, epsilon: float, learning: bool) -> Collected:
-        """Store what the actors handed in since the last call (waiting up to POLL_SECONDS for some)."""
+    def collect(self, env_steps: int, learning: bool, phase_seconds: dict) -> Collected:
+        """Store what the actors handed in since the last call (waiting up to POLL_SECONDS for some).
+
+        The actors explore by their own schedules. Waiting counts as acting in ``phase_seconds``.
+        """
         started = time.perf_counter()
         ready = connection.wait(self._connections, timeout=POLL_SECONDS)
         waited = time.perf_counter()
@@ -408,7 +411,8 @@ class ApexCollector:
             self._store(index, message[1], collected)
         self.env_steps += collected.env_steps
         self.shared.env_steps = self.env_steps
-        collected.phase_seconds = {"act": waited - started, "env": 0.0, "store": time.perf_counter() - waited}
+        phase_seconds["act"] += waited - started
+        phase_seconds["store"] += time.perf_counter() - waited
         return collected
 
     def _store(self, actor: int, experience: dict, collected: Collected) -> None:
@@ -451,7 +455,8 @@ class ApexCollector:
         self.shared.env_steps = env_steps
         self._last_published_env_steps = env_steps
 
-    def mean_epsilon(self) -> float:
+    def epsilon(self, env_steps: int) -> float:
+        """The actors' mean exploration rate, as they last reported it."""
         return float(self.actor_epsilon.mean())
 
     # --- figures ----------------------------------------------------------------------------------

@@ -114,18 +114,10 @@ class AsyncTraining(RunBookkeeping):
                     self.counters.wall_seconds = wall_before + time.perf_counter() - session_start
                     if crossed(before, after, cfg.actors.target_update_every):
                         self.learner.sync_target()
-                    if crossed(before, after, cfg.run.log_every):
-                        self._log(pool)
-                    if cfg.run.eval_every and crossed(before, after, cfg.run.eval_every):
-                        try:
-                            self._greedy_evaluation()
-                        except EnvironmentFault as error:
-                            lost = error
-                            break
-                    if cfg.run.checkpoint_every and crossed(before, after, cfg.run.checkpoint_every):
-                        self.save_checkpoint()
-                    if self.display.due():
-                        self.display.update(self._status())
+                    lost = self._periodic_duties(before, after, log=lambda: self._log(pool),
+                                                 evaluate=self._greedy_evaluation, status=self._status)
+                    if lost is not None:
+                        break
                 self.counters.wall_seconds = wall_before + time.perf_counter() - session_start
                 bundle = self.save_checkpoint()  # still under the guard: a second Ctrl-C cannot cut it short
         finally:

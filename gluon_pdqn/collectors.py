@@ -24,7 +24,7 @@ from . import envs
 from .config import Config
 from .envs import EnvSpec, snapshot
 from .errors import EnvironmentFault
-from .exploration import epsilon_greedy
+from .exploration import EpsilonSchedule, epsilon_greedy
 from .replay import ReplayBuffer
 
 
@@ -44,7 +44,6 @@ class Collected:
 
     env_steps: int = 0  # transitions added
     episodes: list[Episode] = field(default_factory=list)
-    phase_seconds: dict = field(default_factory=dict)  # time spent per loop phase (act, env, store)
 
 
 def environment_call(env_id: str, phase: str, function, *args, **kwargs):
@@ -80,12 +79,15 @@ class VectorCollector:
         replay: where transitions go (one stream per env).
         learner: whose ``q_values`` choose the greedy actions (and ``episode_started`` is told of new episodes).
         rng: the loop's action Generator (checkpointed by the loop).
+        epsilon: the exploration schedule, by the run's env steps.
     """
 
     checkpoint_arrays = ("obs", "resetting", "episode_returns", "episode_lengths")  # loop.npz
 
-    def __init__(self, cfg: Config, spec: EnvSpec, replay: ReplayBuffer, learner, rng: np.random.Generator):
+    def __init__(self, cfg: Config, spec: EnvSpec, replay: ReplayBuffer, learner, rng: np.random.Generator,
+                 epsilon: EpsilonSchedule):
         self.cfg, self.spec, self.replay, self.learner, self.rng = cfg, spec, replay, learner, rng
+        self.epsilon = epsilon
         self.num_envs = cfg.env.num_envs
         self.vector_env = envs.make_vector_env(cfg.env, self.num_envs)
         self.episode_returns = np.zeros(self.num_envs)
@@ -112,12 +114,15 @@ class VectorCollector:
         """No figures beyond the loop's own."""
         return {}, []
 
-    def collect(self, epsilon: float, learning: bool) -> Collected:
-        """Step every env once: random actions before ``learning``, epsilon-greedy after."""
+    def collect(self, env_steps: int, learning: bool, phase_seconds: dict) -> Collected:
+        """Step every env once: random actions before ``learning``, epsilon-greedy after.
+
+        Adds the time spent acting, stepping and storing to ``phase_seconds``.
+        """
         cfg = self.cfg
         started = time.perf_counter()
         greedy_q = (lambda: self.learner.q_values(self.obs)) if learning else None
-        actions = epsilon_greedy(greedy_q, epsilon, self.spec.n_actions, self.rng, self.num_envs)
+        actions = epsilon_greedy(greedy_q, self.epsilon(env_steps), self.spec.n_actions, self.rng, self.num_envs)
         acted = time.perf_counter()
         try:
             next_obs, rewards, terminated, truncated, _ = environment_call(
@@ -129,8 +134,9 @@ class VectorCollector:
         stepped = time.perf_counter()
         collected = self._store(actions, rewards, next_obs, terminated, truncated)
         self.obs = next_obs
-        collected.phase_seconds = {"act": acted - started, "env": stepped - acted,
-                                   "store": time.perf_counter() - stepped}
+        phase_seconds["act"] += acted - started
+        phase_seconds["env"] += stepped - acted
+        phase_seconds["store"] += time.perf_counter() - stepped
         return collected
 
     def _store(self, actions, rewards, next_obs, terminated, truncated) -> Collected:

@@ -206,6 +206,23 @@ class RunBookkeeping:
             self.solved = (self.counters.env_steps, self.counters.wall_seconds)
         return seed
 
+    def _periodic_duties(self, before: int, after: int, log, evaluate, status) -> EnvironmentFault | None:
+        """What every loop does as env steps pass (``before`` -> ``after``): log, evaluate (unless ``evaluate``
+        is None), checkpoint, refresh the status line. Returns the fault of an evaluation's environment."""
+        run = self.cfg.run
+        if crossed(before, after, run.log_every):
+            log()
+        if evaluate is not None and run.eval_every and crossed(before, after, run.eval_every):
+            try:
+                evaluate()
+            except EnvironmentFault as error:
+                return error
+        if run.checkpoint_every and crossed(before, after, run.checkpoint_every):
+            self.save_checkpoint()
+        if self.display.due():
+            self.display.update(status())
+        return None
+
     def _interrupted(self) -> bool:
         return self._interrupt["signal"] is not None
 
@@ -288,7 +305,7 @@ class Training(RunBookkeeping):
             self.epsilon.final = float(apex_epsilons(workers)[rank])
         self.rng = action_rng(seed)
         self.collector = (ApexCollector(cfg, self.spec, self.replay, self.learner, seed) if apex else
-                          VectorCollector(cfg, self.spec, self.replay, self.learner, self.rng))
+                          VectorCollector(cfg, self.spec, self.replay, self.learner, self.rng, self.epsilon))
         self.counters = Counters()
         self._last_logged = {"loss": float("nan"), "returns": []}
         self._timing_due = True  # time the next update per device
@@ -330,9 +347,9 @@ class Training(RunBookkeeping):
                         break
                     before = self.counters.env_steps
                     # Experience: random actions during warm-up, epsilon-greedy after (apex actors keep their own).
-                    epsilon = self._epsilon_now(before)
                     try:
-                        collected = collector.collect(epsilon, learning=before >= cfg.replay.learning_starts)
+                        collected = collector.collect(before, before >= cfg.replay.learning_starts,
+                                                      window.phase_seconds)
                     except EnvironmentFault as error:
                         fault = error
                         break
@@ -355,22 +372,14 @@ class Training(RunBookkeeping):
                         if not cfg.run.overlap_acting:
                             self._settle()
                         collector.after_updates(after)
-                    for phase, seconds in collected.phase_seconds.items():
-                        window.phase_seconds[phase] += seconds
                     window.phase_seconds["learn"] += time.perf_counter() - stored
                     self.counters.wall_seconds = wall_before + time.perf_counter() - session_start
-                    if crossed(before, after, cfg.run.log_every):
-                        self._log(window, last_result, self._epsilon_now(after), frame_skip)
-                    if cfg.run.eval_every and crossed(before, after, cfg.run.eval_every) and self.topology.is_chief:
-                        try:
-                            self._evaluate()
-                        except EnvironmentFault as error:
-                            fault = error
-                            break
-                    if cfg.run.checkpoint_every and crossed(before, after, cfg.run.checkpoint_every):
-                        self.save_checkpoint()
-                    if self.display.due():
-                        self.display.update(self._status(epsilon, window))
+                    fault = self._periodic_duties(
+                        before, after, log=lambda: self._log(window, last_result, collector.epsilon(after), frame_skip),
+                        evaluate=self._evaluate if self.topology.is_chief else None,
+                        status=lambda: self._status(collector.epsilon(after), window))
+                    if fault is not None:
+                        break
                 self.counters.wall_seconds = wall_before + time.perf_counter() - session_start
                 if fault is not None:
                     collector.broken = True  # its state cannot be captured; a resume starts new episodes
@@ -391,12 +400,6 @@ class Training(RunBookkeeping):
             raise TrainingStopped(f"{lost}; the work so far is in checkpoint {bundle}; continue with gluon-pdqn "
                                   f"train --resume {self.run_dir}")
         return summary
-
-    def _epsilon_now(self, env_steps: int) -> float:
-        """The exploration rate of the policy that acts: the loop's schedule, or the apex actors' mean."""
-        if isinstance(self.collector, ApexCollector):
-            return self.collector.mean_epsilon()
-        return self.epsilon(env_steps)
 
     def _count(self, collected: Collected, window: LogWindow) -> None:
         """Take in what the collector added: env steps, and the episodes that ended (episodes.csv)."""

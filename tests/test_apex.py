@@ -105,11 +105,7 @@ def test_apex_with_a_data_parallel_learner_and_resume(tmp_path):
 
 def test_ctrl_c_leaves_a_loadable_checkpoint_and_no_actor_process(tmp_path):
     run_dir = tmp_path / "run"
-    process = subprocess.Popen([sys.executable, "-m", "gluon_pdqn.cli", "train", *APEX, "--run-dir", str(run_dir),
-                                "--steps", "10000000", "--quiet", "--set", "run.eval_every=0",
-                                "--set", "run.log_every=500"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
-    actors = _wait_for_actors(process, run_dir, 2)
+    process, actors = _start_a_long_run(run_dir)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
@@ -121,11 +117,7 @@ def test_ctrl_c_leaves_a_loadable_checkpoint_and_no_actor_process(tmp_path):
 
 def test_an_actor_that_dies_ends_the_run_with_one_line_and_a_checkpoint(tmp_path):
     run_dir = tmp_path / "run"
-    process = subprocess.Popen([sys.executable, "-m", "gluon_pdqn.cli", "train", *APEX, "--run-dir", str(run_dir),
-                                "--steps", "10000000", "--quiet", "--set", "run.eval_every=0",
-                                "--set", "run.log_every=500"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
-    actors = _wait_for_actors(process, run_dir, 2)
+    process, actors = _start_a_long_run(run_dir)
     os.kill(actors[0], signal.SIGKILL)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 3, err
@@ -154,6 +146,15 @@ def test_a_fault_in_an_actors_environment_is_the_users_with_the_actors_traceback
 ])
 def test_pairs_that_make_no_sense_are_refused_in_one_line(tmp_path, args, fragment):
     assert_one_line_error(gluon_pdqn("train", *args, "--run-dir", str(tmp_path / "run"), *FAST), fragment)
+
+
+def _start_a_long_run(run_dir):
+    """An apex run with 2 actors and no end in sight, once its actors act: (process, actor PIDs)."""
+    process = subprocess.Popen([sys.executable, "-m", "gluon_pdqn.cli", "train", *APEX, "--run-dir", str(run_dir),
+                                "--steps", "10000000", "--quiet", "--set", "run.eval_every=0",
+                                "--set", "run.log_every=500"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    return process, _wait_for_actors(process, run_dir, 2)
 
 
 def _wait_for_actors(process, run_dir, count: int, seconds: float = 120) -> list[int]:
