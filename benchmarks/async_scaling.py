@@ -22,14 +22,14 @@ from results_file import write_results
 
 warnings.filterwarnings("ignore")
 
-from gluon_pdqn.async_loop import AsyncTraining  # noqa: E402
+from gluon_pdqn.loops import Training  # noqa: E402
 from gluon_pdqn.config import load_preset  # noqa: E402
 
 
 def measure(cfg) -> dict:
     """One run: env steps/s over the whole run, and the loop's figures from its last metrics row."""
     with tempfile.TemporaryDirectory() as run_dir:
-        summary = AsyncTraining(cfg, run_dir).run()
+        summary = Training(cfg, run_dir).run()
         with open(os.path.join(run_dir, "metrics.csv")) as f:
             rows = list(csv.DictReader(f))
     counters = summary.counters

@@ -9,25 +9,32 @@ process of its own:
                                                     the run's env steps so far, the parameters' version
     learner -> actor   ("stop",)                    instead of values: end now
     actor -> learner   ("rollout", Rollout)         up to t_max steps of experience (no reply)
-    actor -> learner   ("error", text)              the actor failed (one line: what was raised) and has ended
+    actor -> learner   ("error", text, traceback)   the actor failed (one line: what was raised) and has ended
 
 The learner answers "act" requests in batches (one forward pass for every actor waiting) and applies the
-rollouts as they arrive (GA3C, Babaeizadeh et al. 2017).
+rollouts as they arrive (GA3C, Babaeizadeh et al. 2017): :class:`ActorPoolCollector` is that serving side, the
+collector of mode async in the one training loop (``loops.Training``).
 """
 from __future__ import annotations
 
 import multiprocessing
 import signal
 import threading
+import time
+import traceback
 from dataclasses import dataclass, field
+from multiprocessing import connection
 
 import numpy as np
 
 from . import envs
+from .collectors import ActorLost, Collected, Episode
 from .config import Config
+from .errors import EnvironmentFault
 from .exploration import EpsilonSchedule, action_rng, apex_epsilons, sampled_final_epsilons
 
 STOP = ("stop",)
+POLL_SECONDS = 1.0  # longest wait for a message before checking signals and that every actor lives
 
 
 @dataclass
@@ -66,7 +73,7 @@ def run_actor(index: int, cfg: Config, epsilon: EpsilonSchedule, seed: int, conn
         pass  # the learner has gone or is stopping: nothing left to tell it
     except BaseException as e:  # anything else is reported, so the learner can end the run with a clear error
         try:
-            conn.send(("error", f"actor {index} failed: {type(e).__name__}: {e}"))
+            conn.send(("error", f"actor {index} failed: {type(e).__name__}: {e}", traceback.format_exc()))
         except (OSError, ValueError):
             pass
     finally:
@@ -180,3 +187,160 @@ class ActorPool:
             if isinstance(worker, multiprocessing.process.BaseProcess) and worker.is_alive():
                 worker.kill()
                 worker.join(timeout)
+
+
+class ActorPoolCollector:
+    """The learner's side of mode async: serve the actors' action requests, take in their rollouts.
+
+    Each ``collect`` takes every message that arrived (waiting up to POLL_SECONDS for one), answers every
+    actor that waits for values with one batched forward pass of the learner (``action_values``), and returns
+    the rollouts that arrived, for the learner to learn from. The actors never wait for an update, only for
+    their answers: the price is policy lag (how many updates old the parameters were that chose an action).
+
+    Args:
+        cfg: the run's configuration (``actors`` section).
+        learner: a rollout learner (``action_values``, ``learner_steps``).
+    """
+
+    checkpoint_arrays = ()  # the actors' episodes in progress are not saved: a resumed run starts new ones
+
+    def __init__(self, cfg: Config, learner):
+        self.cfg, self.learner = cfg, learner
+        self.schedules = actor_epsilon_schedules(cfg)
+        self.samples_policy = cfg.actors.algo == "a3c"  # the policy's own probabilities explore
+        # Actor i seeds its environment and its actions from env_seed + 1000 * (i + 1); a resumed run adds its
+        # env steps so far, so its actors do not replay the first session's episodes.
+        self.env_seed = cfg.run.seed + 7919
+        self.pool: ActorPool | None = None
+        self._waiting: dict[int, np.ndarray] = {}  # actor -> the observation it wants values for
+        self._window = self._new_window()
+        self.broken = False
+
+    def start(self, seed: int) -> None:
+        """A fresh run: the actors begin their episodes themselves when the session opens."""
+
+    def open_session(self) -> None:
+        """Start the actors (threads or spawned processes, ``actors.backend``)."""
+        self.pool = ActorPool(self.cfg, env_seed=self.env_seed)
+        self._window = self._new_window()
+
+    def collect(self, env_steps: int, learning: bool, phase_seconds: dict) -> Collected:
+        """The rollouts that arrived, with their env steps and episodes; every waiting actor is answered.
+
+        ``learning`` does not apply: a rollout learner learns from the first rollout on. The time spent
+        waiting for messages and answering counts as acting in ``phase_seconds``.
+        """
+        started = time.perf_counter()
+        collected = Collected()
+        rollouts = self._receive()
+        if self._waiting:
+            self._answer(env_steps)
+        for rollout in rollouts:
+            self._take_in(rollout, collected)
+        phase_seconds["act"] += time.perf_counter() - started
+        return collected
+
+    def _receive(self) -> list[Rollout]:
+        """Every message that has arrived: requests into ``_waiting``, rollouts out."""
+        pool, rollouts = self.pool, []
+        ready = connection.wait(pool.connections, timeout=POLL_SECONDS)
+        if not ready:
+            for i in range(len(pool.connections)):
+                if not pool.alive(i):
+                    raise ActorLost(_died(i))
+        for conn in ready:
+            i = pool.index_of[conn]
+            try:
+                while conn.poll():
+                    kind, *payload = conn.recv()
+                    if kind == "act":
+                        self._waiting[i] = payload[0]
+                    elif kind == "rollout":
+                        rollouts.append(payload[0])
+                    elif kind == "error":
+                        self.broken = True
+                        fault = EnvironmentFault(payload[0])
+                        fault.remote_traceback = payload[1]  # (written to the run's environment-error.log)
+                        raise fault
+            except (EOFError, ConnectionResetError):
+                raise ActorLost(_died(i)) from None
+        return rollouts
+
+    def _answer(self, env_steps: int) -> None:
+        """One forward pass for every actor that waits; each gets its row, the run's env steps and the version."""
+        order = sorted(self._waiting)
+        values = self.learner.action_values(np.stack([self._waiting[i] for i in order]))
+        version = self.learner.learner_steps
+        for i, row in zip(order, values):
+            try:
+                self.pool.connections[i].send(("values", row, env_steps, version))
+            except OSError:  # it died between asking and being answered
+                raise ActorLost(_died(i)) from None
+        self._window["inference_batches"].append(len(order))
+        self._waiting.clear()
+
+    def _take_in(self, rollout: Rollout, collected: Collected) -> None:
+        """Count a rollout's steps and episodes, and how old the parameters were that acted in it."""
+        window = self._window
+        steps = len(rollout.rewards)
+        collected.rollouts.append(rollout)
+        window["lags"].append(float((self.learner.learner_steps - rollout.versions).mean()))
+        for episode_return, length in rollout.episodes:
+            # A rollout ends where its episode ends, so its episode ended after all of its steps.
+            collected.episodes.append(Episode(rollout.actor, float(episode_return), int(length),
+                                              collected.env_steps + steps))
+            window["actor_returns"][rollout.actor].append(episode_return)
+        collected.env_steps += steps
+        window["actor_steps"][rollout.actor] += steps
+
+    def after_updates(self, env_steps: int) -> None:
+        """The actors ask for values with every step: nothing to publish."""
+
+    def epsilon(self, env_steps: int) -> float:
+        """The actors' mean exploration rate (0 for a3c, whose policy explores by sampling)."""
+        if self.samples_policy:
+            return 0.0
+        return float(np.mean([schedule(env_steps) for schedule in self.schedules]))
+
+    # --- figures ----------------------------------------------------------------------------------
+
+    def _new_window(self) -> dict:
+        count = self.cfg.actors.count
+        return {"start": time.perf_counter(), "lags": [], "inference_batches": [],
+                "actor_steps": np.zeros(count, dtype=np.int64), "actor_returns": [[] for _ in range(count)]}
+
+    def window_figures(self) -> tuple[dict, list[dict]]:
+        """(metrics: policy lag and inference batch over the window, rows of actors.csv), and a new window."""
+        from . import logging as metrics
+
+        window, self._window = self._window, self._new_window()
+        elapsed = max(time.perf_counter() - window["start"], 1e-9)
+        rows = [{"actor": i, "final_epsilon": "" if self.samples_policy else self.schedules[i].final,
+                 "actor_env_steps": int(steps), "env_steps_per_s": steps / elapsed,
+                 "episodes": len(window["actor_returns"][i]),
+                 "mean_return": float(np.mean(window["actor_returns"][i])) if window["actor_returns"][i] else ""}
+                for i, steps in enumerate(window["actor_steps"])]
+        figures = {metrics.POLICY_LAG: float(np.mean(window["lags"])) if window["lags"] else float("nan"),
+                   metrics.INFERENCE_BATCH: (float(np.mean(window["inference_batches"]))
+                                             if window["inference_batches"] else float("nan"))}
+        return figures, rows
+
+    # --- checkpoints and the end ------------------------------------------------------------------
+
+    def checkpoint_state(self, with_envs: bool) -> tuple[dict, None]:
+        return {}, None
+
+    def restore(self, arrays, env_state, env_steps: int, notes: list[str]) -> None:
+        """Continue at ``env_steps``: the actors start new episodes, with seeds they have not used."""
+        self.env_seed = self.cfg.run.seed + 7919 + env_steps
+        notes.append("mode async: the actors' episodes in progress were not saved; they start new ones with new "
+                     "seeds")
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
+
+
+def _died(actor: int) -> str:
+    return f"actor {actor} ended unexpectedly"

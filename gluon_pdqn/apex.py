@@ -34,7 +34,7 @@ from multiprocessing import connection, shared_memory
 import numpy as np
 
 from . import envs
-from .collectors import Collected, Episode, check_step, environment_call
+from .collectors import ActorLost, Collected, Episode, check_step, environment_call
 from .config import Config
 from .envs import EnvSpec
 from .errors import EnvironmentFault
@@ -43,10 +43,6 @@ from .replay import ReplayBuffer
 
 POLL_SECONDS = 0.5  # longest wait for experience before checking signals and that every actor lives
 BEGIN, STEP = 0, 1  # kinds of experience events
-
-
-class ActorLost(Exception):
-    """An actor died or failed outside its environment: the learner is sound, the run checkpoints and stops."""
 
 
 def actor_epsilons(cfg: Config) -> list[EpsilonSchedule]:

@@ -143,11 +143,15 @@ def train(preset, env_id, mode, learner, ctx, kvstore, actors, algo, actor_backe
             owner = checkpoint.claim_run_dir(checkpoint.run_dir_of(resume_path) if checkpoint.is_bundle(resume_path)
                                              else resume_path)
         bundle = checkpoint.resolve(resume_path)
-        fixed = sorted(k for k in overrides if k not in RESUMABLE_SETTINGS)
+        saved = checkpoint.config_of(bundle)
+        # Repeating the run's own settings is fine (the command that started a run resumes it); changing one
+        # that the checkpoint depends on is not.
+        fixed = sorted(k for k, v in overrides.items()
+                       if k not in RESUMABLE_SETTINGS and saved.replace({k: v}) != saved)
         if fixed:
             raise UserError(f"cannot change {', '.join(fixed)} when resuming; resumable: "
                             f"{', '.join(RESUMABLE_SETTINGS)}")
-        cfg = checkpoint.config_of(bundle).replace(overrides)
+        cfg = saved.replace(overrides)
         run_dir = checkpoint.run_dir_of(bundle)
     else:
         bundle = None
@@ -175,12 +179,7 @@ def train(preset, env_id, mode, learner, ctx, kvstore, actors, algo, actor_backe
         _choose_mxnet_threads(cfg)
         from . import loops, plots  # after the choice: they load MXNet
 
-        if cfg.run.mode == "async":
-            from .async_loop import AsyncTraining
-
-            training = AsyncTraining(cfg, run_dir, resume_bundle=bundle, display=display)
-        else:
-            training = loops.Training(cfg, run_dir, resume_bundle=bundle, display=display)
+        training = loops.Training(cfg, run_dir, resume_bundle=bundle, display=display)
     except BaseException:
         if created:
             shutil.rmtree(run_dir, ignore_errors=True)  # leave nothing behind for a run that never started

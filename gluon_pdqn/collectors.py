@@ -1,17 +1,19 @@
-"""Collectors: who acts. Each puts experience into the run's replay and reports what it added.
+"""Collectors: who acts. Each gathers experience for the learner and reports what it added.
 
-The training loop (``loops.Training``) is the same whoever acts: it asks its collector for experience, runs
-the updates that experience makes due, and evaluates, logs and checkpoints by env steps. Two collectors feed
-a replay:
+The training loop (``loops.Training``) is the same whoever acts: it asks its collector for experience, lets
+the learner learn from it, and evaluates, logs and checkpoints by env steps. Two collectors feed a replay,
+one hands rollouts straight to the learner:
 
 - :class:`VectorCollector` steps an in-process vector env with the learner's own policy (modes single, data,
   model, ensemble, and each worker of mode dist).
 - :class:`apex.ApexCollector` receives the experience of actor processes that act with copies of the
   learner's parameters (mode apex, Horgan et al. 2018).
+- :class:`actors.ActorPoolCollector` serves actor threads or processes that ask the learner for every action
+  and hand in rollouts for a rollout learner (mode async, Mnih et al. 2016, served as GA3C does).
 
 A collector implements ``start`` (a fresh run), ``open_session`` (the loop starts), ``collect``,
-``after_updates``, ``window_figures``, ``checkpoint_state``/``restore`` and ``close``, and names its
-``checkpoint_arrays``; a new one plugs into ``Training._make_collector``.
+``after_updates``, ``epsilon``, ``window_figures``, ``checkpoint_state``/``restore`` and ``close``, and names
+its ``checkpoint_arrays``; a new one plugs into ``Training._make_collector``.
 """
 from __future__ import annotations
 
@@ -26,6 +28,10 @@ from .envs import EnvSpec, snapshot
 from .errors import EnvironmentFault
 from .exploration import EpsilonSchedule, epsilon_greedy
 from .replay import ReplayBuffer
+
+
+class ActorLost(Exception):
+    """An actor died or failed outside its environment: the learner is sound, the run checkpoints and stops."""
 
 
 @dataclass
@@ -44,6 +50,7 @@ class Collected:
 
     env_steps: int = 0  # transitions added
     episodes: list[Episode] = field(default_factory=list)
+    rollouts: list = field(default_factory=list)  # actors.Rollout: experience for a rollout learner (mode async)
 
 
 def environment_call(env_id: str, phase: str, function, *args, **kwargs):

@@ -19,9 +19,10 @@ import numpy as np
 
 from . import checkpoint, envs, networks
 from . import logging as metrics
-from .apex import ActorLost, ApexCollector
-from .collectors import Collected, VectorCollector, environment_call
-from .config import Config
+from .actors import ActorPoolCollector
+from .apex import ApexCollector
+from .collectors import ActorLost, Collected, VectorCollector, environment_call
+from .config import COLLECTOR_OF_MODE, Config, learner_topology
 from .envs import protocols
 from .errors import EnvironmentFault, TrainingStopped, UserError
 from .exploration import EpsilonSchedule, action_rng, apex_epsilons, epsilon_greedy
@@ -142,14 +143,31 @@ def graceful_interrupts():
             signal.signal(s, h)
 
 
-class RunBookkeeping:
-    """What every training loop keeps besides learning: evaluations, stop conditions, and the run's summary.
+class Training:
+    """One training run of every mode: a collector, a learner, a replay between them, and the run's bookkeeping.
 
-    A subclass sets ``cfg``, ``run_dir``, ``spec``, ``learner``, ``counters``, ``writer`` and ``display``, and
-    calls ``_init_bookkeeping`` in its constructor.
+    Who acts is the collector (``collectors.py``: an in-process vector env, apex actor processes, or mode
+    async's actors), who learns is the learner (``learners.make_learner``: single, data, model, ensemble, ps,
+    or a rollout learner); the loop is the same for every pair: collect, learn from the new experience (the
+    updates it makes due from the replay, or one update from a rollout learner's rollouts), log, evaluate,
+    checkpoint.
+
+    Args:
+        cfg: resolved configuration.
+        run_dir: directory for everything the run writes (created by the caller).
+        resume_bundle: a checkpoint bundle to continue from, or None for a fresh run.
+        display: progress display (None: silent).
     """
 
-    def _init_bookkeeping(self) -> None:
+    def __init__(self, cfg: Config, run_dir: str, resume_bundle: str | None = None,
+                 display: metrics.ProgressDisplay | None = None):
+        self.cfg, self.run_dir = cfg, run_dir
+        self.display = display or metrics.ProgressDisplay(enabled=False)
+        self.spec = envs.describe(cfg.env)
+        contexts = parse_contexts(cfg.run.ctx)
+        self.topology = make_topology(cfg.run)  # first: a dist worker joins its job before any MXNet work
+        mx.random.seed(cfg.run.seed)  # parameter initialization only
+        self.learner: Learner = make_learner(cfg, self.spec, contexts, self.topology)
         self.notes: list[str] = []
         self.best_eval: float | None = None
         self.last_eval: float | None = None
@@ -158,6 +176,274 @@ class RunBookkeeping:
         self._interrupt: dict = {"signal": None}  # the loop's graceful_interrupts flag, while it runs
         self._stop_on_return = True  # whether reaching run.stop_return ends the run
         self._consecutive_skips = 0  # updates in a row whose gradient was not finite
+        # A worker of a parameter-server job (mode dist) acts with its own seed and epsilon, runs its share
+        # of the env steps, and writes its figures under workers/ (rank 0 writes the run directory).
+        rank, workers = self.topology.rank, self.topology.num_workers
+        seed = cfg.run.seed + 1000 * rank
+        self.env_step_budget = cfg.run.total_env_steps // workers
+        if rank > 0:
+            self.run_dir = run_dir = metrics.worker_run_dir(run_dir, rank)
+            os.makedirs(run_dir, exist_ok=True)
+            if resume_bundle is not None:  # each worker continues from its own checkpoint
+                resume_bundle = checkpoint.resolve(run_dir)
+        if cfg.run.mode == "dist":
+            # Workers of dist_sync must stop together: they run their budgets, and only rank 0 evaluates.
+            self._stop_on_return = False
+            self.notes.append("mode dist runs the whole step budget (run.stop_return is not applied)")
+        # A rollout learner (mode async) learns from the actors' rollouts as they arrive: no replay.
+        self.replay = None if learner_topology(cfg.run) == "async" else self._make_replay(seed + 1)
+        converted = f" ({self.spec.conversion})" if self.spec.conversion else ""
+        memory = ("no replay (it learns from the actors' rollouts)" if self.replay is None else
+                  f"replay {cfg.replay.capacity:,} transitions, {self.replay.nbytes / 2**20:,.1f} MiB")
+        self.display.message(f"observations {self.spec.obs_shape} {self.spec.obs_dtype}{converted}: network "
+                             f"{networks.resolve_name(cfg.network, self.spec)}, {cfg.run.precision} updates; {memory}")
+        self.rng = action_rng(seed)
+        self.collector = self._make_collector(seed)
+        self.counters = Counters()
+        self._last_logged = {"loss": float("nan"), "returns": []}
+        self._timing_due = True  # time the next update per device
+        self._pending: list = []  # (replay indices, StepResult) of updates not yet taken in by _settle
+        self._newest_bundle: tuple[int, str] | None = None  # (env steps, path) of the last checkpoint written
+        try:
+            if resume_bundle is None:
+                self.collector.start(seed)
+            else:
+                self._restore(resume_bundle)
+        except BaseException:
+            self.collector.close()
+            raise
+        self.writer = metrics.MetricsWriter(run_dir, self.counters.env_steps if resume_bundle else None)
+
+    def _make_replay(self, seed: int) -> ReplayBuffer:
+        """The replay the collector fills and the learner samples: one stream per environment that acts."""
+        cfg = self.cfg
+        streams = ApexCollector.streams(cfg) if COLLECTOR_OF_MODE[cfg.run.mode] == "actor-processes" else \
+            cfg.env.num_envs
+        return ReplayBuffer(cfg.replay.capacity, streams, self.spec.frame_shape, self.spec.obs_dtype,
+                            frame_stack=self.spec.frame_stack, n_step=cfg.replay.n_step, gamma=cfg.agent.gamma,
+                            seed=seed, prioritized=cfg.replay.prioritized, alpha=cfg.replay.alpha,
+                            priority_epsilon=cfg.replay.priority_epsilon)
+
+    def _make_collector(self, seed: int):
+        """Who acts in this run (``config.COLLECTOR_OF_MODE``); a new collector is added here."""
+        cfg = self.cfg
+        kind = COLLECTOR_OF_MODE[cfg.run.mode]
+        if kind == "actor-processes":
+            return ApexCollector(cfg, self.spec, self.replay, self.learner, seed)
+        if kind == "actors":
+            if cfg.env.num_envs != 1:
+                self.display.message("note: mode async gives each actor one environment; env.num_envs is ignored")
+            return ActorPoolCollector(cfg, self.learner)
+        # The in-process vector env, also of each worker of a parameter-server job ("ps-worker"), which acts
+        # with the Ape-X ladder's epsilon of its rank: 0.4 for rank 0 down to 0.4^8 for the last.
+        epsilon = EpsilonSchedule.from_config(cfg.exploration, offset=cfg.replay.learning_starts)
+        if self.topology.num_workers > 1:
+            epsilon.final = float(apex_epsilons(self.topology.num_workers)[self.topology.rank])
+        return VectorCollector(cfg, self.spec, self.replay, self.learner, self.rng, epsilon)
+
+    # --- the loop ---------------------------------------------------------------------------------
+
+    def run(self, stop_at: int | None = None) -> Summary:
+        """Train until the step budget, the stop return, or a signal; always ends with a checkpoint.
+
+        ``stop_at`` ends the session early at that env step, as an interruption would, without changing
+        any schedule (they all run over ``run.total_env_steps``).
+        """
+        cfg = self.cfg
+        frame_skip = cfg.env.frame_skip if self.spec.is_atari else 1
+        total = self.env_step_budget
+        limit = min(total, stop_at) if stop_at is not None else total
+        window = LogWindow(time.perf_counter(), self.counters.env_steps, self.counters.learner_steps)
+        session_start, wall_before = time.perf_counter(), self.counters.wall_seconds
+        last_result, interrupted_by, fault, lost = None, None, None, None
+        collector = self.collector
+        try:
+            collector.open_session()
+            with graceful_interrupts() as interrupt:
+                self._interrupt = interrupt
+                while self.counters.env_steps < limit and self.solved is None and not self._out_of_time():
+                    if interrupt["signal"] is not None:
+                        interrupted_by = signal.Signals(interrupt["signal"]).name
+                        break
+                    before = self.counters.env_steps
+                    # Experience: random actions during warm-up, epsilon-greedy after (apex actors keep their own).
+                    try:
+                        collected = collector.collect(before, before >= cfg.replay.learning_starts,
+                                                      window.phase_seconds)
+                    except EnvironmentFault as error:
+                        fault = error
+                        break
+                    except ActorLost as error:
+                        lost = error
+                        break
+                    self._count(collected, window)
+                    stored = time.perf_counter()
+                    after = self.counters.env_steps
+                    if self.replay is None:
+                        last_result = self._learn_from_rollouts(collected, after) or last_result
+                    else:
+                        last_result = self._learn_from_replay(before, after, after / total) or last_result
+                    window.phase_seconds["learn"] += time.perf_counter() - stored
+                    self.counters.wall_seconds = wall_before + time.perf_counter() - session_start
+                    fault = self._periodic_duties(
+                        before, after, log=lambda: self._log(window, last_result, collector.epsilon(after), frame_skip),
+                        evaluate=self._evaluate if self.topology.is_chief else None,
+                        status=lambda: self._status(collector.epsilon(after), window))
+                    if fault is not None:
+                        break
+                self.counters.wall_seconds = wall_before + time.perf_counter() - session_start
+                if fault is not None:
+                    collector.broken = True  # its state cannot be captured; a resume starts new episodes
+                if self._newest_bundle is not None and self._newest_bundle[0] == self.counters.env_steps:
+                    bundle = self._newest_bundle[1]  # a signal during the periodic checkpoint: it is the final one
+                else:
+                    bundle = self.save_checkpoint()  # still under the guard: a second Ctrl-C cannot cut it short
+                if interrupted_by is None and fault is None and lost is None:
+                    self.learner.leave()
+        finally:
+            self.writer.close()
+            collector.close()
+        stopped_by = interrupted_by or (None if fault is None else "EnvironmentFault") or (lost and "ActorLost")
+        summary = self._finish(stopped_by, bundle)
+        if fault is not None:
+            raise self._report_fault(fault, bundle)
+        if lost is not None:
+            raise TrainingStopped(f"{lost}; the work so far is in checkpoint {bundle}; continue with gluon-pdqn "
+                                  f"train --resume {self.run_dir}")
+        return summary
+
+    def _count(self, collected: Collected, window: LogWindow) -> None:
+        """Take in what the collector added: env steps, and the episodes that ended (episodes.csv)."""
+        start = self.counters.env_steps
+        for episode in collected.episodes:
+            self.counters.episodes += 1
+            window.returns.append(episode.episode_return)
+            self.writer.episode(start + episode.steps_before, self.counters.episodes, episode.stream,
+                                episode.episode_return, episode.length)
+        self.counters.env_steps = start + collected.env_steps
+
+    def _learn_from_replay(self, before: int, after: int, progress: float):
+        """Run the updates the env steps ``before`` -> ``after`` made due: ``agent.updates_per_train`` for every
+        ``agent.train_every`` crossed, once learning started and the replay holds a batch. Returns the last
+        update's StepResult, or None."""
+        cfg = self.cfg
+        due = (after // cfg.agent.train_every - before // cfg.agent.train_every) * cfg.agent.updates_per_train
+        if not (due and after >= cfg.replay.learning_starts and self.replay.can_sample(cfg.replay.batch_size)):
+            return None
+        if cfg.run.overlap_acting:
+            # The last round's updates ran while the envs stepped; act on their result from now.
+            self._settle()
+            self.learner.refresh_policy()
+        for _ in range(due):
+            result = self._update(progress, timed=self._timing_due)
+        if not cfg.run.overlap_acting:
+            self._settle()
+        self.collector.after_updates(after)
+        return result
+
+    def _learn_from_rollouts(self, collected: Collected, env_steps: int):
+        """A rollout learner's one update from the rollouts that arrived (None if none did)."""
+        if not collected.rollouts:
+            return None
+        result = self.learner.learn(collected.rollouts, env_steps)
+        self._take_in_outcome(result)
+        self.counters.learner_steps = self.learner.learner_steps
+        return result
+
+    def _update(self, progress: float, timed: bool = False):
+        """Sample a batch and start one update; its outcome is taken in by ``_settle``."""
+        cfg = self.cfg.replay
+        beta = cfg.beta_start + (1.0 - cfg.beta_start) * min(progress, 1.0)
+        batch = self.replay.sample(cfg.batch_size, beta=beta)
+        if timed:  # the first update of each log window is timed per device
+            result, figures = self.learner.timed_step(batch)
+            self.writer.devices(self.counters.env_steps, self.learner.learner_steps, figures)
+            self._timing_due = False
+        else:
+            result = self.learner.step(batch)
+        self._pending.append((batch.indices, result))
+        self.counters.learner_steps = self.learner.learner_steps
+        return result
+
+    def _settle(self) -> None:
+        """Take in the outcome of the updates started since the last call: skips, priorities, counters.
+
+        Its first read waits for those updates to finish. With Adam the learner itself never waits (see
+        ``StepResult``), so this is the one wait of a training round; PER priorities therefore change
+        once per round, as in Ape-X, not after every update.
+        """
+        pending, self._pending = self._pending, []
+        for indices, result in pending:
+            if self._take_in_outcome(result) and self.cfg.replay.prioritized:
+                self.replay.update_priorities(indices, result.td_errors())
+        self.counters.learner_steps = self.learner.learner_steps
+
+    # --- evaluation and logging -------------------------------------------------------------------
+
+    def _evaluate(self) -> None:
+        self.learner.refresh_policy()  # evaluate the latest parameters, also when acting from a snapshot
+        seed = self._greedy_evaluation()
+        members = self.learner.member_q_functions()
+        if members:  # an ensemble: each member's own greedy return sets the mixing weights of the targets
+            cfg = self.cfg
+            protocol = self.eval_protocol
+            member_returns = [evaluate(q, protocol.env, self.spec.n_actions, cfg.run.eval_episodes,
+                                       protocol.epsilon, seed, interrupted=self._interrupted) for q in members]
+            if any(r is None for r in member_returns):
+                return
+            member_means = [float(r.mean()) for r in member_returns]
+            weights = self.learner.set_member_returns(member_means)
+            self.writer.members(self.counters.env_steps, member_means, weights)
+
+    def _log(self, window: LogWindow, result, epsilon: float, frame_skip: int) -> None:
+        now = time.perf_counter()
+        elapsed = max(now - window.start, 1e-9)
+        c = self.counters
+        loss = result.loss() if result else float("nan")
+        self._last_logged = {"loss": loss, "returns": window.returns}
+        traffic = self.learner.traffic_figures()  # mode dist only
+        collector_figures, actor_rows = self.collector.window_figures()  # mode apex: policy lag, per-actor rows
+        if actor_rows:
+            self.writer.actors(c.env_steps, actor_rows)
+        row = {
+            metrics.ENV_STEPS: c.env_steps, metrics.FRAMES: c.env_steps * frame_skip,
+            metrics.LEARNER_STEPS: c.learner_steps, metrics.EPISODES: c.episodes,
+            metrics.WALL_SECONDS: round(c.wall_seconds, 3),
+            metrics.EPISODIC_RETURN: float(np.mean(window.returns)) if window.returns else float("nan"),
+            metrics.EPSILON: epsilon,
+            metrics.ENV_STEPS_PER_S: (c.env_steps - window.env_steps) / elapsed,
+            metrics.UPDATES_PER_S: (c.learner_steps - window.learner_steps) / elapsed,
+            metrics.TD_LOSS: loss,
+            metrics.MEAN_Q: result.mean_q() if result else float("nan"),
+            metrics.GRAD_NORM: result.grad_norm if result else float("nan"),
+            metrics.SKIPPED_UPDATES: c.skipped_updates,
+            **{metrics.LOOP_PHASES[phase]: 1e3 * seconds / max(c.env_steps - window.env_steps, 1)
+               for phase, seconds in window.phase_seconds.items()},
+            **{metrics.dist_metric(key): value for key, value in traffic.items()},
+            **collector_figures,
+        }
+        if self.replay is not None:
+            row[metrics.REPLAY_RATIO] = c.learner_steps * self.cfg.replay.batch_size / max(c.env_steps, 1)
+        self.writer.scalars(row)
+        # Each worker of a dist job posts its figures and rank 0 gets them all; other learners return none.
+        board = self.learner.exchange_figures({name: row.get(name, float("nan")) for name in metrics.WORKER_FIGURES})
+        if board:
+            self.writer.workers(c.env_steps, board)
+        window.restart(now, c.env_steps, c.learner_steps)
+        self._timing_due = True
+
+    def _status(self, epsilon: float, window: LogWindow) -> str:
+        c = self.counters
+        rate = c.env_steps / c.wall_seconds if c.wall_seconds > 0 else 0.0
+        recent = window.returns or self._last_logged["returns"]
+        recent = f"{np.mean(recent[-20:]):.1f}" if recent else "-"
+        loss = self._last_logged["loss"]
+        evaluation = f"{self.last_eval:.1f}" if self.last_eval is not None else "-"
+        return (f"env steps {c.env_steps:,}/{self.env_step_budget:,}  {rate:,.0f} steps/s  "
+                f"updates {c.learner_steps:,}  eps {epsilon:.3f}  return {recent}  loss "
+                f"{'-' if loss != loss else f'{loss:.3g}'}  eval {evaluation}")
+
+    # --- evaluations, stop conditions, faults and the summary ------------------------------------
 
     def _out_of_time(self) -> bool:
         """Whether the run's time budget (``run.max_seconds`` of training, over all sessions) is spent."""
@@ -231,7 +517,7 @@ class RunBookkeeping:
         log = os.path.join(self.run_dir, ENVIRONMENT_ERROR_LOG)
         with open(log, "a") as f:
             f.write(f"{fault} at env step {self.counters.env_steps}\n")
-            # A fault in an apex actor's environment carries the actor process's traceback.
+            # A fault in an actor's environment (modes apex, async) carries the actor's traceback.
             f.write(getattr(fault, "remote_traceback", None) or
                     "".join(traceback.format_exception(fault.__cause__ or fault)))
         return EnvironmentFault(f"{fault} at env step {self.counters.env_steps:,} (traceback in {log}); the work "
@@ -250,259 +536,6 @@ class RunBookkeeping:
             json.dump(asdict(summary), f, indent=2)
         return summary
 
-
-class Training(RunBookkeeping):
-    """One training run of every replay mode: a collector, a replay, a learner, and the run's bookkeeping.
-
-    Who acts is the collector (``collectors.py``: an in-process vector env, or apex actor processes), who
-    learns is the learner (``learners.make_learner``: single, data, model, ensemble, ps); the loop is the same
-    for every pair: collect, run the updates the new experience makes due, log, evaluate, checkpoint.
-
-    Args:
-        cfg: resolved configuration.
-        run_dir: directory for everything the run writes (created by the caller).
-        resume_bundle: a checkpoint bundle to continue from, or None for a fresh run.
-        display: progress display (None: silent).
-    """
-
-    def __init__(self, cfg: Config, run_dir: str, resume_bundle: str | None = None,
-                 display: metrics.ProgressDisplay | None = None):
-        self.cfg, self.run_dir = cfg, run_dir
-        self.display = display or metrics.ProgressDisplay(enabled=False)
-        self.spec = envs.describe(cfg.env)
-        contexts = parse_contexts(cfg.run.ctx)
-        self.topology = make_topology(cfg.run)  # first: a dist worker joins its job before any MXNet work
-        mx.random.seed(cfg.run.seed)  # parameter initialization only
-        self.learner: Learner = make_learner(cfg, self.spec, contexts, self.topology)
-        self._init_bookkeeping()
-        # A worker of a parameter-server job (mode dist) acts with its own seed and epsilon, runs its share
-        # of the env steps, and writes its figures under workers/ (rank 0 writes the run directory).
-        rank, workers = self.topology.rank, self.topology.num_workers
-        seed = cfg.run.seed + 1000 * rank
-        self.env_step_budget = cfg.run.total_env_steps // workers
-        if rank > 0:
-            self.run_dir = run_dir = metrics.worker_run_dir(run_dir, rank)
-            os.makedirs(run_dir, exist_ok=True)
-            if resume_bundle is not None:  # each worker continues from its own checkpoint
-                resume_bundle = checkpoint.resolve(run_dir)
-        if cfg.run.mode == "dist":
-            # Workers of dist_sync must stop together: they run their budgets, and only rank 0 evaluates.
-            self._stop_on_return = False
-            self.notes.append("mode dist runs the whole step budget (run.stop_return is not applied)")
-        apex = cfg.run.mode == "apex"
-        streams = ApexCollector.streams(cfg) if apex else cfg.env.num_envs
-        self.replay = ReplayBuffer(cfg.replay.capacity, streams, self.spec.frame_shape,
-                                   self.spec.obs_dtype, frame_stack=self.spec.frame_stack,
-                                   n_step=cfg.replay.n_step, gamma=cfg.agent.gamma, seed=seed + 1,
-                                   prioritized=cfg.replay.prioritized, alpha=cfg.replay.alpha,
-                                   priority_epsilon=cfg.replay.priority_epsilon)
-        converted = f" ({self.spec.conversion})" if self.spec.conversion else ""
-        self.display.message(f"observations {self.spec.obs_shape} {self.spec.obs_dtype}{converted}: network "
-                             f"{networks.resolve_name(cfg.network, self.spec)}, {cfg.run.precision} updates; replay "
-                             f"{cfg.replay.capacity:,} transitions, {self.replay.nbytes / 2**20:,.1f} MiB")
-        self.epsilon = EpsilonSchedule.from_config(cfg.exploration, offset=cfg.replay.learning_starts)
-        if workers > 1:  # the Ape-X ladder by rank: 0.4 for rank 0 down to 0.4^8 for the last
-            self.epsilon.final = float(apex_epsilons(workers)[rank])
-        self.rng = action_rng(seed)
-        self.collector = (ApexCollector(cfg, self.spec, self.replay, self.learner, seed) if apex else
-                          VectorCollector(cfg, self.spec, self.replay, self.learner, self.rng, self.epsilon))
-        self.counters = Counters()
-        self._last_logged = {"loss": float("nan"), "returns": []}
-        self._timing_due = True  # time the next update per device
-        self._pending: list = []  # (replay indices, StepResult) of updates not yet taken in by _settle
-        self._newest_bundle: tuple[int, str] | None = None  # (env steps, path) of the last checkpoint written
-        try:
-            if resume_bundle is None:
-                self.collector.start(seed)
-            else:
-                self._restore(resume_bundle)
-        except BaseException:
-            self.collector.close()
-            raise
-        self.writer = metrics.MetricsWriter(run_dir, self.counters.env_steps if resume_bundle else None)
-
-    # --- the loop ---------------------------------------------------------------------------------
-
-    def run(self, stop_at: int | None = None) -> Summary:
-        """Train until the step budget, the stop return, or a signal; always ends with a checkpoint.
-
-        ``stop_at`` ends the session early at that env step, as an interruption would, without changing
-        any schedule (they all run over ``run.total_env_steps``).
-        """
-        cfg = self.cfg
-        frame_skip = cfg.env.frame_skip if self.spec.is_atari else 1
-        total = self.env_step_budget
-        limit = min(total, stop_at) if stop_at is not None else total
-        window = LogWindow(time.perf_counter(), self.counters.env_steps, self.counters.learner_steps)
-        session_start, wall_before = time.perf_counter(), self.counters.wall_seconds
-        last_result, interrupted_by, fault, lost = None, None, None, None
-        collector = self.collector
-        try:
-            collector.open_session()
-            with graceful_interrupts() as interrupt:
-                self._interrupt = interrupt
-                while self.counters.env_steps < limit and self.solved is None and not self._out_of_time():
-                    if interrupt["signal"] is not None:
-                        interrupted_by = signal.Signals(interrupt["signal"]).name
-                        break
-                    before = self.counters.env_steps
-                    # Experience: random actions during warm-up, epsilon-greedy after (apex actors keep their own).
-                    try:
-                        collected = collector.collect(before, before >= cfg.replay.learning_starts,
-                                                      window.phase_seconds)
-                    except EnvironmentFault as error:
-                        fault = error
-                        break
-                    except ActorLost as error:
-                        lost = error
-                        break
-                    self._count(collected, window)
-                    stored = time.perf_counter()
-                    after = self.counters.env_steps
-                    # Learn: updates_per_train updates for every train_every env steps crossed.
-                    due = ((after // cfg.agent.train_every - before // cfg.agent.train_every)
-                           * cfg.agent.updates_per_train)
-                    if due and after >= cfg.replay.learning_starts and self.replay.can_sample(cfg.replay.batch_size):
-                        if cfg.run.overlap_acting:
-                            # The last round's updates ran while the envs stepped; act on their result from now.
-                            self._settle()
-                            self.learner.refresh_policy()
-                        for _ in range(due):
-                            last_result = self._update(after / total, timed=self._timing_due)
-                        if not cfg.run.overlap_acting:
-                            self._settle()
-                        collector.after_updates(after)
-                    window.phase_seconds["learn"] += time.perf_counter() - stored
-                    self.counters.wall_seconds = wall_before + time.perf_counter() - session_start
-                    fault = self._periodic_duties(
-                        before, after, log=lambda: self._log(window, last_result, collector.epsilon(after), frame_skip),
-                        evaluate=self._evaluate if self.topology.is_chief else None,
-                        status=lambda: self._status(collector.epsilon(after), window))
-                    if fault is not None:
-                        break
-                self.counters.wall_seconds = wall_before + time.perf_counter() - session_start
-                if fault is not None:
-                    collector.broken = True  # its state cannot be captured; a resume starts new episodes
-                if self._newest_bundle is not None and self._newest_bundle[0] == self.counters.env_steps:
-                    bundle = self._newest_bundle[1]  # a signal during the periodic checkpoint: it is the final one
-                else:
-                    bundle = self.save_checkpoint()  # still under the guard: a second Ctrl-C cannot cut it short
-                if interrupted_by is None and fault is None and lost is None:
-                    self.learner.leave()
-        finally:
-            self.writer.close()
-            collector.close()
-        stopped_by = interrupted_by or (None if fault is None else "EnvironmentFault") or (lost and "ActorLost")
-        summary = self._finish(stopped_by, bundle)
-        if fault is not None:
-            raise self._report_fault(fault, bundle)
-        if lost is not None:
-            raise TrainingStopped(f"{lost}; the work so far is in checkpoint {bundle}; continue with gluon-pdqn "
-                                  f"train --resume {self.run_dir}")
-        return summary
-
-    def _count(self, collected: Collected, window: LogWindow) -> None:
-        """Take in what the collector added: env steps, and the episodes that ended (episodes.csv)."""
-        start = self.counters.env_steps
-        for episode in collected.episodes:
-            self.counters.episodes += 1
-            window.returns.append(episode.episode_return)
-            self.writer.episode(start + episode.steps_before, self.counters.episodes, episode.stream,
-                                episode.episode_return, episode.length)
-        self.counters.env_steps = start + collected.env_steps
-
-    def _update(self, progress: float, timed: bool = False):
-        """Sample a batch and start one update; its outcome is taken in by ``_settle``."""
-        cfg = self.cfg.replay
-        beta = cfg.beta_start + (1.0 - cfg.beta_start) * min(progress, 1.0)
-        batch = self.replay.sample(cfg.batch_size, beta=beta)
-        if timed:  # the first update of each log window is timed per device
-            result, figures = self.learner.timed_step(batch)
-            self.writer.devices(self.counters.env_steps, self.learner.learner_steps, figures)
-            self._timing_due = False
-        else:
-            result = self.learner.step(batch)
-        self._pending.append((batch.indices, result))
-        self.counters.learner_steps = self.learner.learner_steps
-        return result
-
-    def _settle(self) -> None:
-        """Take in the outcome of the updates started since the last call: skips, priorities, counters.
-
-        Its first read waits for those updates to finish. With Adam the learner itself never waits (see
-        ``StepResult``), so this is the one wait of a training round; PER priorities therefore change
-        once per round, as in Ape-X, not after every update.
-        """
-        pending, self._pending = self._pending, []
-        for indices, result in pending:
-            if self._take_in_outcome(result) and self.cfg.replay.prioritized:
-                self.replay.update_priorities(indices, result.td_errors())
-        self.counters.learner_steps = self.learner.learner_steps
-
-    # --- evaluation and logging -------------------------------------------------------------------
-
-    def _evaluate(self) -> None:
-        self.learner.refresh_policy()  # evaluate the latest parameters, also when acting from a snapshot
-        seed = self._greedy_evaluation()
-        members = self.learner.member_q_functions()
-        if members:  # an ensemble: each member's own greedy return sets the mixing weights of the targets
-            cfg = self.cfg
-            protocol = self.eval_protocol
-            member_returns = [evaluate(q, protocol.env, self.spec.n_actions, cfg.run.eval_episodes,
-                                       protocol.epsilon, seed, interrupted=self._interrupted) for q in members]
-            if any(r is None for r in member_returns):
-                return
-            member_means = [float(r.mean()) for r in member_returns]
-            weights = self.learner.set_member_returns(member_means)
-            self.writer.members(self.counters.env_steps, member_means, weights)
-
-    def _log(self, window: LogWindow, result, epsilon: float, frame_skip: int) -> None:
-        now = time.perf_counter()
-        elapsed = max(now - window.start, 1e-9)
-        c = self.counters
-        loss = result.loss() if result else float("nan")
-        self._last_logged = {"loss": loss, "returns": window.returns}
-        traffic = self.learner.traffic_figures()  # mode dist only
-        collector_figures, actor_rows = self.collector.window_figures()  # mode apex: policy lag, per-actor rows
-        if actor_rows:
-            self.writer.actors(c.env_steps, actor_rows)
-        row = {
-            metrics.ENV_STEPS: c.env_steps, metrics.FRAMES: c.env_steps * frame_skip,
-            metrics.LEARNER_STEPS: c.learner_steps, metrics.EPISODES: c.episodes,
-            metrics.WALL_SECONDS: round(c.wall_seconds, 3),
-            metrics.EPISODIC_RETURN: float(np.mean(window.returns)) if window.returns else float("nan"),
-            metrics.EPSILON: epsilon,
-            metrics.ENV_STEPS_PER_S: (c.env_steps - window.env_steps) / elapsed,
-            metrics.UPDATES_PER_S: (c.learner_steps - window.learner_steps) / elapsed,
-            metrics.TD_LOSS: loss,
-            metrics.MEAN_Q: result.mean_q() if result else float("nan"),
-            metrics.GRAD_NORM: result.grad_norm if result else float("nan"),
-            metrics.SKIPPED_UPDATES: c.skipped_updates,
-            **{metrics.LOOP_PHASES[phase]: 1e3 * seconds / max(c.env_steps - window.env_steps, 1)
-               for phase, seconds in window.phase_seconds.items()},
-            **{metrics.dist_metric(key): value for key, value in traffic.items()},
-            metrics.REPLAY_RATIO: c.learner_steps * self.cfg.replay.batch_size / max(c.env_steps, 1),
-            **collector_figures,
-        }
-        self.writer.scalars(row)
-        # Each worker of a dist job posts its figures and rank 0 gets them all; other learners return none.
-        board = self.learner.exchange_figures({name: row.get(name, float("nan")) for name in metrics.WORKER_FIGURES})
-        if board:
-            self.writer.workers(c.env_steps, board)
-        window.restart(now, c.env_steps, c.learner_steps)
-        self._timing_due = True
-
-    def _status(self, epsilon: float, window: LogWindow) -> str:
-        c = self.counters
-        rate = c.env_steps / c.wall_seconds if c.wall_seconds > 0 else 0.0
-        recent = window.returns or self._last_logged["returns"]
-        recent = f"{np.mean(recent[-20:]):.1f}" if recent else "-"
-        loss = self._last_logged["loss"]
-        evaluation = f"{self.last_eval:.1f}" if self.last_eval is not None else "-"
-        return (f"env steps {c.env_steps:,}/{self.env_step_budget:,}  {rate:,.0f} steps/s  "
-                f"updates {c.learner_steps:,}  eps {epsilon:.3f}  return {recent}  loss "
-                f"{'-' if loss != loss else f'{loss:.3g}'}  eval {evaluation}")
-
     # --- checkpoints ------------------------------------------------------------------------------
 
     def save_checkpoint(self, best: bool = False) -> str:
@@ -512,9 +545,9 @@ class Training(RunBookkeeping):
         bundle without the replay and the environments' state (a run resumed from it refills its replay).
         """
         self._settle()
-        save_replay = self.cfg.replay.save_in_checkpoint and not best
+        save_replay = self.replay is not None and self.cfg.replay.save_in_checkpoint and not best
         loop_arrays, env_state = self.collector.checkpoint_state(with_envs=save_replay)
-        replay_arrays, replay_scalars = self.replay.state_dict()
+        replay_arrays, replay_scalars = self.replay.state_dict() if save_replay else ({}, None)
 
         def write_files(directory: str) -> None:
             self.learner.save(directory)
@@ -528,7 +561,7 @@ class Training(RunBookkeeping):
                          "n_actions": self.spec.n_actions},
             "counters": asdict(self.counters),
             "rng": self.rng.bit_generator.state,
-            "replay": replay_scalars if save_replay else None,
+            "replay": replay_scalars,
             "env_snapshot": env_state,
             "eval": {"best": self.best_eval, "last": self.last_eval},
         }
@@ -550,19 +583,22 @@ class Training(RunBookkeeping):
                               "save; it starts afresh")
         self.counters = Counters(**state["counters"])
         self.learner.learner_steps = self.counters.learner_steps
-        with checkpoint.reading(bundle, f"the 'rng' of {checkpoint.STATE_FILE}"):
-            self.rng.bit_generator.state = state["rng"]
         self.best_eval, self.last_eval = checkpoint.best_return(self.run_dir, state), state["eval"]["last"]
-        loop = checkpoint.load_arrays(bundle, "loop.npz")
-        with checkpoint.reading(bundle, "loop.npz"):
-            loop = {key: loop[key] for key in self.collector.checkpoint_arrays}
-        if state["replay"] is not None:
-            with checkpoint.reading(bundle, "replay.npz"):
-                self.replay.load_state_dict(checkpoint.load_arrays(bundle, "replay.npz"), state["replay"])
-        else:
-            self.notes.append("checkpoint holds no replay: updates wait until a batch is collected again")
-        # The envs' saved state is only of use beside the replay that holds their episodes so far.
-        env_state = state["env_snapshot"] if state["replay"] is not None else None
+        loop, env_state = None, None
+        if self.collector.checkpoint_arrays:
+            arrays = checkpoint.load_arrays(bundle, "loop.npz")
+            with checkpoint.reading(bundle, "loop.npz"):
+                loop = {key: arrays[key] for key in self.collector.checkpoint_arrays}
+        if self.replay is not None:  # (a rollout learner's bundle, also of older versions, has no replay or rng)
+            with checkpoint.reading(bundle, f"the 'rng' of {checkpoint.STATE_FILE}"):
+                self.rng.bit_generator.state = state["rng"]
+            if state["replay"] is not None:
+                with checkpoint.reading(bundle, "replay.npz"):
+                    self.replay.load_state_dict(checkpoint.load_arrays(bundle, "replay.npz"), state["replay"])
+                # The envs' saved state is only of use beside the replay that holds their episodes so far.
+                env_state = state["env_snapshot"]
+            else:
+                self.notes.append("checkpoint holds no replay: updates wait until a batch is collected again")
         self.collector.restore(loop, env_state, self.counters.env_steps, self.notes)
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from gluon_pdqn import checkpoint
 from gluon_pdqn.actors import Rollout, actor_epsilon_schedules, run_actor
-from gluon_pdqn.async_loop import AsyncTraining
+from gluon_pdqn.loops import Training
 from gluon_pdqn.config import load_preset
 from gluon_pdqn.envs import EnvSpec
 from gluon_pdqn.errors import EnvironmentFault, TrainingStopped, UserError
@@ -58,11 +58,14 @@ def test_q_targets_use_the_target_network(algo):
     else:
         expected = [1 + 0.5 * q_next[0], 2 + 0.5 * q_next[1]]
     np.testing.assert_allclose(targets, expected, rtol=1e-5)
-    # The target network stays put until refreshed: updates change the online network only.
-    for _ in range(5):
-        learner.learn([rollout([5.0, 5.0], terminated=True)])
+    # The target network stays put until the env steps cross a multiple of actors.target_update_every:
+    # updates change the online network only, then the crossing update refreshes it.
+    every = cfg.actors.target_update_every
+    assert every > 10
+    for k in range(5):
+        learner.learn([rollout([5.0, 5.0], terminated=True)], env_steps=2 * (k + 1))
     np.testing.assert_allclose(learner.targets([r]), expected, rtol=1e-5)
-    learner.sync_target()
+    learner.learn([rollout([5.0, 5.0], terminated=True)], env_steps=every + 1)
     assert not np.allclose(learner.targets([r]), expected, rtol=1e-5)
 
 
@@ -71,9 +74,9 @@ def test_a3c_raises_the_probability_of_a_rewarded_action():
     obs = np.ones((1, 2), np.float32)
     before = learner.action_values(obs)[0]
     np.testing.assert_allclose(before.sum(), 1.0, rtol=1e-6)
-    for _ in range(30):
+    for k in range(30):
         r = Rollout(0, obs.copy(), np.array([1]), np.array([1.0], np.float32), np.array([0]), obs[0], True)
-        learner.learn([r])
+        learner.learn([r], env_steps=k + 1)
     assert learner.action_values(obs)[0][1] > max(0.9, before[1])
 
 
@@ -108,27 +111,27 @@ def test_an_actor_hands_in_consecutive_rollouts_of_at_most_t_max_steps():
 
 def test_async_runs_with_processes_and_logs_per_actor_figures(tmp_path):
     cfg = async_cfg(actors__backend="process", actors__count=2, run__total_env_steps=1500)
-    summary = AsyncTraining(cfg, str(tmp_path)).run()
+    summary = Training(cfg, str(tmp_path)).run()
     assert summary.counters["env_steps"] >= 1500 and summary.counters["learner_steps"] > 100
     actors = (tmp_path / "actors.csv").read_text().splitlines()
     assert actors[0].startswith("env_steps,actor,final_epsilon") and len(actors) >= 1 + 2 * 3
     header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
     assert "async/policy_lag" in header and "async/inference_batch" in header
     bundle = checkpoint.resolve(str(tmp_path))
-    resumed = AsyncTraining(cfg.replace({"run.total_env_steps": 2500}), str(tmp_path), resume_bundle=bundle).run()
+    resumed = Training(cfg.replace({"run.total_env_steps": 2500}), str(tmp_path), resume_bundle=bundle).run()
     assert resumed.counters["env_steps"] >= 2500 and resumed.notes
 
 
 def test_a_failing_actor_ends_the_run_with_its_error(tmp_path):
     cfg = async_cfg(env__id="toy_envs:Failing-v0", actors__count=2, run__total_env_steps=10_000)
     with pytest.raises(EnvironmentFault, match="actor .*RuntimeError: the environment broke.*checkpoint"):
-        AsyncTraining(cfg, str(tmp_path)).run()
+        Training(cfg, str(tmp_path)).run()
     assert checkpoint.list_complete(str(tmp_path))  # the work done is kept
 
 
 def test_a_killed_actor_process_ends_the_run_promptly(tmp_path):
     cfg = async_cfg(actors__backend="process", actors__count=2, run__total_env_steps=10**7)
-    training = AsyncTraining(cfg, str(tmp_path))
+    training = Training(cfg, str(tmp_path))
     killer = threading.Timer(3.0, lambda: [os.kill(p.pid, signal.SIGKILL) for p in
                                            multiprocessing.active_children()[:1]])
     killer.start()
@@ -142,7 +145,7 @@ def test_a_killed_actor_process_ends_the_run_promptly(tmp_path):
 
 def test_async_learns_on_one_device_only(tmp_path):
     with pytest.raises(UserError, match="one device"):
-        AsyncTraining(async_cfg(run__ctx="cpu:0,cpu:1"), str(tmp_path))
+        Training(async_cfg(run__ctx="cpu:0,cpu:1"), str(tmp_path))
 
 
 def test_stress_eight_actors_then_ctrl_c_leaves_a_checkpoint(tmp_path):

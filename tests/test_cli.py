@@ -125,6 +125,21 @@ def test_missing_corrupt_and_foreign_checkpoints_are_refused(trained_run, tmp_pa
 def test_resume_refuses_to_change_what_defines_the_run(trained_run):
     assert_one_line_error(gluon_pdqn("train", "--resume", str(trained_run), "--env", "Acrobot-v1"),
                           "cannot change env.id")
+    assert_one_line_error(gluon_pdqn("train", "--resume", str(trained_run), "--set", "network.hidden=32,32"),
+                          "cannot change network.hidden")
+
+
+def test_resume_accepts_the_runs_own_settings_again(trained_run, tmp_path):
+    """The command that started a run, given again with --resume (as a script does), continues it."""
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run, run_dir)
+    repeated = [a for a in FAST if a != "600"]  # every setting of the run, the step budget raised
+    repeated[repeated.index("--steps") + 1:repeated.index("--steps") + 1] = ["800"]
+    result = gluon_pdqn("train", "--resume", str(run_dir), *repeated)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((run_dir / "summary.json").read_text())["counters"]["env_steps"] >= 800
 
 
 def test_user_environment_module_ids_work(tmp_path):

@@ -3,7 +3,6 @@ import statistics
 
 import pytest
 
-from gluon_pdqn.async_loop import AsyncTraining
 from gluon_pdqn.config import load_preset
 from gluon_pdqn.loops import Training
 
@@ -58,7 +57,7 @@ def test_async_n_step_q_with_four_actors_learns(tmp_path):
     the solve itself (>= 475) is the slow test below and `benchmarks/cartpole_solve.py --preset async`.
     """
     cfg = load_preset("async").replace({"run.seed": 1, "run.total_env_steps": 100_000, "run.stop_return": 200.0})
-    summary = AsyncTraining(cfg, str(tmp_path)).run()
+    summary = Training(cfg, str(tmp_path)).run()
     assert summary.best_eval_mean >= 200
 
 
@@ -66,5 +65,5 @@ def test_async_n_step_q_with_four_actors_learns(tmp_path):
 @pytest.mark.parametrize("preset", ["async", "async-a3c"])
 def test_async_presets_solve_cartpole_with_four_actors(tmp_path, preset):
     """Async n-step Q and A3C, 4 actors: a greedy 10-episode mean >= 475 within the preset's budget."""
-    summary = AsyncTraining(load_preset(preset).replace({"run.seed": 0}), str(tmp_path)).run()
+    summary = Training(load_preset(preset).replace({"run.seed": 0}), str(tmp_path)).run()
     assert summary.solved_at_env_steps is not None, f"best greedy mean {summary.best_eval_mean}"

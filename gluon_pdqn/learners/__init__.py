@@ -1,4 +1,8 @@
-"""Learners: one interface (``q_values``, ``step``, ``sync_target``, ``save``, ``load``) per learner topology."""
+"""Learners: one interface (``q_values``, ``step``, ``sync_target``, ``save``, ``load``) per learner topology.
+
+The replay learners (single, data, model, ensemble, ps) take replay batches (``step``); the rollout learners
+of mode async (``async_learners.py``) learn from actors' rollouts (``learn``).
+"""
 from __future__ import annotations
 
 import mxnet as mx
@@ -22,12 +26,13 @@ _SPREAD = {"data": "splits each batch over devices", "model": "places network st
 
 def make_learner(cfg: Config, spec: EnvSpec, contexts: list[mx.Context],
                  topology: Topology = Topology()) -> Learner:
-    """The replay learner of ``cfg``'s topology (``config.learner_topology``) over ``contexts``.
+    """The learner of ``cfg``'s topology (``config.learner_topology``) over ``contexts``.
 
     ``topology`` (``parallel.make_topology``) carries the kvstore of a parameter-server job (mode dist).
 
     Whoever collects the experience (an in-process vector env, apex actors, a parameter-server worker) does
-    not matter here: every one of these learners takes replay batches.
+    not matter to a replay learner: every one takes replay batches. Mode async's actors hand in rollouts,
+    which its rollout learners (one device) learn from directly.
     """
     kind = learner_topology(cfg.run)
     if cfg.run.precision == "fp16" and kind in ("model", "ensemble"):
@@ -47,14 +52,19 @@ def make_learner(cfg: Config, spec: EnvSpec, contexts: list[mx.Context],
         return ModelParallelLearner(cfg, spec, contexts)
     if kind == "ensemble":
         return EnsembleLearner(cfg, spec, contexts)
+    if kind == "async":
+        if len(contexts) != 1:
+            raise UserError(f"mode 'async' learns on one device; --ctx names {len(contexts)}")
+        from .async_learners import A3CLearner, AsyncQLearner
+
+        return (A3CLearner if cfg.actors.algo == "a3c" else AsyncQLearner)(cfg, spec, contexts[0])
     if kind == "ps":
         if len(contexts) != 1:
             raise UserError(f"mode 'dist' trains on one device per worker; --ctx names {len(contexts)}")
         if topology.kvstore is None:
             raise UserError("mode dist learns on the servers of a parameter-server job; this process joined none")
         return DistLearner(cfg, spec, contexts[0], topology.kvstore)
-    raise UserError(f"mode '{cfg.run.mode}' has no replay learner; the replay modes are "
-                    f"{', '.join(m for m in MODES if m != 'async')}")
+    raise UserError(f"mode '{cfg.run.mode}' has no learner; the modes are {', '.join(MODES)}")
 
 
 __all__ = ["DataParallelLearner", "DistLearner", "EnsembleLearner", "Learner", "MODES", "ModelParallelLearner",

@@ -78,17 +78,26 @@ class RolloutLearner(SingleLearner):
         """The regression target of every step of ``rollouts``, concatenated."""
         raise NotImplementedError
 
-    def learn(self, rollouts: list[Rollout]) -> StepResult:
-        """One update from ``rollouts`` (their steps' gradients together, averaged)."""
+    def learn(self, rollouts: list[Rollout], env_steps: int) -> StepResult:
+        """One update from ``rollouts`` (their steps' gradients together, averaged).
+
+        ``env_steps`` is the run's count with these rollouts: the target network is refreshed after the update
+        whenever they crossed a multiple of ``actors.target_update_every`` (by env steps, as in Mnih et al. 2016).
+        """
         inputs = _inputs(rollouts, self.targets(rollouts), self.contexts[0])
         with mx.autograd.record():
             loss, values, errors = self.loss_block(*inputs)
         loss.backward()
-        return self._apply_update([loss], [values], [errors])
+        result = self._apply_update([loss], [values], [errors])
+        before = env_steps - sum(len(r.rewards) for r in rollouts)
+        every = self.cfg.actors.target_update_every
+        if env_steps // every > before // every:
+            self.sync_target()
+        return result
 
     def _count_update(self) -> None:
         self.learner_steps += 1
-        self._policy_stale = True  # (a target network is refreshed by env steps, by the caller)
+        self._policy_stale = True  # (the target network is refreshed by env steps, in learn)
 
     def step(self, batch) -> StepResult:
         raise TypeError(f"{type(self).__name__} learns from actors' rollouts (learn), not from replay batches")
