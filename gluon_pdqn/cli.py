@@ -256,7 +256,7 @@ def evaluate(path, which, protocol, episodes, epsilon, seed, ctx, video, as_json
     with checkpoint.reading(bundle, "its parameter files"):
         learner.load(bundle, with_optimizer=False)
     eps = chosen.epsilon if epsilon is None else epsilon
-    returns = loops.evaluate(learner.q_values, chosen.env, spec.n_actions, episodes, eps, seed)
+    returns = loops.evaluate(learner.greedy_values, chosen.env, spec.n_actions, episodes, eps, seed)
     result = {"checkpoint": bundle, "env": cfg.env.id, "protocol": chosen.name, "episodes": episodes, "epsilon": eps,
               "mean": float(returns.mean()), "median": float(np.median(returns)), "min": float(returns.min()),
               "max": float(returns.max()), "std": float(returns.std()), "returns": returns.tolist()}
@@ -290,7 +290,7 @@ def _record_gif(learner, env_cfg, spec, epsilon, seed, path, max_frames=3000) ->
         done = False
         while not done and len(frames) < max_frames:
             frames.append(Image.fromarray(env.render()))
-            action = epsilon_greedy(lambda: learner.q_values(obs[None]), epsilon, spec.n_actions, rng, 1)[0]
+            action = epsilon_greedy(lambda: learner.greedy_values(obs[None]), epsilon, spec.n_actions, rng, 1)[0]
             obs, _, terminated, truncated, _ = env.step(action)
             done = terminated or truncated
     except gym.error.Error as e:

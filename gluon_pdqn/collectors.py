@@ -84,7 +84,7 @@ class VectorCollector:
         cfg: the run's configuration.
         spec: the environment's spaces.
         replay: where transitions go (one stream per env).
-        learner: whose ``q_values`` choose the greedy actions (and ``episode_started`` is told of new episodes).
+        learner: whose ``greedy_values`` choose the greedy actions (an ensemble is told of new episodes).
         rng: the loop's action Generator (checkpointed by the loop).
         epsilon: the exploration schedule, by the run's env steps.
     """
@@ -108,8 +108,12 @@ class VectorCollector:
         self.obs, _ = environment_call(self.cfg.env.id, "the first reset", self.vector_env.reset, seed=seed)
         self.resetting = np.zeros(self.num_envs, dtype=bool)
         for i in range(self.num_envs):
-            self.replay.begin_episode(i, self.obs[i])
-            self.learner.episode_started(i)
+            self._begin_episode(i, self.obs[i])
+
+    def _begin_episode(self, env: int, first_obs: np.ndarray) -> None:
+        self.replay.begin_episode(env, first_obs)
+        if self.learner.ensemble is not None:  # one acting member per episode (run.ensemble_acting=member)
+            self.learner.ensemble.episode_started(env)
 
     def open_session(self) -> None:
         """The loop starts (or resumes): the envs are already open."""
@@ -128,7 +132,7 @@ class VectorCollector:
         """
         cfg = self.cfg
         started = time.perf_counter()
-        greedy_q = (lambda: self.learner.q_values(self.obs)) if learning else None
+        greedy_q = (lambda: self.learner.greedy_values(self.obs)) if learning else None
         actions = epsilon_greedy(greedy_q, self.epsilon(env_steps), self.spec.n_actions, self.rng, self.num_envs)
         acted = time.perf_counter()
         try:
@@ -151,8 +155,7 @@ class VectorCollector:
         collected = Collected()
         for i in range(self.num_envs):
             if self.resetting[i]:
-                self.replay.begin_episode(i, next_obs[i])
-                self.learner.episode_started(i)
+                self._begin_episode(i, next_obs[i])
                 continue
             self.replay.add(i, int(actions[i]), float(rewards[i]), next_obs[i], bool(terminated[i]),
                             bool(truncated[i]))
@@ -190,8 +193,7 @@ class VectorCollector:
         self.resetting = np.zeros(self.num_envs, dtype=bool)
         self.replay.truncate_open_episodes()
         for i in range(self.num_envs):
-            self.replay.begin_episode(i, self.obs[i])
-            self.learner.episode_started(i)
+            self._begin_episode(i, self.obs[i])
 
     def close(self) -> None:
         try:

@@ -78,9 +78,11 @@ class Summary:
     notes: list = field(default_factory=list)
 
 
-def evaluate(q_values, env_cfg, n_actions: int, episodes: int, epsilon: float, seed: int,
+def evaluate(greedy_values, env_cfg, n_actions: int, episodes: int, epsilon: float, seed: int,
              interrupted=lambda: False) -> np.ndarray | None:
     """Returns of ``episodes`` evaluation episodes (the full game for Atari), played in parallel envs.
+
+    ``greedy_values(obs)`` gives the values the policy maximizes (``Learner.greedy_values``).
 
     ``env_cfg`` and ``epsilon`` come from an evaluation protocol (``envs.protocols.resolve``). Each
     environment plays a fixed share of the episodes, so short episodes are not over-represented. Returns
@@ -98,7 +100,7 @@ def evaluate(q_values, env_cfg, n_actions: int, episodes: int, epsilon: float, s
         while any(len(f) < q for f, q in zip(finished, quota)):
             if interrupted():
                 return None
-            actions = epsilon_greedy(lambda: q_values(obs), epsilon, n_actions, rng, num_envs)
+            actions = epsilon_greedy(lambda: greedy_values(obs), epsilon, n_actions, rng, num_envs)
             obs, rewards, terminated, truncated, _ = environment_call(env_cfg.id, "evaluation", vector_env.step,
                                                                       actions)
             running += np.where(resetting, 0.0, rewards)
@@ -298,8 +300,8 @@ class Training:
                     bundle = self._newest_bundle[1]  # a signal during the periodic checkpoint: it is the final one
                 else:
                     bundle = self.save_checkpoint()  # still under the guard: a second Ctrl-C cannot cut it short
-                if interrupted_by is None and fault is None and lost is None:
-                    self.learner.leave()
+                if interrupted_by is None and fault is None and lost is None and self.learner.job is not None:
+                    self.learner.job.leave()  # no worker of a parameter-server job may leave before the others
         finally:
             self.writer.close()
             collector.close()
@@ -383,16 +385,17 @@ class Training:
     def _evaluate(self) -> None:
         self.learner.refresh_policy()  # evaluate the latest parameters, also when acting from a snapshot
         seed = self._greedy_evaluation()
-        members = self.learner.member_q_functions()
-        if members:  # an ensemble: each member's own greedy return sets the mixing weights of the targets
+        ensemble = self.learner.ensemble
+        if ensemble is not None:  # each member's own greedy return sets the mixing weights of the targets
             cfg = self.cfg
+            members = ensemble.member_q_functions()
             protocol = self.eval_protocol
             member_returns = [evaluate(q, protocol.env, self.spec.n_actions, cfg.run.eval_episodes,
                                        protocol.epsilon, seed, interrupted=self._interrupted) for q in members]
             if any(r is None for r in member_returns):
                 return
             member_means = [float(r.mean()) for r in member_returns]
-            weights = self.learner.set_member_returns(member_means)
+            weights = ensemble.set_member_returns(member_means)
             self.writer.members(self.counters.env_steps, member_means, weights)
 
     def _log(self, window: LogWindow, result, epsilon: float, frame_skip: int) -> None:
@@ -401,7 +404,8 @@ class Training:
         c = self.counters
         loss = result.loss() if result else float("nan")
         self._last_logged = {"loss": loss, "returns": window.returns}
-        traffic = self.learner.traffic_figures()  # mode dist only
+        job = self.learner.job  # mode dist: this worker's part in its parameter-server job
+        traffic = job.traffic_figures() if job is not None else {}
         collector_figures, actor_rows = self.collector.window_figures()  # mode apex: policy lag, per-actor rows
         if actor_rows:
             self.writer.actors(c.env_steps, actor_rows)
@@ -425,10 +429,10 @@ class Training:
         if self.replay is not None:
             row[metrics.REPLAY_RATIO] = c.learner_steps * self.cfg.replay.batch_size / max(c.env_steps, 1)
         self.writer.scalars(row)
-        # Each worker of a dist job posts its figures and rank 0 gets them all; other learners return none.
-        board = self.learner.exchange_figures({name: row.get(name, float("nan")) for name in metrics.WORKER_FIGURES})
-        if board:
-            self.writer.workers(c.env_steps, board)
+        if job is not None:  # each worker posts its figures, and rank 0 gets them all
+            board = job.exchange_figures({name: row.get(name, float("nan")) for name in metrics.WORKER_FIGURES})
+            if board:
+                self.writer.workers(c.env_steps, board)
         window.restart(now, c.env_steps, c.learner_steps)
         self._timing_due = True
 
@@ -478,7 +482,7 @@ class Training:
         self.counters.evaluations += 1
         seed = cfg.run.seed + 1_000_003 * self.counters.evaluations
         protocol = self.eval_protocol
-        returns = evaluate(self.learner.q_values, protocol.env, self.spec.n_actions, cfg.run.eval_episodes,
+        returns = evaluate(self.learner.greedy_values, protocol.env, self.spec.n_actions, cfg.run.eval_episodes,
                            protocol.epsilon, seed, interrupted=self._interrupted)
         if returns is None:  # a signal arrived: the loop stops next and checkpoints
             return seed

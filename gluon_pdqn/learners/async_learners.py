@@ -185,12 +185,16 @@ class A3CLearner(RolloutLearner):
         return super().q_values(obs)
 
     def q_values(self, obs: np.ndarray) -> np.ndarray:
+        raise TypeError("A3C learns a policy and a state value, not Q-values; greedy_values gives the policy's "
+                        "logits")
+
+    def greedy_values(self, obs: np.ndarray) -> np.ndarray:
         """Policy logits: their argmax is the greedy action, which evaluation plays."""
         return self._outputs(obs)[:, :self.n_actions]
 
     def action_values(self, obs: np.ndarray) -> np.ndarray:
         """What actors sample from: the policy's probabilities (batch, n_actions)."""
-        logits = self.q_values(obs).astype(np.float64)
+        logits = self.greedy_values(obs).astype(np.float64)
         z = np.exp(logits - logits.max(axis=1, keepdims=True))
         return z / z.sum(axis=1, keepdims=True)
 

@@ -1,13 +1,18 @@
-"""The learner interface every parallelism mode implements, and the pieces they share.
+"""The learner interface every learner topology implements, and the pieces they share.
 
-A training loop uses a learner like this::
+A training loop uses a replay learner like this::
 
-    q = learner.q_values(obs)            # acting: numpy in, numpy out
+    values = learner.greedy_values(obs)  # acting and evaluation: numpy in, numpy out (argmax: greedy action)
     result = learner.step(batch)         # one update; result.skipped if the gradient was not finite
+    learner.settle(result)               # after the update finished: did it apply? (the learner counts it)
     replay.update_priorities(batch.indices, result.td_errors())
     learner.save(directory); learner.load(directory)
 
-Modes differ only inside ``step`` (how the batch's gradient is computed over devices).
+Topologies differ only inside ``step`` (how the batch's gradient is computed over devices). Two of them take
+part in something beyond one update, and say so through an optional role instead of hooks every learner
+would have to stub: ``Learner.job`` (a parameter-server worker: ``leave``, ``traffic_figures``,
+``exchange_figures``) and ``Learner.ensemble`` (``member_q_functions``, ``set_member_returns``,
+``episode_started``). Both are None elsewhere.
 """
 from __future__ import annotations
 
@@ -128,6 +133,20 @@ class Learner(abc.ABC):
     def q_values(self, obs: np.ndarray) -> np.ndarray:
         """Q-values (batch, n_actions) of the online network for a batch of observations."""
 
+    def greedy_values(self, obs: np.ndarray) -> np.ndarray:
+        """What acting and evaluation maximize (batch, n_actions): the Q-values (A3C: its policy's logits)."""
+        return self.q_values(obs)
+
+    @property
+    def job(self):
+        """This learner's part in a parameter-server job (mode dist), or None: see the module's docstring."""
+        return None
+
+    @property
+    def ensemble(self):
+        """This learner as an ensemble of members (mode ensemble), or None: see the module's docstring."""
+        return None
+
     @abc.abstractmethod
     def step(self, batch) -> StepResult:
         """One gradient update from a replay batch; refreshes the target network when it is due."""
@@ -150,37 +169,12 @@ class Learner(abc.ABC):
     def sync_target(self) -> None:
         """Copy the online parameters into the target network."""
 
-    def leave(self) -> None:
-        """The run is over: a worker of a parameter-server job waits until every worker is done (else nothing)."""
-
-    def traffic_figures(self) -> dict:
-        """A parameter-server worker's traffic since the last call (staleness, round trip); none elsewhere."""
-        return {}
-
-    def exchange_figures(self, figures: dict) -> list[dict]:
-        """Share this worker's figures with rank 0 of a parameter-server job, which gets every worker's.
-
-        Learners of one process have no other workers: they return no rows.
-        """
-        return []
-
     def refresh_policy(self) -> None:
         """Act with the online parameters as they are now.
 
         Learners acting from a snapshot (``run.overlap_acting``) keep acting with it until the next call;
         the others always act with their latest parameters, and this does nothing.
         """
-
-    def episode_started(self, env_index: int) -> None:
-        """Env ``env_index`` starts an episode (a hook for learners that act per episode)."""
-
-    def member_q_functions(self) -> list:
-        """Q-functions of the members to evaluate one by one (ensembles); none by default."""
-        return []
-
-    def set_member_returns(self, returns) -> list:
-        """Take the members' latest greedy mean returns; return each member's resulting weight."""
-        return []
 
     def policy_parameters(self) -> dict[str, np.ndarray]:
         """The online network's parameters by place (``body.0.weight``), read to numpy: what apex actors copy."""

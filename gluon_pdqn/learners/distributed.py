@@ -91,7 +91,13 @@ class DistLearner(SingleLearner):
     def num_workers(self) -> int:
         return self.kvstore.num_workers
 
+    @property
+    def job(self):
+        """A worker of a parameter-server job: ``leave``, ``traffic_figures``, ``exchange_figures``."""
+        return self
+
     def leave(self) -> None:
+        """The run is over: wait until every worker of the job is done."""
         # No worker may exit while another still pushes or pulls: that left a worker hanging here.
         self.kvstore._barrier()
 

@@ -74,6 +74,11 @@ class EnsembleLearner(Learner):
             return values[self.acting_member, np.arange(len(obs))]
         return values.mean(axis=0)
 
+    @property
+    def ensemble(self):
+        """Its members are evaluated one by one, and act one per episode (``run.ensemble_acting=member``)."""
+        return self
+
     def episode_started(self, env_index: int) -> None:
         """Pick the member that acts in env ``env_index`` for the episode now starting."""
         self.acting_member[env_index] = self.rng.integers(len(self.members))
