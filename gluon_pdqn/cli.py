@@ -234,8 +234,7 @@ def evaluate(path, which, protocol, episodes, epsilon, seed, ctx, video, as_json
 
     from . import envs, loops
     from .envs import protocols
-    from .learners import EnsembleLearner, SingleLearner
-    from .learners.async_learners import A3CLearner
+    from .learners import load_policy
     from .parallel import parse_contexts
 
     if video:
@@ -245,16 +244,7 @@ def evaluate(path, which, protocol, episodes, epsilon, seed, ctx, video, as_json
     spec = envs.describe(cfg.env)
     chosen = protocols.resolve(cfg, spec.is_atari, protocol)
     devices = parse_contexts(ctx)
-    if cfg.run.mode == "ensemble":
-        # Members go round-robin on the devices given here (the training devices may not exist here).
-        members = len([name for name in os.listdir(bundle) if name.startswith("member")])
-        learner = EnsembleLearner(cfg, spec, [devices[i % len(devices)] for i in range(max(members, 2))])
-    elif cfg.run.mode == "async" and cfg.actors.algo == "a3c":
-        learner = A3CLearner(cfg, spec, devices[0])
-    else:  # data-, model-parallel and async Q checkpoints hold the parameters of single-device ones
-        learner = SingleLearner(cfg, spec, devices[0])
-    with checkpoint.reading(bundle, "its parameter files"):
-        learner.load(bundle, with_optimizer=False)
+    learner = load_policy(bundle, cfg, spec, devices)
     eps = chosen.epsilon if epsilon is None else epsilon
     returns = loops.evaluate(learner.greedy_values, chosen.env, spec.n_actions, episodes, eps, seed)
     result = {"checkpoint": bundle, "env": cfg.env.id, "protocol": chosen.name, "episodes": episodes, "epsilon": eps,

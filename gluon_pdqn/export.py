@@ -13,7 +13,7 @@ import numpy as np
 
 from . import checkpoint, envs
 from .errors import UserError
-from .learners import SingleLearner
+from .learners import load_policy
 
 FORMATS = ("mxnet", "onnx")
 PREFIX = "qnetwork"  # files: qnetwork-symbol.json, qnetwork-0000.params, qnetwork.onnx, preprocessing.json
@@ -55,9 +55,7 @@ def export(bundle: str, out_dir: str, formats: tuple[str, ...]) -> dict[str, str
     if cfg.run.mode == "async" and cfg.actors.algo == "a3c":
         raise UserError("export writes Q-networks; an A3C checkpoint holds a policy and a value head")
     spec = envs.describe(cfg.env)
-    learner = SingleLearner(cfg, spec, mx.cpu(0))  # data-, model-parallel and async Q checkpoints load here too
-    with checkpoint.reading(bundle, "its parameter files"):
-        learner.load(bundle, with_optimizer=False)
+    learner = load_policy(bundle, cfg, spec, [mx.cpu(0)])
     try:
         os.makedirs(out_dir, exist_ok=True)
     except OSError as e:

@@ -188,7 +188,7 @@ class Training:
             os.makedirs(run_dir, exist_ok=True)
             if resume_bundle is not None:  # each worker continues from its own checkpoint
                 resume_bundle = checkpoint.resolve(run_dir)
-        if cfg.run.mode == "dist":
+        if self.learner.job is not None:
             # Workers of dist_sync must stop together: they run their budgets, and only rank 0 evaluates.
             self._stop_on_return = False
             self.notes.append("mode dist runs the whole step budget (run.stop_return is not applied)")
@@ -582,7 +582,7 @@ class Training:
             raise UserError(f"checkpoint {bundle} is for {state['env_spec']['id']}, not {self.spec.id}")
         with checkpoint.reading(bundle, "its parameter or optimizer files"):
             self.learner.load(bundle)
-        if self.cfg.run.mode == "dist":
+        if self.learner.job is not None:
             self.notes.append("mode dist: the optimizer's state lives on the kvstore servers, which MXNet cannot "
                               "save; it starts afresh")
         self.counters = Counters(**state["counters"])

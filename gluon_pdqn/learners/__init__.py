@@ -5,6 +5,8 @@ of mode async (``async_learners.py``) learn from actors' rollouts (``learn``).
 """
 from __future__ import annotations
 
+import os
+
 import mxnet as mx
 
 from ..config import MODES, Config, learner_topology
@@ -67,5 +69,29 @@ def make_learner(cfg: Config, spec: EnvSpec, contexts: list[mx.Context],
     raise UserError(f"mode '{cfg.run.mode}' has no learner; the modes are {', '.join(MODES)}")
 
 
+def load_policy(bundle: str, cfg: Config, spec: EnvSpec, contexts: list[mx.Context]) -> Learner:
+    """The learner of checkpoint ``bundle`` with its parameters loaded, for acting (``greedy_values``) only.
+
+    Data-, model-parallel, ps and async Q checkpoints hold the parameters of a single-device learner, so they
+    load into one on ``contexts[0]``; an ensemble's members go round-robin on ``contexts`` (the devices it
+    trained on may not exist here); an A3C checkpoint loads into an A3C learner.
+    """
+    from .. import checkpoint
+
+    kind = learner_topology(cfg.run)
+    if kind == "ensemble":
+        members = len([name for name in os.listdir(bundle) if name.startswith("member")])
+        learner = EnsembleLearner(cfg, spec, [contexts[i % len(contexts)] for i in range(max(members, 2))])
+    elif kind == "async" and cfg.actors.algo == "a3c":
+        from .async_learners import A3CLearner
+
+        learner = A3CLearner(cfg, spec, contexts[0])
+    else:
+        learner = SingleLearner(cfg, spec, contexts[0])
+    with checkpoint.reading(bundle, "its parameter files"):
+        learner.load(bundle, with_optimizer=False)
+    return learner
+
+
 __all__ = ["DataParallelLearner", "DistLearner", "EnsembleLearner", "Learner", "MODES", "ModelParallelLearner",
-           "SingleLearner", "StepResult", "make_learner"]
+           "SingleLearner", "StepResult", "load_policy", "make_learner"]
