@@ -2,7 +2,7 @@
 
 For a change to the training loop: does any mode get slower or learn worse? Each round runs, for each
 tree (an earlier commit checked out into a temporary git worktree, and this checkout), ``gluon-pdqn train``
-with the cartpole preset and each seed, alternating trees so that the machine's load falls on both alike.
+with the cartpole preset (mode async: its own, async) and each seed, alternating trees so that the machine's load falls on both alike.
 Reported per tree and mode: median env steps/s over the whole run (evaluations included), median seconds
 and env steps to the stop return (475), and how many seeds solved. Written to
 benchmarks/results/before_after.json.
@@ -28,8 +28,9 @@ REPO = os.path.dirname(HERE)
 
 def _train(tree: str, mode: str, seed: int, run_dir: str) -> dict:
     """One run in ``tree`` (its own gluon_pdqn is imported: the tree is the working directory)."""
-    ctx = "cpu:0" if mode == "single" else "cpu:0,cpu:1"
-    command = [sys.executable, "-m", "gluon_pdqn.cli", "train", "--quiet", "--preset", "cartpole", "--mode", mode,
+    ctx = "cpu:0" if mode in ("single", "async", "apex") else "cpu:0,cpu:1"
+    preset = "async" if mode == "async" else "cartpole"  # (mode async's own CartPole preset)
+    command = [sys.executable, "-m", "gluon_pdqn.cli", "train", "--quiet", "--preset", preset, "--mode", mode,
                "--ctx", ctx, "--seed", str(seed), "--run-dir", run_dir]
     environment = {**os.environ, "PYTHONPATH": tree}
     result = subprocess.run(command, cwd=tree, env=environment, capture_output=True, text=True,
