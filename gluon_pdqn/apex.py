@@ -36,6 +36,7 @@ import numpy as np
 from . import envs
 from .collectors import ActorLost, Collected, Episode, check_step, environment_call
 from .config import Config
+from .distributional import ReturnModel
 from .envs import EnvSpec
 from .errors import EnvironmentFault
 from .exploration import EpsilonSchedule, action_rng, apex_epsilons
@@ -139,7 +140,9 @@ class _LocalPolicy:
         from .learners.base import structural_params
 
         self._mx = mx
-        self.block = networks.build(cfg.network, spec, prefix="actor_")
+        self.return_model = ReturnModel.of(cfg.agent)  # Q-values, or a return distribution to take the mean of
+        self.n_actions = spec.n_actions
+        self.block = networks.build(cfg.network, spec, prefix="actor_", per_action=self.return_model.per_action)
         self.block.initialize(ctx=mx.cpu())
         self.block(mx.nd.zeros((1,) + spec.obs_shape, dtype=spec.obs_dtype))
         self._params = structural_params(self.block)
@@ -163,9 +166,12 @@ class _LocalPolicy:
             param.set_data(self._mx.nd.array(views[name]))
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
+        """Q-values (batch, n_actions): what the actor acts on and computes its priorities with."""
         if self._numpy is not None:
-            return self._numpy(obs)
-        return self.block(self._mx.nd.array(obs, dtype=obs.dtype)).asnumpy()
+            outputs = self._numpy(obs)
+        else:
+            outputs = self.block(self._mx.nd.array(obs, dtype=obs.dtype)).asnumpy()
+        return self.return_model.expected_q(outputs, self.n_actions)
 
 
 class _Outbox:

@@ -15,7 +15,7 @@ import click
 
 from . import __version__, checkpoint, give_mxnet_every_core
 from .logging import ProgressDisplay
-from .config import (APEX_LEARNERS, ASYNC_ALGOS, EVAL_PROTOCOLS, MODES, Config, learner_topology, load_preset,
+from .config import (APEX_LEARNERS, ASYNC_ALGOS, REPLAY_ALGOS, EVAL_PROTOCOLS, MODES, Config, learner_topology, load_preset,
                      preset_names)
 from .errors import EnvironmentFault, StorageFault, TrainingStopped, UserError
 
@@ -111,7 +111,9 @@ def _choose_mxnet_threads(cfg: Config) -> None:
               help="How --mode data sums gradients across devices (device, local, nccl), or how --mode dist "
                    "meets on the servers (dist_sync, the default there, or dist_async).")
 @click.option("--actors", type=click.IntRange(min=1), help="Modes apex and async: number of actors.")
-@click.option("--algo", type=click.Choice(ASYNC_ALGOS), help="Mode async: the algorithm.")
+@click.option("--algo", type=click.Choice(REPLAY_ALGOS + ASYNC_ALGOS),
+              help="What is learned: dqn, c51 or qr-dqn in the replay modes (agent.algo); one-step-q, n-step-q or "
+                   "a3c in mode async (actors.algo).")
 @click.option("--actor-backend", type=click.Choice(["thread", "process"]),
               help="Mode async: actors as threads of this process or as processes.")
 @click.option("--seed", type=click.IntRange(min=0), help="Seed of environments, exploration, replay and initialization.")
@@ -130,7 +132,7 @@ def train(preset, env_id, mode, learner, ctx, kvstore, actors, algo, actor_backe
         kvstore = "dist_sync"
     options = {"env.id": env_id, "run.mode": mode, "run.learner": learner, "run.ctx": ctx, "run.kvstore": kvstore, "run.seed": seed,
                "run.total_env_steps": steps, "env.num_envs": num_envs, "actors.count": actors,
-               "actors.algo": algo, "actors.backend": actor_backend}
+               "actors.algo" if algo in ASYNC_ALGOS else "agent.algo": algo, "actors.backend": actor_backend}
     overrides = {k: v for k, v in options.items() if v is not None}
     overrides.update(_parse_sets(sets))
     created = False

@@ -26,6 +26,7 @@ COLLECTOR_OF_MODE = {"single": "vector", "data": "vector", "model": "vector", "e
 REPLAY_LEARNERS = ("single", "data", "model", "ensemble")  # learner topologies that learn from a replay batch
 APEX_LEARNERS = ("single", "data", "model")  # the ensemble acts on its members' mixture, which actors lack
 ASYNC_ALGOS = ("one-step-q", "n-step-q", "a3c")  # algorithms of mode async (Mnih et al. 2016)
+REPLAY_ALGOS = ("dqn", "c51", "qr-dqn")  # what the replay learners' networks estimate (distributional.py)
 PRECISIONS = ("fp32", "bf16", "fp16")  # compute precisions of updates (see networks/precision.py)
 CHANNEL_LAYOUTS = ("auto", "last", "first")  # where an image observation's channel axis is
 EVAL_PROTOCOLS = ("auto", "nature", "machado", "plain")  # how evaluation episodes are played (envs/protocols.py)
@@ -100,6 +101,15 @@ class AgentConfig:
     train_every: int = 4  # env steps between training rounds
     updates_per_train: int = 1  # learner steps per training round
     target_update_every: int = 500  # learner steps between target-network refreshes
+    # What the network estimates (distributional.py): `dqn` (Q-values), `c51` (a categorical distribution of
+    # the return on `atoms` values from v_min to v_max, Bellemare et al. 2017) or `qr-dqn` (`quantiles`
+    # quantiles of the return, Dabney et al. 2018). v_min and v_max bound the (discounted) returns: +-10 for
+    # Atari's clipped rewards, as the paper; set them for other environments.
+    algo: str = "dqn"
+    atoms: int = 51
+    v_min: float = -10.0
+    v_max: float = 10.0
+    quantiles: int = 200
 
 
 @dataclass(frozen=True)
@@ -383,6 +393,17 @@ def validate(cfg: Config) -> None:
         (cfg.run.max_nonfinite_updates >= 1, "run.max_nonfinite_updates must be at least 1"),
         (cfg.actors.count >= 1, "actors.count must be at least 1"),
         (cfg.actors.algo in ASYNC_ALGOS, f"actors.algo must be one of {', '.join(ASYNC_ALGOS)}"),
+        (cfg.agent.algo in REPLAY_ALGOS, f"agent.algo must be one of {', '.join(REPLAY_ALGOS)}"),
+        (cfg.agent.atoms >= 2 and cfg.agent.v_min < cfg.agent.v_max,
+         "agent.atoms must be at least 2 and agent.v_min below agent.v_max"),
+        (cfg.agent.quantiles >= 1, "agent.quantiles must be at least 1"),
+        (cfg.agent.algo == "dqn" or cfg.run.mode != "async",
+         f"--algo {cfg.agent.algo} is for the replay modes; mode async learns with "
+         f"{', '.join(ASYNC_ALGOS)}"),
+        (cfg.agent.algo == "dqn" or learner_topology(cfg.run) != "ensemble",
+         f"--algo {cfg.agent.algo} learns with the single, data, model and ps learners (modes single, data, "
+         "model, apex, dist); the ensemble mixes its members' target Q-values, which has no distributional form "
+         "here"),
         (cfg.actors.backend in ("thread", "process"), "actors.backend must be thread or process"),
         (cfg.actors.t_max >= 1 and cfg.actors.target_update_every >= 1,
          "actors.t_max and actors.target_update_every must be at least 1"),

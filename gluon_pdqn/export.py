@@ -1,7 +1,8 @@
 """Export a trained Q-network for deployment: MXNet's symbol and parameters, and ONNX.
 
 The exported graph maps a batch of observations, exactly as the agent takes them (``preprocessing.json`` says
-how to make them from the environment's), to one Q-value per action; the greedy action is their argmax.
+how to make them from the environment's), to one Q-value per action; the greedy action is their argmax. A
+distributional network (C51, QR-DQN) is exported with its expected Q-values as the output.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import os
 
 import mxnet as mx
 import numpy as np
+from mxnet import gluon
 
 from . import checkpoint, envs
 from .errors import UserError
@@ -17,6 +19,24 @@ from .learners import load_policy
 
 FORMATS = ("mxnet", "onnx")
 PREFIX = "qnetwork"  # files: qnetwork-symbol.json, qnetwork-0000.params, qnetwork.onnx, preprocessing.json
+
+
+class ExpectedQ(gluon.HybridBlock):
+    """A distributional network's expected Q-values (batch, n_actions), as a graph ONNX can take: the C51
+    support is a constant of the graph, not an operator that makes it."""
+
+    def __init__(self, network: gluon.HybridBlock, model, n_actions: int, **kwargs):
+        super().__init__(**kwargs)
+        self.network, self.model, self.n_actions = network, model, n_actions
+        if model.algo == "c51":
+            with self.name_scope():
+                self.support = self.params.get_constant("support", model.support().reshape(1, 1, -1))
+
+    def hybrid_forward(self, F, obs, support=None):
+        values = F.reshape(self.network(obs), shape=(0, self.n_actions, self.model.per_action))
+        if self.model.algo == "qr-dqn":  # (a sum: MXNet's ONNX converter writes ReduceMean in a form ONNX rejects)
+            return F.sum(values, axis=2) * (1.0 / self.model.per_action)
+        return F.sum(F.broadcast_mul(F.softmax(values, axis=2), support), axis=2)
 
 
 def preprocessing(cfg, spec) -> dict:
@@ -61,6 +81,9 @@ def export(bundle: str, out_dir: str, formats: tuple[str, ...]) -> dict[str, str
     except OSError as e:
         raise UserError(f"cannot create --out {out_dir}: {e.strerror}") from None
     network = learner.online
+    if learner.return_model.distributional:
+        network = ExpectedQ(network, learner.return_model, spec.n_actions, prefix="expected_q_")
+        network.initialize(ctx=mx.cpu(0))  # (only the support constant; the network's parameters are loaded)
     network.hybridize()
     network(mx.nd.zeros((1, *spec.obs_shape), dtype=spec.obs_dtype))  # export needs one traced call
     prefix = os.path.join(out_dir, PREFIX)
@@ -85,8 +108,12 @@ def _to_onnx(symbol_file: str, params_file: str, spec, path: str) -> str:
                         "requirements-export.txt)") from None
     from mxnet import onnx as mx_onnx
 
-    mx_onnx.export_model(symbol_file, params_file, in_shapes=[(1, *spec.obs_shape)], in_types=[spec.obs_dtype],
-                         onnx_file_path=path, dynamic=True, dynamic_input_shapes=[(None, *spec.obs_shape)])
+    try:
+        mx_onnx.export_model(symbol_file, params_file, in_shapes=[(1, *spec.obs_shape)], in_types=[spec.obs_dtype],
+                             onnx_file_path=path, dynamic=True, dynamic_input_shapes=[(None, *spec.obs_shape)])
+    except Exception as error:  # noqa: BLE001 (the converter raises many kinds; the MXNet files are written)
+        raise UserError(f"MXNet's ONNX converter failed on this network ({type(error).__name__}: "
+                        f"{str(error).splitlines()[0] if str(error) else ''}); --format mxnet still works") from None
     # MXNet's exporter lists the weights among the graph's inputs too; ONNX runtimes then cannot fold them as
     # constants (and warn). Keep only the observation as an input.
     model = onnx.load(path)

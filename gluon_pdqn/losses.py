@@ -135,3 +135,98 @@ class ActorCriticLoss(gluon.HybridBlock):
         value_loss = huber(F, errors, self._huber_delta) if self._loss_name == "huber" else 0.5 * F.square(errors)
         loss = F.mean(policy_loss - self._entropy_beta * entropy + self._value_coef * value_loss)
         return loss, values, F.abs(errors)
+
+
+# --- distributional targets and losses (distributional.py says how the outputs are read) ---------------
+
+
+def _per_action(F, outputs, n_actions: int, per_action: int):
+    """(batch, n_actions * per_action) outputs as (batch, n_actions, per_action)."""
+    return F.reshape(outputs, shape=(0, n_actions, per_action))
+
+
+def _atom_indices(F, values):
+    """0, 1, ..., per_action - 1 on the device of ``values`` (batch, n_actions, per_action) (``F.arange`` would
+    put them on the default device: a model-parallel stage runs elsewhere)."""
+    return F.contrib.arange_like(values, axis=2)
+
+
+def _of_actions(F, values, actions, n_actions: int):
+    """Rows (batch, per_action) of ``values`` (batch, n_actions, per_action) at ``actions`` (batch,)."""
+    return F.sum(F.broadcast_mul(values, F.expand_dims(F.one_hot(actions, n_actions), axis=2)), axis=1)
+
+
+class DistributionalTDTarget(gluon.HybridBlock):
+    """The target distribution of each transition, the distributional form of :class:`TDTarget`.
+
+    The next action a* is the argmax of the expected Q-values: the online network's (double DQN) or the
+    target network's own. For ``qr-dqn`` the target is the quantiles ``r + discount * theta_j(s', a*)``
+    (batch, N); for ``c51`` the categorical projection of ``r + discount * z_j`` (clipped to [v_min, v_max])
+    onto the support, with the target network's probabilities at a* (batch, K): each shifted atom's mass goes
+    to its two neighbouring atoms in proportion to closeness, written as ``sum_i p_i max(0, 1 - |b_i - j|)``
+    with ``b_i`` the shifted atom's position in atom units (one dense (batch, K, K) product: no scatter, and an
+    atom that lands exactly on a support point keeps all its mass there). No gradient flows.
+
+    Inputs and calling: as :class:`TDTarget`.
+    """
+
+    def __init__(self, online, target, model, n_actions: int, *, double_q: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.online = online if double_q else None
+        self.target = target
+        self.model, self.n_actions = model, n_actions
+
+    def hybrid_forward(self, F, next_obs, scalars):
+        model, n_actions, k = self.model, self.n_actions, self.model.per_action
+        _, rewards, discounts, _ = _split_scalars(F, scalars)
+        next_outputs = _per_action(F, self.target(next_obs), n_actions, k)
+        chooser = _per_action(F, self.online(next_obs), n_actions, k) if self.online is not None else next_outputs
+        best = F.argmax(model.expected_q_graph(F, chooser), axis=1)
+        rewards, discounts = F.expand_dims(rewards, axis=1), F.expand_dims(discounts, axis=1)
+        if model.algo == "qr-dqn":
+            quantiles = _of_actions(F, next_outputs, best, n_actions)
+            return F.BlockGrad(F.broadcast_add(rewards, F.broadcast_mul(discounts, quantiles)))
+        probabilities = _of_actions(F, F.softmax(next_outputs, axis=2), best, n_actions)
+        atoms = F.reshape(_atom_indices(F, next_outputs), shape=(1, k))
+        shifted = F.clip(F.broadcast_add(rewards, F.broadcast_mul(discounts, atoms * model.delta + model.v_min)),
+                         model.v_min, model.v_max)
+        position = (shifted - model.v_min) / model.delta  # (batch, K): where each shifted atom lands
+        closeness = F.relu(1 - F.abs(F.broadcast_sub(F.expand_dims(position, axis=2),
+                                                     F.reshape(atoms, shape=(1, 1, k)))))  # (batch, K_i, K_j)
+        return F.BlockGrad(F.sum(F.broadcast_mul(F.expand_dims(probabilities, axis=2), closeness), axis=1))
+
+
+class DistributionalLoss(gluon.HybridBlock):
+    """Per-transition weighted loss of ``online``'s return distribution against given target distributions.
+
+    ``c51``: the cross-entropy -sum_j m_j log p_j(s, a); ``qr-dqn``: the quantile Huber loss
+    sum_i mean_j |tau_i - 1{u_ij < 0}| L_kappa(u_ij) / kappa, u_ij = T theta_j - theta_i(s, a), kappa =
+    ``huber_delta``. Inputs as :class:`DQNLoss` (``targets``: (batch, per_action)). Outputs: weighted loss per
+    transition, the expected Q(s, a), and the unweighted loss per transition, which prioritized replay takes as
+    the priority (as Rainbow does with the cross-entropy).
+    """
+
+    def __init__(self, online, model, n_actions: int, *, huber_delta: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.online = online
+        self.model, self.n_actions = model, n_actions
+        self._kappa = huber_delta
+
+    def hybrid_forward(self, F, obs, scalars, targets):
+        model, n_actions, k = self.model, self.n_actions, self.model.per_action
+        actions, _, _, weights = _split_scalars(F, scalars)
+        outputs = _per_action(F, self.online(obs), n_actions, k)
+        taken = _of_actions(F, outputs, actions, n_actions)
+        atoms = _atom_indices(F, outputs)
+        targets = F.BlockGrad(targets)
+        if model.algo == "qr-dqn":
+            errors = F.broadcast_sub(F.expand_dims(targets, axis=1), F.expand_dims(taken, axis=2))  # (b, i, j)
+            tau = F.reshape((2 * atoms + 1) / (2.0 * k), shape=(1, k, 1))
+            asymmetry = F.abs(F.broadcast_sub(tau, errors < 0))
+            loss = F.sum(F.mean(asymmetry * huber(F, errors, self._kappa) / self._kappa, axis=2), axis=1)
+            q_taken = F.mean(taken, axis=1)
+        else:
+            loss = -F.sum(targets * F.log_softmax(taken, axis=1), axis=1)
+            support = F.reshape(atoms * model.delta + model.v_min, shape=(1, k))
+            q_taken = F.sum(F.broadcast_mul(F.softmax(taken, axis=1), support), axis=1)
+        return loss * weights, q_taken, loss

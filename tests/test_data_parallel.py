@@ -21,6 +21,10 @@ def params_on(learner, ctx):
     (SPEC, {"network.hidden": "32,32", "optim.name": "adam"}),
     (SPEC, {"network.hidden": "32,32", "optim.name": "sgd", "optim.max_grad_norm": 0.05}),  # clipping across devices
     (IMAGE, {"network.name": "nature_cnn", "optim.name": "rmsprop"}),
+    # Distributional targets and losses split over devices too (dueling C51, QR-DQN).
+    (SPEC, {"network.hidden": "32,32", "agent.algo": "c51", "network.dueling": True, "agent.v_min": -2.0,
+            "agent.v_max": 2.0}),
+    (SPEC, {"network.hidden": "32,32", "agent.algo": "qr-dqn", "agent.quantiles": 8}),
 ])
 def test_data_parallel_step_equals_the_single_device_step_on_the_whole_batch(devices, spec, overrides, tmp_path):
     cfg = Config().replace(overrides)

@@ -19,10 +19,13 @@ def observations(spec, count=6):
     return rng.normal(size=(count, *spec.obs_shape)).astype(np.float32)
 
 
-@pytest.mark.parametrize("env_id", ["CartPole-v1", "toy_envs:PixelChoice-v0"])
-def test_exported_graphs_match_the_live_network(tmp_path, env_id):
+@pytest.mark.parametrize("env_id, algo", [("CartPole-v1", "dqn"), ("toy_envs:PixelChoice-v0", "dqn"),
+                                          ("CartPole-v1", "c51"), ("toy_envs:PixelChoice-v0", "qr-dqn")])
+def test_exported_graphs_match_the_live_network(tmp_path, env_id, algo):
+    """A distributional network exports its expected Q-values."""
     run_dir, out = tmp_path / "run", tmp_path / "export"
-    trained = gluon_pdqn("train", "--env", env_id, "--run-dir", str(run_dir), "--preset", "cartpole", *FAST)
+    trained = gluon_pdqn("train", "--env", env_id, "--algo", algo, "--run-dir", str(run_dir), "--preset", "cartpole",
+                         *FAST)
     assert trained.returncode == 0, trained.stderr
     result = gluon_pdqn("export", str(run_dir), "--out", str(out))  # no evaluation: falls back to the last
     assert result.returncode == 0, result.stderr
@@ -33,6 +36,7 @@ def test_exported_graphs_match_the_live_network(tmp_path, env_id):
     live.load(bundle, with_optimizer=False)
     obs = observations(spec)
     expected = live.q_values(obs)
+    assert expected.shape == (len(obs), spec.n_actions)
 
     block = mx.gluon.SymbolBlock.imports(str(out / "qnetwork-symbol.json"), ["data"],
                                          str(out / "qnetwork-0000.params"))

@@ -181,9 +181,6 @@ class A3CLearner(RolloutLearner):
                                value_coef=cfg.actors.value_coef, loss=cfg.optim.loss,
                                huber_delta=cfg.optim.huber_delta)
 
-    def _outputs(self, obs: np.ndarray) -> np.ndarray:
-        return super().q_values(obs)
-
     def q_values(self, obs: np.ndarray) -> np.ndarray:
         raise TypeError("A3C learns a policy and a state value, not Q-values; greedy_values gives the policy's "
                         "logits")

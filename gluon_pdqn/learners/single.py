@@ -11,7 +11,8 @@ from mxnet import autograd, gluon
 from .. import networks
 from ..config import Config
 from ..envs import EnvSpec
-from ..losses import DQNLoss, TDTarget
+from ..distributional import ReturnModel
+from ..losses import DistributionalLoss, DistributionalTDTarget, DQNLoss, TDTarget
 from ..replay import Batch
 from ..networks.precision import check_precision, lower_precision
 from .base import (DynamicLossScale, GradientNormAndScale, Learner, StepResult, copy_params, device_figures,
@@ -89,7 +90,10 @@ class SingleLearner(Learner):
         self.cfg, self.spec = cfg, spec
         check_precision(cfg.run.precision, contexts)
         self.overlap = cfg.run.overlap_acting
-        self.online = networks.build(cfg.network, spec, prefix="online_")
+        # What the network's outputs are: Q-values, or a return distribution per action (distributional.py).
+        self.return_model = ReturnModel.of(cfg.agent)
+        per_action = self.return_model.per_action
+        self.online = networks.build(cfg.network, spec, prefix="online_", per_action=per_action)
         initializer = mx.init.Xavier(rnd_type="uniform", factor_type="avg", magnitude=1.0)
         self.online.initialize(initializer, ctx=contexts)
         # Deferred shapes are resolved by one forward pass before anything reads the parameters.
@@ -97,7 +101,7 @@ class SingleLearner(Learner):
         self.online(dummy)
         self.target = None
         if with_target:
-            self.target = networks.build(cfg.network, spec, prefix="target_")
+            self.target = networks.build(cfg.network, spec, prefix="target_", per_action=per_action)
             self.target.initialize(initializer, ctx=contexts)
             self.target.collect_params().setattr("grad_req", "null")
             self.target(dummy)
@@ -114,7 +118,7 @@ class SingleLearner(Learner):
         self.acting_snapshot = None
         self.acting_network = self.online
         if self.overlap:
-            self.acting_snapshot = networks.build(cfg.network, spec, prefix="acting_")
+            self.acting_snapshot = networks.build(cfg.network, spec, prefix="acting_", per_action=per_action)
             self.acting_snapshot.initialize(initializer, ctx=contexts[0])
             self.acting_snapshot.collect_params().setattr("grad_req", "null")
             if cfg.run.hybridize:
@@ -127,10 +131,15 @@ class SingleLearner(Learner):
                               else None)
         self._policy_stale = True
 
-    def _loss_blocks(self, online, target, hybridize: bool) -> tuple[TDTarget, DQNLoss]:
+    def _loss_blocks(self, online, target, hybridize: bool):
         """The TD-target graph (run without recording) and the loss graph (recorded) over these networks."""
-        blocks = (TDTarget(online, target, double_q=self.cfg.agent.double_q),
-                  DQNLoss(online, loss=self.cfg.optim.loss, huber_delta=self.cfg.optim.huber_delta))
+        cfg, model = self.cfg, self.return_model
+        if model.distributional:
+            blocks = (DistributionalTDTarget(online, target, model, self.spec.n_actions, double_q=cfg.agent.double_q),
+                      DistributionalLoss(online, model, self.spec.n_actions, huber_delta=cfg.optim.huber_delta))
+        else:
+            blocks = (TDTarget(online, target, double_q=cfg.agent.double_q),
+                      DQNLoss(online, loss=cfg.optim.loss, huber_delta=cfg.optim.huber_delta))
         if hybridize:
             for block in blocks:
                 block.hybridize(static_alloc=True, static_shape=True)
@@ -139,6 +148,11 @@ class SingleLearner(Learner):
     # --- acting -----------------------------------------------------------------------------------
 
     def q_values(self, obs: np.ndarray) -> np.ndarray:
+        """Q-values (the expected return under a distributional algorithm) of the acting network."""
+        return self.return_model.expected_q(self._outputs(obs), self.spec.n_actions)
+
+    def _outputs(self, obs: np.ndarray) -> np.ndarray:
+        """The acting network's outputs (batch, n_actions * per_action) for ``obs``."""
         if self._numpy_policy is not None:
             if self._policy_stale:
                 self._load_numpy_copy(self._numpy_policy)

@@ -18,14 +18,18 @@ _REGISTRY: dict[str, Callable[..., gluon.HybridBlock]] = {}
 
 
 def register(name: str):
-    """Decorator: make a network factory ``f(cfg, spec, prefix) -> HybridBlock`` available by ``name``."""
+    """Decorator: make a network factory ``f(cfg, spec, prefix) -> HybridBlock`` available by ``name``.
+
+    For the distributional algorithms (``agent.algo`` c51, qr-dqn) the factory is also given ``per_action``,
+    the outputs per action (see ``heads.QHead``): ``f(cfg, spec, prefix, per_action)``.
+    """
     def wrap(factory):
         _REGISTRY[name] = factory
         return factory
     return wrap
 
 
-def _cnn(cls, name: str, spec: EnvSpec, cfg: NetworkConfig, prefix: str) -> gluon.HybridBlock:
+def _cnn(cls, name: str, spec: EnvSpec, cfg: NetworkConfig, prefix: str, per_action: int) -> gluon.HybridBlock:
     image = image_shape(spec)
     if image is None:
         raise UserError(f"network.name={name} needs image observations, but {spec.id} gives shape {spec.obs_shape}; "
@@ -35,35 +39,38 @@ def _cnn(cls, name: str, spec: EnvSpec, cfg: NetworkConfig, prefix: str) -> gluo
         raise UserError(f"{spec.id}'s {image[1]}x{image[2]} images are too small for network.name={name} (it needs "
                         f"at least {need}x{need}); use network.name=auto or small_cnn")
     scale = 1.0 / 255.0 if spec.obs_dtype == np.uint8 else 1.0
-    return cls(spec.n_actions, cfg.dueling, stacked=len(spec.obs_shape) == 4, scale=scale, prefix=prefix)
+    return cls(spec.n_actions, cfg.dueling, stacked=len(spec.obs_shape) == 4, scale=scale, per_action=per_action,
+               prefix=prefix)
 
 
 @register("mlp")
-def _mlp(cfg: NetworkConfig, spec: EnvSpec, prefix: str) -> gluon.HybridBlock:
-    return MLP(spec.n_actions, cfg.hidden, cfg.dueling, prefix=prefix)
+def _mlp(cfg: NetworkConfig, spec: EnvSpec, prefix: str, per_action: int = 1) -> gluon.HybridBlock:
+    return MLP(spec.n_actions, cfg.hidden, cfg.dueling, per_action, prefix=prefix)
 
 
 @register("nature_cnn")
-def _nature_cnn(cfg: NetworkConfig, spec: EnvSpec, prefix: str) -> gluon.HybridBlock:
-    return _cnn(NatureCNN, "nature_cnn", spec, cfg, prefix)
+def _nature_cnn(cfg: NetworkConfig, spec: EnvSpec, prefix: str, per_action: int = 1) -> gluon.HybridBlock:
+    return _cnn(NatureCNN, "nature_cnn", spec, cfg, prefix, per_action)
 
 
 @register("small_cnn")
-def _small_cnn(cfg: NetworkConfig, spec: EnvSpec, prefix: str) -> gluon.HybridBlock:
-    return _cnn(SmallCNN, "small_cnn", spec, cfg, prefix)
+def _small_cnn(cfg: NetworkConfig, spec: EnvSpec, prefix: str, per_action: int = 1) -> gluon.HybridBlock:
+    return _cnn(SmallCNN, "small_cnn", spec, cfg, prefix, per_action)
 
 
 @register("efficient_cnn")
-def _efficient_cnn(cfg: NetworkConfig, spec: EnvSpec, prefix: str) -> gluon.HybridBlock:
-    return _cnn(EfficientCNN, "efficient_cnn", spec, cfg, prefix)
+def _efficient_cnn(cfg: NetworkConfig, spec: EnvSpec, prefix: str, per_action: int = 1) -> gluon.HybridBlock:
+    return _cnn(EfficientCNN, "efficient_cnn", spec, cfg, prefix, per_action)
 
 
-def build(cfg: NetworkConfig, spec: EnvSpec, prefix: str) -> gluon.HybridBlock:
-    """An uninitialized Q-network for ``spec`` (observations in, one Q-value per action out)."""
+def build(cfg: NetworkConfig, spec: EnvSpec, prefix: str, per_action: int = 1) -> gluon.HybridBlock:
+    """An uninitialized Q-network for ``spec``: observations in, ``per_action`` outputs per action out (1: the
+    Q-values; a return distribution's atoms or quantiles, see ``distributional.py``)."""
     name = resolve_name(cfg, spec)
     if name not in _REGISTRY:
         raise UserError(f"unknown network {name!r}; registered: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name](cfg, spec, prefix)
+    factory = _REGISTRY[name]
+    return factory(cfg, spec, prefix) if per_action == 1 else factory(cfg, spec, prefix, per_action)
 
 
 __all__ = ["MLP", "ConvQNetwork", "EfficientCNN", "NatureCNN", "NumpyMLP", "QHead", "SmallCNN", "build", "image_shape", "register",

@@ -22,10 +22,11 @@ class ConvQNetwork(gluon.HybridBlock):
         dueling: use the dueling head.
         stacked: observations have a stack axis before the channel axis.
         scale: factor applied to the observation after the cast to float32 (1/255 for uint8).
+        per_action: outputs per action (see ``QHead``).
     """
 
     def __init__(self, n_actions: int, convolutions, dense: int, dueling: bool = False, *, stacked: bool = False,
-                 scale: float = 1.0 / 255.0, **kwargs):
+                 scale: float = 1.0 / 255.0, per_action: int = 1, **kwargs):
         super().__init__(**kwargs)
         self.n_actions = n_actions
         self._stacked = stacked
@@ -35,7 +36,7 @@ class ConvQNetwork(gluon.HybridBlock):
             for filters, kernel, stride in convolutions:
                 self.features.add(gluon.nn.Conv2D(filters, kernel, strides=stride, activation="relu"))
             self.features.add(gluon.nn.Flatten(), gluon.nn.Dense(dense, activation="relu"))
-            self.head = QHead(n_actions, dueling)
+            self.head = QHead(n_actions, dueling, per_action)
 
     def hybrid_forward(self, F, frames):
         return self.head(self.features(self.preprocess(F, frames)))

@@ -14,16 +14,17 @@ class MLP(gluon.HybridBlock):
         n_actions: number of discrete actions (outputs).
         hidden: widths of the hidden layers.
         dueling: use the dueling head.
+        per_action: outputs per action (see ``QHead``).
     """
 
-    def __init__(self, n_actions: int, hidden=(64, 64), dueling: bool = False, **kwargs):
+    def __init__(self, n_actions: int, hidden=(64, 64), dueling: bool = False, per_action: int = 1, **kwargs):
         super().__init__(**kwargs)
         self.n_actions = n_actions
         with self.name_scope():
             self.body = gluon.nn.HybridSequential()
             for width in hidden:
                 self.body.add(gluon.nn.Dense(width, activation="relu"))
-            self.head = QHead(n_actions, dueling)
+            self.head = QHead(n_actions, dueling, per_action)
 
     def hybrid_forward(self, F, obs):
         return self.head(self.body(self.preprocess(F, obs)))
@@ -39,7 +40,7 @@ class MLP(gluon.HybridBlock):
 
 
 class NumpyMLP:
-    """The greedy policy of an :class:`MLP` evaluated in numpy from a copy of its weights.
+    """The outputs of an :class:`MLP` evaluated in numpy from a copy of its weights (what it acts on).
 
     Why: on a CPU, one MXNet forward of a small MLP costs about 250 us of framework overhead (measured on
     this project's 2-core machine), ten times the arithmetic; acting calls it once per env step. The learner
@@ -48,6 +49,7 @@ class NumpyMLP:
 
     def __init__(self, mlp: MLP):
         self.dueling = mlp.head.dueling
+        self.n_actions, self.per_action = mlp.head.n_actions, mlp.head.per_action
         self._layers = [layer for layer in mlp.body] + [mlp.head.advantage]
         if self.dueling:
             self._layers.append(mlp.head.value)
@@ -79,5 +81,7 @@ class NumpyMLP:
         q = h @ w + b
         if self.dueling:
             w_v, b_v = self._weights[n_body + 1]
-            q = (h @ w_v + b_v) + q - q.mean(axis=1, keepdims=True)
+            advantage = q.reshape(len(q), self.n_actions, self.per_action)
+            value = (h @ w_v + b_v)[:, None, :]
+            q = (value + advantage - advantage.mean(axis=1, keepdims=True)).reshape(len(q), -1)
         return q
