@@ -20,7 +20,7 @@ from tests_helpers import SPEC, equivalence_batch
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, TESTS_DIR)
-from dist_worker import SETTINGS  # noqa: E402
+from dist_worker import SETTINGS, algo_settings  # noqa: E402
 
 
 def launch(*args, timeout=300):
@@ -28,18 +28,18 @@ def launch(*args, timeout=300):
                           timeout=timeout, stdin=subprocess.DEVNULL)
 
 
-@pytest.mark.parametrize("push_every", [1, 2])
-def test_dist_sync_workers_hold_the_parameters_of_one_process_on_all_batches(tmp_path, push_every):
+@pytest.mark.parametrize("push_every, algo", [(1, "dqn"), (2, "dqn"), (1, "c51")])
+def test_dist_sync_workers_hold_the_parameters_of_one_process_on_all_batches(tmp_path, push_every, algo):
     """After 3 pushes every worker equals one process stepping on the batches each push summed, concatenated."""
     prefix = str(tmp_path / "params")
-    job = Job(2, 1, [sys.executable, os.path.join(TESTS_DIR, "dist_worker.py"), prefix, str(push_every)],
+    job = Job(2, 1, [sys.executable, os.path.join(TESTS_DIR, "dist_worker.py"), prefix, str(push_every), algo],
               deadline=120, out=open(os.devnull, "w"))
     job.start()
     assert job.wait() == 0
     workers = [np.load(f"{prefix}-{rank}.npz") for rank in (0, 1)]
     mx.random.seed(0)
-    reference = SingleLearner(Config().replace({**SETTINGS, "run.mode": "single", "run.kvstore": "device"}), SPEC,
-                              mx.cpu())
+    reference = SingleLearner(Config().replace({**SETTINGS, **algo_settings(algo), "run.mode": "single",
+                                                "run.kvstore": "device"}), SPEC, mx.cpu())
     for push in range(3):
         parts = [equivalence_batch(step, part) for step in range(push * push_every, (push + 1) * push_every)
                  for part in (0, 1)]
