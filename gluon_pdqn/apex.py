@@ -50,8 +50,11 @@ def actor_epsilons(cfg: Config) -> list[EpsilonSchedule]:
     """Each actor's schedule: from ``epsilon_start`` (random until learning starts) down to its final epsilon.
 
     The final epsilons are the Ape-X ladder 0.4 ** (1 + 7 i / (N - 1)); a single actor ends at
-    ``exploration.epsilon_final``, so ``--mode apex --actors 1`` explores as mode single does.
+    ``exploration.epsilon_final``, so ``--mode apex --actors 1`` explores as mode single does. A noisy
+    network explores by itself: no epsilon after learning starts.
     """
+    if cfg.network.noisy:
+        return [EpsilonSchedule.noisy_nets(cfg.replay.learning_starts) for _ in range(cfg.actors.count)]
     e = cfg.exploration
     finals = [e.epsilon_final] if cfg.actors.count == 1 else apex_epsilons(cfg.actors.count)
     return [EpsilonSchedule(e.schedule, e.epsilon_start, float(final), e.decay_steps,

@@ -25,6 +25,14 @@ def min_image_side(convolutions) -> int:
     return side
 
 
+def conv_output_size(convolutions, image: tuple[int, int, int]) -> int:
+    """Values per example after ``convolutions`` (no padding) over ``image`` (channels, height, width), flattened."""
+    height, width = image[1:]
+    for _, kernel, stride in convolutions:
+        height, width = (height - kernel) // stride + 1, (width - kernel) // stride + 1
+    return convolutions[-1][0] * height * width
+
+
 def image_shape(spec: EnvSpec) -> tuple[int, int, int] | None:
     """(channels, height, width) a CNN sees for ``spec``'s observations, or None if they are not images.
 

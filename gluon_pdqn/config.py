@@ -56,6 +56,9 @@ class NetworkConfig:
     name: str = "auto"
     hidden: tuple[int, ...] = (64, 64)  # MLP hidden layer widths
     dueling: bool = False  # dueling head: Q = V + A - mean(A)
+    # Noisy dense layers (Fortunato et al. 2018, factorised Gaussian noise) explore instead of epsilon-greedy:
+    # with noisy = true, epsilon is 0 once learning starts (random actions fill the replay before)
+    noisy: bool = False
 
 
 @dataclass(frozen=True)
@@ -397,6 +400,8 @@ def validate(cfg: Config) -> None:
         (cfg.agent.atoms >= 2 and cfg.agent.v_min < cfg.agent.v_max,
          "agent.atoms must be at least 2 and agent.v_min below agent.v_max"),
         (cfg.agent.quantiles >= 1, "agent.quantiles must be at least 1"),
+        (not cfg.network.noisy or cfg.run.mode != "async",
+         "network.noisy is for the replay modes; mode async's actors explore with their own epsilons"),
         (cfg.agent.algo == "dqn" or cfg.run.mode != "async",
          f"--algo {cfg.agent.algo} is for the replay modes; mode async learns with "
          f"{', '.join(ASYNC_ALGOS)}"),

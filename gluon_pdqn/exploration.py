@@ -36,6 +36,11 @@ class EpsilonSchedule:
     def from_config(cls, cfg: ExplorationConfig, offset: int = 0) -> "EpsilonSchedule":
         return cls(cfg.schedule, cfg.epsilon_start, cfg.epsilon_final, cfg.decay_steps, offset)
 
+    @classmethod
+    def noisy_nets(cls, offset: int) -> "EpsilonSchedule":
+        """For a noisy network, which explores by itself: random actions until ``offset``, none after."""
+        return cls("linear", 1.0, 0.0, 1, offset)
+
     def __call__(self, env_steps: int) -> float:
         progress = min(max(env_steps - self.offset, 0) / self.decay_steps, 1.0)
         if self.kind == "linear":

@@ -39,6 +39,23 @@ class ExpectedQ(gluon.HybridBlock):
         return F.sum(F.broadcast_mul(F.softmax(values, axis=2), support), axis=2)
 
 
+def _without_noise(learner, cfg, spec) -> gluon.HybridBlock:
+    """The network of a noisy learner with ordinary layers holding its means: deployment acts on the means."""
+    from dataclasses import replace
+
+    from . import networks
+    from .learners.base import structural_params
+
+    plain = networks.build(replace(cfg.network, noisy=False), spec, prefix="deployed_",
+                           per_action=learner.return_model.per_action)
+    plain.initialize(ctx=mx.cpu(0))
+    plain(mx.nd.zeros((1, *spec.obs_shape), dtype=spec.obs_dtype))
+    means = structural_params(learner.online)
+    for name, param in structural_params(plain).items():
+        param.set_data(means[name].data(mx.cpu(0)))
+    return plain
+
+
 def preprocessing(cfg, spec) -> dict:
     """What a deployment must do to the environment's observations before the graph sees them."""
     steps = {
@@ -46,7 +63,9 @@ def preprocessing(cfg, spec) -> dict:
         "input_name": "data",
         "input_shape": ["batch", *spec.obs_shape],
         "input_dtype": str(spec.obs_dtype),
-        "output": f"Q-values, shape (batch, {spec.n_actions}); the greedy action is their argmax",
+        "output": (f"Q-values, shape (batch, {spec.n_actions}); the greedy action is their argmax"
+                   + ("; the expected return of the network's distribution" if cfg.agent.algo != "dqn" else "")
+                   + ("; noisy layers are exported with their means (no noise)" if cfg.network.noisy else "")),
         "n_actions": spec.n_actions,
         "frame_stack": spec.frame_stack,
         "conversion": spec.conversion or "none: the environment's observations as they are",
@@ -80,7 +99,7 @@ def export(bundle: str, out_dir: str, formats: tuple[str, ...]) -> dict[str, str
         os.makedirs(out_dir, exist_ok=True)
     except OSError as e:
         raise UserError(f"cannot create --out {out_dir}: {e.strerror}") from None
-    network = learner.online
+    network = learner.online if not cfg.network.noisy else _without_noise(learner, cfg, spec)
     if learner.return_model.distributional:
         network = ExpectedQ(network, learner.return_model, spec.n_actions, prefix="expected_q_")
         network.initialize(ctx=mx.cpu(0))  # (only the support constant; the network's parameters are loaded)

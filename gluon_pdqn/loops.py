@@ -238,6 +238,9 @@ class Training:
             return ActorPoolCollector(cfg, self.learner)
         # The in-process vector env, also of each worker of a parameter-server job ("ps-worker"), which acts
         # with the Ape-X ladder's epsilon of its rank: 0.4 for rank 0 down to 0.4^8 for the last.
+        if cfg.network.noisy:
+            return VectorCollector(cfg, self.spec, self.replay, self.learner, self.rng,
+                                   EpsilonSchedule.noisy_nets(cfg.replay.learning_starts))
         epsilon = EpsilonSchedule.from_config(cfg.exploration, offset=cfg.replay.learning_starts)
         if self.topology.num_workers > 1:
             epsilon.final = float(apex_epsilons(self.topology.num_workers)[self.topology.rank])

@@ -112,3 +112,37 @@ def test_algorithms_are_refused_where_they_do_not_apply():
     with pytest.raises(UserError, match="v_min below"):
         Config().replace({"agent.algo": "c51", "agent.v_min": 5.0, "agent.v_max": 5.0})
     assert AgentConfig().algo == "dqn"
+
+
+def test_a_noisy_layer_without_noise_is_a_dense_layer_and_with_noise_varies():
+    from gluon_pdqn.networks.noisy import NoisyDense
+
+    layer = NoisyDense(3, in_units=4, activation="relu")
+    layer.initialize()
+    x = mx.nd.array(np.random.default_rng(2).normal(size=(5, 4)))
+    assert not np.allclose(layer(x).asnumpy(), layer(x).asnumpy())  # fresh noise at every call
+    layer.weight_sigma.set_data(mx.nd.zeros((3, 4)))
+    layer.bias_sigma.set_data(mx.nd.zeros(3))
+    plain = mx.nd.relu(mx.nd.FullyConnected(x, layer.weight.data(), layer.bias.data(), num_hidden=3))
+    for hybridize in (False, True):
+        if hybridize:
+            layer.hybridize()
+        np.testing.assert_allclose(layer(x).asnumpy(), plain.asnumpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dueling, per_action", [(False, 1), (True, 5)])
+def test_the_numpy_copy_of_a_noisy_mlp_draws_noise_and_equals_it_without(dueling, per_action):
+    spec = EnvSpec("v", (4,), np.dtype(np.float32), (4,), 1, 3, False)
+    net = networks.build(NetworkConfig(name="mlp", dueling=dueling, hidden=(8,), noisy=True), spec, prefix="q_",
+                         per_action=per_action)
+    net.initialize(mx.init.Xavier())
+    obs = np.random.default_rng(1).normal(size=(6, 4)).astype(np.float32)
+    copy = networks.NumpyMLP(net, seed=0)
+    flat = lambda: np.concatenate([p.data().asnumpy().ravel() for p in copy.parameters()])  # noqa: E731
+    copy.load(flat())
+    assert not np.allclose(copy(obs), copy(obs))
+    for name, param in net.collect_params().items():
+        if name.endswith("sigma"):
+            param.set_data(mx.nd.zeros(param.shape))
+    copy.load(flat())
+    np.testing.assert_allclose(copy(obs), net(mx.nd.array(obs)).asnumpy(), rtol=1e-5, atol=1e-5)

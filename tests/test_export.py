@@ -19,13 +19,18 @@ def observations(spec, count=6):
     return rng.normal(size=(count, *spec.obs_shape)).astype(np.float32)
 
 
-@pytest.mark.parametrize("env_id, algo", [("CartPole-v1", "dqn"), ("toy_envs:PixelChoice-v0", "dqn"),
-                                          ("CartPole-v1", "c51"), ("toy_envs:PixelChoice-v0", "qr-dqn")])
-def test_exported_graphs_match_the_live_network(tmp_path, env_id, algo):
-    """A distributional network exports its expected Q-values."""
+NOISY_DUELING = ("--set", "network.noisy=true", "--set", "network.dueling=true")
+
+
+@pytest.mark.parametrize("env_id, algo, extra", [
+    ("CartPole-v1", "dqn", ()), ("toy_envs:PixelChoice-v0", "dqn", ()), ("CartPole-v1", "c51", ()),
+    ("toy_envs:PixelChoice-v0", "qr-dqn", ()), ("CartPole-v1", "c51", NOISY_DUELING),
+    ("toy_envs:PixelChoice-v0", "dqn", NOISY_DUELING)])
+def test_exported_graphs_match_the_live_network(tmp_path, env_id, algo, extra):
+    """A distributional network exports its expected Q-values; a noisy one its means."""
     run_dir, out = tmp_path / "run", tmp_path / "export"
     trained = gluon_pdqn("train", "--env", env_id, "--algo", algo, "--run-dir", str(run_dir), "--preset", "cartpole",
-                         *FAST)
+                         *FAST, *extra)
     assert trained.returncode == 0, trained.stderr
     result = gluon_pdqn("export", str(run_dir), "--out", str(out))  # no evaluation: falls back to the last
     assert result.returncode == 0, result.stderr
@@ -34,6 +39,9 @@ def test_exported_graphs_match_the_live_network(tmp_path, env_id, algo):
     spec = describe(cfg.env)
     live = SingleLearner(cfg, spec, mx.cpu(0))
     live.load(bundle, with_optimizer=False)
+    for name, param in live.online.collect_params().items():
+        if name.endswith("sigma"):  # a noisy network without its noise: what deployment runs
+            param.set_data(mx.nd.zeros(param.shape))
     obs = observations(spec)
     expected = live.q_values(obs)
     assert expected.shape == (len(obs), spec.n_actions)

@@ -127,7 +127,8 @@ class SingleLearner(Learner):
             copy_params(self.online, self.acting_snapshot)
             self.acting_network = self.acting_snapshot
         self.learner_steps = 0
-        self._numpy_policy = (networks.NumpyMLP(self.acting_network) if isinstance(self.online, networks.MLP)
+        self._numpy_policy = (networks.NumpyMLP(self.acting_network, seed=cfg.run.seed + 11)
+                              if isinstance(self.online, networks.MLP)
                               else None)
         self._policy_stale = True
 

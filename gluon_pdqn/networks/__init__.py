@@ -6,7 +6,7 @@ from typing import Callable
 import numpy as np
 from mxnet import gluon
 
-from ..architecture import CNNS, image_shape, min_image_side, resolve_name
+from ..architecture import CNNS, conv_output_size, image_shape, min_image_side, resolve_name
 from ..config import NetworkConfig
 from ..envs import EnvSpec
 from ..errors import UserError
@@ -39,13 +39,15 @@ def _cnn(cls, name: str, spec: EnvSpec, cfg: NetworkConfig, prefix: str, per_act
         raise UserError(f"{spec.id}'s {image[1]}x{image[2]} images are too small for network.name={name} (it needs "
                         f"at least {need}x{need}); use network.name=auto or small_cnn")
     scale = 1.0 / 255.0 if spec.obs_dtype == np.uint8 else 1.0
+    noisy_in_units = conv_output_size(CNNS[name][0], image) if cfg.noisy else 0
     return cls(spec.n_actions, cfg.dueling, stacked=len(spec.obs_shape) == 4, scale=scale, per_action=per_action,
-               prefix=prefix)
+               noisy_in_units=noisy_in_units, prefix=prefix)
 
 
 @register("mlp")
 def _mlp(cfg: NetworkConfig, spec: EnvSpec, prefix: str, per_action: int = 1) -> gluon.HybridBlock:
-    return MLP(spec.n_actions, cfg.hidden, cfg.dueling, per_action, prefix=prefix)
+    noisy_in_units = int(np.prod(spec.obs_shape)) if cfg.noisy else 0
+    return MLP(spec.n_actions, cfg.hidden, cfg.dueling, per_action, noisy_in_units, prefix=prefix)
 
 
 @register("nature_cnn")

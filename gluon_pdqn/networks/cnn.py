@@ -5,7 +5,7 @@ from __future__ import annotations
 from mxnet import gluon
 
 from ..architecture import EFFICIENT_CNN, NATURE_CNN, SMALL_CNN
-from .heads import QHead
+from .heads import QHead, linear
 
 
 class ConvQNetwork(gluon.HybridBlock):
@@ -23,10 +23,12 @@ class ConvQNetwork(gluon.HybridBlock):
         stacked: observations have a stack axis before the channel axis.
         scale: factor applied to the observation after the cast to float32 (1/255 for uint8).
         per_action: outputs per action (see ``QHead``).
+        noisy_in_units: the convolutions' flattened output size, to make the dense layer and the head noisy
+            (``noisy.NoisyDense``); 0 for ordinary layers.
     """
 
     def __init__(self, n_actions: int, convolutions, dense: int, dueling: bool = False, *, stacked: bool = False,
-                 scale: float = 1.0 / 255.0, per_action: int = 1, **kwargs):
+                 scale: float = 1.0 / 255.0, per_action: int = 1, noisy_in_units: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.n_actions = n_actions
         self._stacked = stacked
@@ -35,8 +37,8 @@ class ConvQNetwork(gluon.HybridBlock):
             self.features = gluon.nn.HybridSequential()
             for filters, kernel, stride in convolutions:
                 self.features.add(gluon.nn.Conv2D(filters, kernel, strides=stride, activation="relu"))
-            self.features.add(gluon.nn.Flatten(), gluon.nn.Dense(dense, activation="relu"))
-            self.head = QHead(n_actions, dueling, per_action)
+            self.features.add(gluon.nn.Flatten(), linear(dense, noisy_in_units, activation="relu"))
+            self.head = QHead(n_actions, dueling, per_action, noisy_in_units=dense if noisy_in_units else 0)
 
     def hybrid_forward(self, F, frames):
         return self.head(self.features(self.preprocess(F, frames)))

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 from mxnet import gluon
 
-from .heads import QHead
+from .heads import QHead, linear
+from .noisy import numpy_noisy_weights
 
 
 class MLP(gluon.HybridBlock):
@@ -15,16 +16,22 @@ class MLP(gluon.HybridBlock):
         hidden: widths of the hidden layers.
         dueling: use the dueling head.
         per_action: outputs per action (see ``QHead``).
+        noisy_in_units: the flattened observation's size, to make every layer noisy (``noisy.NoisyDense``); 0
+            for ordinary layers.
     """
 
-    def __init__(self, n_actions: int, hidden=(64, 64), dueling: bool = False, per_action: int = 1, **kwargs):
+    def __init__(self, n_actions: int, hidden=(64, 64), dueling: bool = False, per_action: int = 1,
+                 noisy_in_units: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.n_actions = n_actions
+        self.noisy = bool(noisy_in_units)
         with self.name_scope():
             self.body = gluon.nn.HybridSequential()
+            width_in = noisy_in_units
             for width in hidden:
-                self.body.add(gluon.nn.Dense(width, activation="relu"))
-            self.head = QHead(n_actions, dueling, per_action)
+                self.body.add(linear(width, width_in, activation="relu"))
+                width_in = width if self.noisy else 0
+            self.head = QHead(n_actions, dueling, per_action, noisy_in_units=width_in)
 
     def hybrid_forward(self, F, obs):
         return self.head(self.body(self.preprocess(F, obs)))
@@ -47,40 +54,54 @@ class NumpyMLP:
     refreshes the copy with one device read after its parameters change, so acting is exact, not stale.
     """
 
-    def __init__(self, mlp: MLP):
+    def __init__(self, mlp: MLP, seed: int | None = None):
         self.dueling = mlp.head.dueling
         self.n_actions, self.per_action = mlp.head.n_actions, mlp.head.per_action
         self._layers = [layer for layer in mlp.body] + [mlp.head.advantage]
         if self.dueling:
             self._layers.append(mlp.head.value)
-        self._weights: list[tuple[np.ndarray, np.ndarray]] = []
+        # A noisy MLP's copy draws its own noise at every call, as the network does (Fortunato et al. 2018).
+        self.noisy = mlp.noisy
+        self._noise = np.random.default_rng(seed) if self.noisy else None
+        self._weights: list[tuple] = []
+
+    def _names(self) -> tuple[str, ...]:
+        return ("weight", "bias", "weight_sigma", "bias_sigma") if self.noisy else ("weight", "bias")
 
     def parameters(self):
-        """Gluon parameters in the order ``load`` expects them (weight, bias per layer)."""
+        """Gluon parameters in the order ``load`` expects them (weight, bias, and the noise scales, per layer)."""
         for layer in self._layers:
-            yield layer.weight
-            yield layer.bias
+            for name in self._names():
+                yield getattr(layer, name)
 
     def load(self, flat: np.ndarray) -> None:
         """Take the weights from ``flat``, the concatenation of ``parameters()`` flattened in order."""
         self._weights, offset = [], 0
         for layer in self._layers:
-            w_shape, b_shape = layer.weight.shape, layer.bias.shape
-            w = flat[offset:offset + int(np.prod(w_shape))].reshape(w_shape)
-            offset += w.size
-            b = flat[offset:offset + int(np.prod(b_shape))]
-            offset += b.size
-            self._weights.append((np.ascontiguousarray(w.T), b))
+            arrays = []
+            for name in self._names():
+                shape = getattr(layer, name).shape
+                array = flat[offset:offset + int(np.prod(shape))].reshape(shape)
+                offset += array.size
+                arrays.append(np.ascontiguousarray(array.T) if len(shape) == 2 else array)
+            self._weights.append(tuple(arrays))
+
+    def _layer(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Layer ``index``'s (weight transposed, bias) for this call: a fresh draw of a noisy layer's noise."""
+        if not self.noisy:
+            return self._weights[index]
+        return numpy_noisy_weights(self._noise, *self._weights[index])
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         h = obs.reshape(obs.shape[0], -1).astype(np.float32, copy=False)
         n_body = len(self._weights) - (2 if self.dueling else 1)
-        for w, b in self._weights[:n_body]:
+        for index in range(n_body):
+            w, b = self._layer(index)
             h = np.maximum(h @ w + b, 0.0)
-        w, b = self._weights[n_body]
+        w, b = self._layer(n_body)
         q = h @ w + b
         if self.dueling:
-            w_v, b_v = self._weights[n_body + 1]
+            w_v, b_v = self._layer(n_body + 1)
             advantage = q.reshape(len(q), self.n_actions, self.per_action)
             value = (h @ w_v + b_v)[:, None, :]
             q = (value + advantage - advantage.mean(axis=1, keepdims=True)).reshape(len(q), -1)
