@@ -134,9 +134,12 @@ class SharedParameters:
 
 
 class _LocalPolicy:
-    """An actor's copy of the online network: numpy for an MLP, an MXNet block on the CPU otherwise."""
+    """An actor's copy of the online network: numpy for an MLP, an MXNet block on the CPU otherwise.
 
-    def __init__(self, cfg: Config, spec: EnvSpec, layout: list[tuple[str, tuple]]):
+    A noisy network (``network.noisy``) acts with noise of its own, drawn afresh for every call.
+    """
+
+    def __init__(self, cfg: Config, spec: EnvSpec, layout: list[tuple[str, tuple]], seed: int):
         import mxnet as mx
 
         from . import networks
@@ -155,6 +158,8 @@ class _LocalPolicy:
             self.block.hybridize(static_alloc=True)
         names = {id(p): name for name, p in self._params.items()}
         self._numpy_order = [names[id(p)] for p in self._numpy.parameters()] if self._numpy else []
+        self._noise_rng = np.random.default_rng(seed + 17) if cfg.network.noisy else None
+        self._networks = networks
 
     def load(self, flat: np.ndarray) -> None:
         views, offset = {}, 0
@@ -171,8 +176,12 @@ class _LocalPolicy:
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         """Q-values (batch, n_actions): what the actor acts on and computes its priorities with."""
         if self._numpy is not None:
+            if self._noise_rng is not None:
+                self._numpy.resample(self._noise_rng)
             outputs = self._numpy(obs)
         else:
+            if self._noise_rng is not None:
+                self._networks.resample_noise(self.block, self._noise_rng)
             outputs = self.block(self._mx.nd.array(obs, dtype=obs.dtype)).asnumpy()
         return self.return_model.expected_q(outputs, self.n_actions)
 
@@ -214,7 +223,7 @@ def _act(index: int, cfg: Config, spec: EnvSpec, seed: int, schedule: EpsilonSch
     """The actor's loop: act, close n-step windows as their bootstrap values arrive, hand in, until stopped."""
     size = sum(int(np.prod(shape)) for _, shape in layout)
     shared = SharedParameters(size, cfg.actors.count, name=shared_name)
-    policy = _LocalPolicy(cfg, spec, layout)
+    policy = _LocalPolicy(cfg, spec, layout, seed)
     flat = np.empty(size, np.float32)
     policy_steps = shared.read_new(flat)
     while policy_steps is None:  # the learner publishes before it starts the actors; this is a safeguard

@@ -248,12 +248,14 @@ def evaluate(path, which, protocol, episodes, epsilon, seed, ctx, video, as_json
     devices = parse_contexts(ctx)
     learner = load_policy(bundle, cfg, spec, devices)
     eps = chosen.epsilon if epsilon is None else epsilon
-    returns = loops.evaluate(learner.greedy_values, chosen.env, spec.n_actions, episodes, eps, seed)
+    with learner.without_noise():  # a noisy network is evaluated by its means
+        returns = loops.evaluate(learner.greedy_values, chosen.env, spec.n_actions, episodes, eps, seed)
     result = {"checkpoint": bundle, "env": cfg.env.id, "protocol": chosen.name, "episodes": episodes, "epsilon": eps,
               "mean": float(returns.mean()), "median": float(np.median(returns)), "min": float(returns.min()),
               "max": float(returns.max()), "std": float(returns.std()), "returns": returns.tolist()}
     if video:
-        result["video"] = _record_gif(learner, chosen.env, spec, eps, seed, video)
+        with learner.without_noise():
+            result["video"] = _record_gif(learner, chosen.env, spec, eps, seed, video)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:

@@ -393,8 +393,9 @@ class Training:
             cfg = self.cfg
             members = ensemble.member_q_functions()
             protocol = self.eval_protocol
-            member_returns = [evaluate(q, protocol.env, self.spec.n_actions, cfg.run.eval_episodes,
-                                       protocol.epsilon, seed, interrupted=self._interrupted) for q in members]
+            with self.learner.without_noise():
+                member_returns = [evaluate(q, protocol.env, self.spec.n_actions, cfg.run.eval_episodes,
+                                           protocol.epsilon, seed, interrupted=self._interrupted) for q in members]
             if any(r is None for r in member_returns):
                 return
             member_means = [float(r.mean()) for r in member_returns]
@@ -485,8 +486,9 @@ class Training:
         self.counters.evaluations += 1
         seed = cfg.run.seed + 1_000_003 * self.counters.evaluations
         protocol = self.eval_protocol
-        returns = evaluate(self.learner.greedy_values, protocol.env, self.spec.n_actions, cfg.run.eval_episodes,
-                           protocol.epsilon, seed, interrupted=self._interrupted)
+        with self.learner.without_noise():  # a noisy network is evaluated by its means
+            returns = evaluate(self.learner.greedy_values, protocol.env, self.spec.n_actions, cfg.run.eval_episodes,
+                               protocol.epsilon, seed, interrupted=self._interrupted)
         if returns is None:  # a signal arrived: the loop stops next and checkpoints
             return seed
         mean = report_evaluation(returns, self.counters, self.writer, self.display, protocol.name)

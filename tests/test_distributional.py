@@ -114,35 +114,55 @@ def test_algorithms_are_refused_where_they_do_not_apply():
     assert AgentConfig().algo == "dqn"
 
 
-def test_a_noisy_layer_without_noise_is_a_dense_layer_and_with_noise_varies():
+def test_a_noisy_layer_changes_its_noise_only_when_asked_and_without_it_is_a_dense_layer():
     from gluon_pdqn.networks.noisy import NoisyDense
 
     layer = NoisyDense(3, in_units=4, activation="relu")
     layer.initialize()
     x = mx.nd.array(np.random.default_rng(2).normal(size=(5, 4)))
-    assert not np.allclose(layer(x).asnumpy(), layer(x).asnumpy())  # fresh noise at every call
-    layer.weight_sigma.set_data(mx.nd.zeros((3, 4)))
-    layer.bias_sigma.set_data(mx.nd.zeros(3))
-    plain = mx.nd.relu(mx.nd.FullyConnected(x, layer.weight.data(), layer.bias.data(), num_hidden=3))
+    plain = mx.nd.relu(mx.nd.FullyConnected(x, layer.weight.data(), layer.bias.data(), num_hidden=3)).asnumpy()
+    rng = np.random.default_rng(0)
     for hybridize in (False, True):
         if hybridize:
             layer.hybridize()
-        np.testing.assert_allclose(layer(x).asnumpy(), plain.asnumpy(), rtol=1e-6)
+        layer.silence()
+        np.testing.assert_allclose(layer(x).asnumpy(), plain, rtol=1e-6)  # silent: the means alone
+        layer.resample(rng)
+        first = layer(x).asnumpy()
+        np.testing.assert_array_equal(layer(x).asnumpy(), first)  # the same noise until asked
+        assert not np.allclose(first, plain)
+        layer.resample(rng)
+        assert not np.allclose(layer(x).asnumpy(), first)
 
 
 @pytest.mark.parametrize("dueling, per_action", [(False, 1), (True, 5)])
-def test_the_numpy_copy_of_a_noisy_mlp_draws_noise_and_equals_it_without(dueling, per_action):
+def test_the_numpy_copy_of_a_noisy_mlp_draws_the_networks_noise(dueling, per_action):
     spec = EnvSpec("v", (4,), np.dtype(np.float32), (4,), 1, 3, False)
     net = networks.build(NetworkConfig(name="mlp", dueling=dueling, hidden=(8,), noisy=True), spec, prefix="q_",
                          per_action=per_action)
     net.initialize(mx.init.Xavier())
     obs = np.random.default_rng(1).normal(size=(6, 4)).astype(np.float32)
-    copy = networks.NumpyMLP(net, seed=0)
-    flat = lambda: np.concatenate([p.data().asnumpy().ravel() for p in copy.parameters()])  # noqa: E731
-    copy.load(flat())
-    assert not np.allclose(copy(obs), copy(obs))
-    for name, param in net.collect_params().items():
-        if name.endswith("sigma"):
-            param.set_data(mx.nd.zeros(param.shape))
-    copy.load(flat())
-    np.testing.assert_allclose(copy(obs), net(mx.nd.array(obs)).asnumpy(), rtol=1e-5, atol=1e-5)
+    copy = networks.NumpyMLP(net)
+    copy.load(np.concatenate([p.data().asnumpy().ravel() for p in copy.parameters()]))
+    np.testing.assert_allclose(copy(obs), net(mx.nd.array(obs)).asnumpy(), rtol=1e-5, atol=1e-5)  # both silent
+    # From the same Generator state both draw the same noise, layer by layer.
+    networks.resample_noise(net, np.random.default_rng(5))
+    copy.resample(np.random.default_rng(5))
+    noisy = copy(obs)
+    np.testing.assert_allclose(noisy, net(mx.nd.array(obs)).asnumpy(), rtol=1e-5, atol=1e-5)
+    copy.silence()
+    assert not np.allclose(copy(obs), noisy)
+
+
+def test_a_noisy_learner_acts_with_fresh_noise_and_evaluates_with_its_means():
+    from gluon_pdqn.learners import SingleLearner
+
+    spec = EnvSpec("v", (4,), np.dtype(np.float32), (4,), 1, 3, False)
+    learner = SingleLearner(Config().replace({"network.noisy": True, "network.hidden": "16"}), spec, mx.cpu())
+    obs = np.random.default_rng(3).normal(size=(4, 4)).astype(np.float32)
+    assert not np.allclose(learner.q_values(obs), learner.q_values(obs))
+    with learner.without_noise():
+        deterministic = learner.q_values(obs)
+        np.testing.assert_array_equal(learner.q_values(obs), deterministic)
+    networks.silence_noise(learner.online)
+    np.testing.assert_allclose(learner.online(mx.nd.array(obs)).asnumpy(), deterministic, rtol=1e-5, atol=1e-6)

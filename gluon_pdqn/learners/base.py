@@ -17,6 +17,7 @@ would have to stub: ``Learner.job`` (a parameter-server worker: ``leave``, ``tra
 from __future__ import annotations
 
 import abc
+import contextlib
 import json
 import math
 import os
@@ -136,6 +137,11 @@ class Learner(abc.ABC):
     def greedy_values(self, obs: np.ndarray) -> np.ndarray:
         """What acting and evaluation maximize (batch, n_actions): the Q-values (A3C: its policy's logits)."""
         return self.q_values(obs)
+
+    @contextlib.contextmanager
+    def without_noise(self):
+        """Act deterministically inside: noisy layers (``network.noisy``) act with their means. Evaluation uses it."""
+        yield
 
     @property
     def job(self):

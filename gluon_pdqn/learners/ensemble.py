@@ -10,6 +10,7 @@ Acting uses the members' mean Q-values, or one member per episode (``run.ensembl
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -65,8 +66,17 @@ class EnsembleLearner(Learner):
         self.learner_steps = 0
         self.rng = np.random.default_rng(cfg.run.seed + 7)
         self.acting_member = np.zeros(cfg.env.num_envs, dtype=np.int64)
+        for k, member in enumerate(self.members):  # noisy members draw noise of their own
+            member._noise_rng = np.random.default_rng([cfg.run.seed + 11, k])
 
     # --- acting -----------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def without_noise(self):
+        with contextlib.ExitStack() as stack:
+            for member in self.members:
+                stack.enter_context(member.without_noise())
+            yield
 
     def q_values(self, obs: np.ndarray) -> np.ndarray:
         values = np.stack([member.q_values(obs) for member in self.members])  # (K, batch, actions)
@@ -120,11 +130,15 @@ class EnsembleLearner(Learner):
         return outputs
 
     def step(self, batch: Batch) -> StepResult:
+        for member in self.members:
+            member._resample_for_update()
         outputs = self._forward_backward(batch)
         return self._apply_update(outputs)
 
     def timed_step(self, batch: Batch):
         start = time.perf_counter()
+        for member in self.members:
+            member._resample_for_update()
         outputs = self._forward_backward(batch)
         ready = []
         for member in self.members:

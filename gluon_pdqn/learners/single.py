@@ -1,6 +1,7 @@
 """The single-device DQN learner: the baseline every parallel mode is measured against."""
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
@@ -127,8 +128,12 @@ class SingleLearner(Learner):
             copy_params(self.online, self.acting_snapshot)
             self.acting_network = self.acting_snapshot
         self.learner_steps = 0
-        self._numpy_policy = (networks.NumpyMLP(self.acting_network, seed=cfg.run.seed + 11)
-                              if isinstance(self.online, networks.MLP)
+        # Noisy layers (network.noisy) get new noise before every update (online and target networks
+        # independently) and before every action; evaluation silences them (``without_noise``).
+        self._noisy = cfg.network.noisy
+        self._noise_rng = np.random.default_rng(cfg.run.seed + 11)
+        self._acting_noise = True
+        self._numpy_policy = (networks.NumpyMLP(self.acting_network) if isinstance(self.online, networks.MLP)
                               else None)
         self._policy_stale = True
 
@@ -149,7 +154,10 @@ class SingleLearner(Learner):
     # --- acting -----------------------------------------------------------------------------------
 
     def q_values(self, obs: np.ndarray) -> np.ndarray:
-        """Q-values (the expected return under a distributional algorithm) of the acting network."""
+        """Q-values (the expected return under a distributional algorithm) of the acting network.
+
+        A noisy network acts with new noise at every call, or with none inside ``without_noise``.
+        """
         return self.return_model.expected_q(self._outputs(obs), self.spec.n_actions)
 
     def _outputs(self, obs: np.ndarray) -> np.ndarray:
@@ -158,8 +166,34 @@ class SingleLearner(Learner):
             if self._policy_stale:
                 self._load_numpy_copy(self._numpy_policy)
                 self._policy_stale = False
+            if self._noisy:
+                if self._acting_noise:
+                    self._numpy_policy.resample(self._noise_rng)
+                else:
+                    self._numpy_policy.silence()
             return self._numpy_policy(obs)
+        if self._noisy:
+            if self._acting_noise:
+                networks.resample_noise(self.acting_network, self._noise_rng)
+            else:
+                networks.silence_noise(self.acting_network)
         return self.acting_network(mx.nd.array(obs, ctx=self.contexts[0], dtype=obs.dtype)).asnumpy()
+
+    @contextlib.contextmanager
+    def without_noise(self):
+        """Act with the noisy layers' means inside (deterministic evaluation); new noise again after."""
+        self._acting_noise = False
+        try:
+            yield
+        finally:
+            self._acting_noise = True
+
+    def _resample_for_update(self) -> None:
+        """New noise in the online and the target network, before an update (Fortunato et al. 2018)."""
+        if self._noisy:
+            networks.resample_noise(self.online, self._noise_rng)
+            if self.target is not None:
+                networks.resample_noise(self.target, self._noise_rng)
 
     def _load_numpy_copy(self, policy: networks.NumpyMLP) -> None:
         """Copy the parameters of the block ``policy`` mirrors into it: one device read."""
@@ -207,6 +241,7 @@ class SingleLearner(Learner):
         """Combine gradients across devices (nothing to do on one)."""
 
     def step(self, batch: Batch) -> StepResult:
+        self._resample_for_update()
         losses, q_taken, td_abs = self._forward_backward(batch)
         self._reduce_gradients()
         self._last_result = self._apply_update(losses, q_taken, td_abs)
@@ -220,6 +255,7 @@ class SingleLearner(Learner):
         cost throughput, so the loop times one update per log window, not all of them.
         """
         start = time.perf_counter()
+        self._resample_for_update()
         losses, q_taken, td_abs = self._forward_backward(batch)
         ready = []
         for ctx in self.contexts:

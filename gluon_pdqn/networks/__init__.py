@@ -13,6 +13,7 @@ from ..errors import UserError
 from .cnn import ConvQNetwork, EfficientCNN, NatureCNN, SmallCNN
 from .heads import QHead
 from .mlp import MLP, NumpyMLP
+from .noisy import NoisyDense, noisy_layers, resample_noise, silence_noise
 
 _REGISTRY: dict[str, Callable[..., gluon.HybridBlock]] = {}
 
@@ -75,5 +76,5 @@ def build(cfg: NetworkConfig, spec: EnvSpec, prefix: str, per_action: int = 1) -
     return factory(cfg, spec, prefix) if per_action == 1 else factory(cfg, spec, prefix, per_action)
 
 
-__all__ = ["MLP", "ConvQNetwork", "EfficientCNN", "NatureCNN", "NumpyMLP", "QHead", "SmallCNN", "build", "image_shape", "register",
+__all__ = ["MLP", "NoisyDense", "noisy_layers", "resample_noise", "silence_noise", "ConvQNetwork", "EfficientCNN", "NatureCNN", "NumpyMLP", "QHead", "SmallCNN", "build", "image_shape", "register",
            "resolve_name"]

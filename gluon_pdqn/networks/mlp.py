@@ -5,7 +5,7 @@ import numpy as np
 from mxnet import gluon
 
 from .heads import QHead, linear
-from .noisy import numpy_noisy_weights
+from .noisy import scaled_noise
 
 
 class MLP(gluon.HybridBlock):
@@ -54,15 +54,16 @@ class NumpyMLP:
     refreshes the copy with one device read after its parameters change, so acting is exact, not stale.
     """
 
-    def __init__(self, mlp: MLP, seed: int | None = None):
+    def __init__(self, mlp: MLP):
         self.dueling = mlp.head.dueling
         self.n_actions, self.per_action = mlp.head.n_actions, mlp.head.per_action
         self._layers = [layer for layer in mlp.body] + [mlp.head.advantage]
         if self.dueling:
             self._layers.append(mlp.head.value)
-        # A noisy MLP's copy draws its own noise at every call, as the network does (Fortunato et al. 2018).
+        # A noisy MLP's copy holds noise of its own, which changes only when asked (``resample``, ``silence``),
+        # as the network's does (``noisy.NoisyDense``); it starts silent.
         self.noisy = mlp.noisy
-        self._noise = np.random.default_rng(seed) if self.noisy else None
+        self._noise: list[tuple[np.ndarray, np.ndarray]] = []
         self._weights: list[tuple] = []
 
     def _names(self) -> tuple[str, ...]:
@@ -86,11 +87,23 @@ class NumpyMLP:
                 arrays.append(np.ascontiguousarray(array.T) if len(shape) == 2 else array)
             self._weights.append(tuple(arrays))
 
+    def resample(self, rng: np.random.Generator) -> None:
+        """New noise for every noisy layer (f(eps_in), f(eps_out), as ``NoisyDense.resample``)."""
+        self._noise = [(scaled_noise(rng, w.shape[0]), scaled_noise(rng, w.shape[1])) for w, *_ in self._weights]
+
+    def silence(self) -> None:
+        """No noise: the means decide."""
+        self._noise = []
+
     def _layer(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Layer ``index``'s (weight transposed, bias) for this call: a fresh draw of a noisy layer's noise."""
+        """Layer ``index``'s (weight transposed, bias) with the current noise."""
         if not self.noisy:
             return self._weights[index]
-        return numpy_noisy_weights(self._noise, *self._weights[index])
+        weight_t, bias, weight_sigma_t, bias_sigma = self._weights[index]
+        if not self._noise:
+            return weight_t, bias
+        noise_in, noise_out = self._noise[index]
+        return weight_t + weight_sigma_t * np.outer(noise_in, noise_out), bias + bias_sigma * noise_out
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         h = obs.reshape(obs.shape[0], -1).astype(np.float32, copy=False)

@@ -8,18 +8,21 @@ import numpy as np
 from mxnet import gluon
 
 
-def _scaled(F, noise):
-    """f(x) = sgn(x) sqrt(|x|), the factorised noise's scaling."""
-    return F.sign(noise) * F.sqrt(F.abs(noise))
+def scaled_noise(rng: np.random.Generator, size: int) -> np.ndarray:
+    """f(eps) = sgn(eps) sqrt(|eps|) of unit Gaussians eps: the factorised noise of one side of a layer."""
+    noise = rng.standard_normal(size).astype(np.float32)
+    return np.sign(noise) * np.sqrt(np.abs(noise))
 
 
 class NoisyDense(gluon.HybridBlock):
-    """y = (mu_W + sigma_W * eps_W) x + mu_b + sigma_b * eps_b, with eps_W = f(eps_out) f(eps_in)^T and
-    eps_b = f(eps_out), fresh unit Gaussians eps_in, eps_out at every call (on the layer's device).
+    """y = (mu_W + sigma_W * f(eps_out) f(eps_in)^T) x + mu_b + sigma_b * f(eps_out).
 
     ``weight`` and ``bias`` are the means (initialized uniform in +-1/sqrt(in_units), the paper's choice),
-    ``weight_sigma`` and ``bias_sigma`` the noise scales (initialized to sigma0 / sqrt(in_units)). Setting the
-    sigmas to zero gives an ordinary dense layer; export does that (deployment acts on the means).
+    ``weight_sigma`` and ``bias_sigma`` the learned noise scales (initialized to sigma0 / sqrt(in_units)).
+    The noise f(eps_in), f(eps_out) is state of the layer (``noise_in``, ``noise_out``: parameters without
+    gradients) that changes only when asked: ``resample`` draws it from a numpy Generator (the same draw on
+    every device the layer lives on), ``silence`` sets it to zero, which leaves the means alone: a plain,
+    deterministic dense layer, as evaluation and export use it. It starts silent.
 
     Args:
         units: outputs.
@@ -32,7 +35,7 @@ class NoisyDense(gluon.HybridBlock):
     def __init__(self, units: int, in_units: int, activation: str | None = None, sigma0: float = 0.5,
                  flatten: bool = True, **kwargs):
         super().__init__(**kwargs)
-        self._units, self._activation, self._flatten = units, activation, flatten
+        self._units, self._in_units, self._activation, self._flatten = units, in_units, activation, flatten
         bound = 1.0 / math.sqrt(in_units)
         sigma = sigma0 / math.sqrt(in_units)
         with self.name_scope():
@@ -41,23 +44,41 @@ class NoisyDense(gluon.HybridBlock):
             self.weight_sigma = self.params.get("weight_sigma", shape=(units, in_units),
                                                 init=mx.init.Constant(sigma))
             self.bias_sigma = self.params.get("bias_sigma", shape=(units,), init=mx.init.Constant(sigma))
+            self.noise_in = self.params.get("noise_in", shape=(1, in_units), init=mx.init.Zero(), grad_req="null")
+            self.noise_out = self.params.get("noise_out", shape=(units,), init=mx.init.Zero(), grad_req="null")
 
-    def hybrid_forward(self, F, x, weight, bias, weight_sigma, bias_sigma):
-        # ``*_like`` draws the noise on the parameters' device (a model-parallel stage may not be the default one).
-        noise_in = _scaled(F, F.random.normal_like(F.slice_axis(weight, axis=0, begin=0, end=1)))  # (1, in)
-        noise_out = _scaled(F, F.random.normal_like(bias))  # (units,)
+    def resample(self, rng: np.random.Generator) -> None:
+        """Draw new noise (one draw for every device)."""
+        self.noise_in.set_data(mx.nd.array(scaled_noise(rng, self._in_units).reshape(1, -1)))
+        self.noise_out.set_data(mx.nd.array(scaled_noise(rng, self._units)))
+
+    def silence(self) -> None:
+        """No noise: the layer computes with its means."""
+        self.noise_in.set_data(mx.nd.zeros((1, self._in_units)))
+        self.noise_out.set_data(mx.nd.zeros(self._units))
+
+    def hybrid_forward(self, F, x, weight, bias, weight_sigma, bias_sigma, noise_in, noise_out):
         noisy_weight = weight + weight_sigma * F.broadcast_mul(F.reshape(noise_out, shape=(-1, 1)), noise_in)
         y = F.FullyConnected(x, noisy_weight, bias + bias_sigma * noise_out, num_hidden=self._units,
                              flatten=self._flatten)
         return F.Activation(y, act_type=self._activation) if self._activation else y
 
 
-def numpy_noisy_weights(rng: np.random.Generator, weight_t: np.ndarray, bias: np.ndarray, weight_sigma_t: np.ndarray,
-                        bias_sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One draw of a NoisyDense layer's weights in numpy (weights transposed: (in, units)), for acting copies."""
-    def scaled(size):
-        noise = rng.standard_normal(size).astype(np.float32)
-        return np.sign(noise) * np.sqrt(np.abs(noise))
+def noisy_layers(block: gluon.Block) -> list[NoisyDense]:
+    """The noisy layers of ``block`` (a network, or a model-parallel stage), in order."""
+    found = [block] if isinstance(block, NoisyDense) else []
+    for child in block._children.values():
+        found.extend(noisy_layers(child))
+    return found
 
-    noise_in, noise_out = scaled(weight_t.shape[0]), scaled(weight_t.shape[1])
-    return weight_t + weight_sigma_t * np.outer(noise_in, noise_out), bias + bias_sigma * noise_out
+
+def resample_noise(block: gluon.Block, rng: np.random.Generator) -> None:
+    """New noise in every noisy layer of ``block``."""
+    for layer in noisy_layers(block):
+        layer.resample(rng)
+
+
+def silence_noise(block: gluon.Block) -> None:
+    """No noise in any layer of ``block``: its means decide."""
+    for layer in noisy_layers(block):
+        layer.silence()
