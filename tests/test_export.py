@@ -36,6 +36,7 @@ def test_exported_graphs_match_the_live_network(tmp_path, env_id, algo, extra):
     assert result.returncode == 0, result.stderr
     bundle = checkpoint.resolve(str(run_dir))
     cfg = checkpoint.config_of(bundle)
+    assert cfg.agent.algo == algo and cfg.network.noisy == bool(extra)  # (--algo sets agent.algo)
     spec = describe(cfg.env)
     live = SingleLearner(cfg, spec, mx.cpu(0))
     live.load(bundle, with_optimizer=False)
