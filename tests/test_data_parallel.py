@@ -25,6 +25,8 @@ def params_on(learner, ctx):
     (SPEC, {"network.hidden": "32,32", "agent.algo": "c51", "network.dueling": True, "agent.v_min": -2.0,
             "agent.v_max": 2.0}),
     (SPEC, {"network.hidden": "32,32", "agent.algo": "qr-dqn", "agent.quantiles": 8}),
+    # Noisy layers: one draw of noise for every device, from the same Generator as the single learner's.
+    (SPEC, {"network.hidden": "32,32", "network.noisy": True}),
 ])
 def test_data_parallel_step_equals_the_single_device_step_on_the_whole_batch(devices, spec, overrides, tmp_path):
     cfg = Config().replace(overrides)

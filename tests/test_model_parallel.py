@@ -80,6 +80,8 @@ def test_split_network_gives_the_same_outputs_and_gradients(spec, cfg, hybridize
     (IMAGE, {"network.name": "nature_cnn", "optim.name": "rmsprop"}),
     (VECTOR, {"network.hidden": "32,32", "agent.algo": "c51", "agent.v_min": -2.0, "agent.v_max": 2.0}),
     (VECTOR, {"network.hidden": "32,32", "agent.algo": "qr-dqn", "agent.quantiles": 8, "network.dueling": True}),
+    (VECTOR, {"network.hidden": "32,32", "network.noisy": True, "agent.algo": "c51", "agent.v_min": -2.0,
+              "agent.v_max": 2.0}),
 ])
 def test_model_parallel_steps_equal_single_device_steps(spec, overrides, tmp_path):
     from gluon_pdqn.config import Config
