@@ -219,8 +219,8 @@ class Training:
     def _make_replay(self, seed: int) -> ReplayBuffer:
         """The replay the collector fills and the learner samples: one stream per environment that acts."""
         cfg = self.cfg
-        streams = ApexCollector.streams(cfg) if COLLECTOR_OF_MODE[cfg.run.mode] == "actor-processes" else \
-            cfg.env.num_envs
+        apex = COLLECTOR_OF_MODE[cfg.run.mode] == "actor-processes"
+        streams = ApexCollector.streams(cfg) if apex else cfg.env.num_envs
         return ReplayBuffer(cfg.replay.capacity, streams, self.spec.frame_shape, self.spec.obs_dtype,
                             frame_stack=self.spec.frame_stack, n_step=cfg.replay.n_step, gamma=cfg.agent.gamma,
                             seed=seed, prioritized=cfg.replay.prioritized, alpha=cfg.replay.alpha,
