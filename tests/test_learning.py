@@ -67,3 +67,22 @@ def test_async_presets_solve_cartpole_with_four_actors(tmp_path, preset):
     """Async n-step Q and A3C, 4 actors: a greedy 10-episode mean >= 475 within the preset's budget."""
     summary = Training(load_preset(preset).replace({"run.seed": 0}), str(tmp_path)).run()
     assert summary.solved_at_env_steps is not None, f"best greedy mean {summary.best_eval_mean}"
+
+
+@pytest.mark.parametrize("algo", ["c51", "qr-dqn"])
+def test_distributional_algorithms_learn_cartpole(tmp_path, algo):
+    """C51 and QR-DQN on the cartpole preset: a greedy mean of at least 300 within 10,000 env steps.
+
+    (Their solves in every learner topology are measured by `compare`, and the slow test below.)
+    """
+    cfg = load_preset("cartpole").replace({"run.seed": 0, "agent.algo": algo, "run.total_env_steps": 10_000,
+                                           "run.stop_return": 300.0})
+    summary = Training(cfg, str(tmp_path)).run()
+    assert summary.best_eval_mean >= 300
+
+
+@pytest.mark.slow
+def test_cartpole_rainbow_preset_solves(tmp_path):
+    """C51, noisy nets, dueling, prioritized replay and 3-step returns together: >= 475 within 50,000 steps."""
+    summary = Training(load_preset("cartpole-rainbow").replace({"run.seed": 0}), str(tmp_path)).run()
+    assert summary.solved_at_env_steps is not None, f"best greedy mean {summary.best_eval_mean}"
