@@ -281,6 +281,10 @@ class Training:
                     except ActorLost as error:
                         lost = error
                         break
+                    if not collected.env_steps:
+                        # Nothing arrived but action requests (async actors), or the envs only reset: no update
+                        # can be due and no multiple crossed, so skip the bookkeeping.
+                        continue
                     self._count(collected, window)
                     stored = time.perf_counter()
                     after = self.counters.env_steps
