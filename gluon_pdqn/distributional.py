@@ -61,11 +61,16 @@ class ReturnModel:
         probabilities /= probabilities.sum(axis=2, keepdims=True)
         return (probabilities @ self.support().astype(np.float64)).astype(np.float32)
 
-    def expected_q_graph(self, F, values):
+    def expected_q_graph(self, F, values, support=None):
         """``expected_q`` as MXNet operators (``F``: nd or sym) of ``values`` (batch, n_actions, per_action), for
-        graphs: targets and export."""
+        graphs: targets and export. ``support`` (1, 1, atoms): C51's support as an input (export passes a graph
+        constant); by default it is made on the device of ``values``.
+
+        Means are written as sums times 1/N: MXNet's ONNX converter writes ReduceMean in a form ONNX rejects.
+        """
         if self.algo == "qr-dqn":
-            return F.mean(values, axis=2)
-        atoms = F.contrib.arange_like(values, axis=2)  # (on the device of values)
-        support = F.reshape(atoms * self.delta + self.v_min, shape=(1, 1, self.per_action))
+            return F.sum(values, axis=2) * (1.0 / self.per_action)
+        if support is None:
+            atoms = F.contrib.arange_like(values, axis=2)
+            support = F.reshape(atoms * self.delta + self.v_min, shape=(1, 1, self.per_action))
         return F.sum(F.broadcast_mul(F.softmax(values, axis=2), support), axis=2)

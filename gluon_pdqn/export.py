@@ -34,9 +34,7 @@ class ExpectedQ(gluon.HybridBlock):
 
     def hybrid_forward(self, F, obs, support=None):
         values = F.reshape(self.network(obs), shape=(0, self.n_actions, self.model.per_action))
-        if self.model.algo == "qr-dqn":  # (a sum: MXNet's ONNX converter writes ReduceMean in a form ONNX rejects)
-            return F.sum(values, axis=2) * (1.0 / self.model.per_action)
-        return F.sum(F.broadcast_mul(F.softmax(values, axis=2), support), axis=2)
+        return self.model.expected_q_graph(F, values, support)
 
 
 def _without_noise(learner, cfg, spec) -> gluon.HybridBlock:
