@@ -15,6 +15,7 @@ import click
 
 from . import __version__, checkpoint, give_mxnet_every_core
 from .logging import ProgressDisplay
+from .parallel.launcher import STALL_SECONDS
 from .config import (APEX_LEARNERS, ASYNC_ALGOS, REPLAY_ALGOS, EVAL_PROTOCOLS, MODES, Config, learner_topology, load_preset,
                      preset_names)
 from .errors import EnvironmentFault, StorageFault, TrainingStopped, UserError
@@ -193,9 +194,14 @@ def train(preset, env_id, mode, learner, ctx, kvstore, actors, algo, actor_backe
     pair = (f"mode apex ({cfg.actors.count} actor processes of {cfg.env.num_envs} env(s) each, "
             f"{learner_topology(cfg.run)} learner)" if cfg.run.mode == "apex" else f"mode {cfg.run.mode}")
     display.message(f"{verb}: {cfg.env.id}, {pair} on {cfg.run.ctx}, seed {cfg.run.seed}; run directory {run_dir}")
+    from .parallel.launcher import ProgressReports
+
+    reports = ProgressReports(training) if ProgressReports.wanted() else None  # to the job's launcher
     try:
         summary = training.run()
     finally:
+        if reports is not None:
+            reports.close()
         display.close()  # end the status line, so any error message starts a line of its own
     plots.learning_curve(run_dir)
     for note in summary.notes:
@@ -421,8 +427,12 @@ def plot(run_dirs, out_path, x_axis):
 @click.option("--port", type=click.IntRange(min=0, max=65535), default=0, help="Scheduler port [default: a free one].")
 @click.option("--deadline", type=click.FloatRange(min=0), default=0.0, help="End the job as failed after this many "
               "seconds [default: no deadline].")
+@click.option("--stall-timeout", type=click.FloatRange(min=0), default=STALL_SECONDS, show_default=True,
+              help="End the job as failed when a worker reports no progress (env steps, updates, evaluation "
+              "steps) for this many seconds, start-up included; 0: never.")
+@click.option("--ssh-config", type=click.Path(), help="ssh: the client configuration to use (ssh -F FILE).")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def launch(workers, servers, launcher, hostfile, interface, port, deadline, command):
+def launch(workers, servers, launcher, hostfile, interface, port, deadline, stall_timeout, ssh_config, command):
     """Start a parameter-server job: scheduler, servers, and workers running COMMAND (train --mode dist ...)."""
     from .parallel.launcher import Job, JobFailed
 
@@ -439,17 +449,15 @@ def launch(workers, servers, launcher, hostfile, interface, port, deadline, comm
             raise UserError(f"cannot read hostfile {hostfile}: {e.strerror}") from None
     stamp = {"GLUON_PDQN_JOB_STAMP": _now_stamp()}
     job = Job(workers, servers, [sys.executable, "-m", "gluon_pdqn.cli", *command], launcher=launcher, hosts=hosts,
-              interface=interface, port=port, deadline=deadline, environment=stamp)
+              interface=interface, port=port, deadline=deadline, environment=stamp, stall_timeout=stall_timeout,
+              ssh_config=ssh_config)
     click.echo(f"job: scheduler on {job.host}:{job.port}, {servers} server(s), {workers} worker(s), "
                f"launcher {launcher}")
     job.start()
     try:
-        code = job.wait()
+        return job.wait()  # after a signal, the job has said which workers wrote a checkpoint
     except JobFailed as e:
         raise TrainingStopped(str(e)) from None
-    if code:
-        click.echo("job interrupted; the workers wrote checkpoints", err=True)
-    return code
 
 
 @cli.command()

@@ -206,6 +206,7 @@ class Training:
         self._timing_due = True  # time the next update per device
         self._pending: list = []  # (replay indices, StepResult) of updates not yet taken in by _settle
         self._newest_bundle: tuple[int, str] | None = None  # (env steps, path) of the last checkpoint written
+        self._evaluation_steps = 0  # env steps of evaluation episodes (progress, for a launched job's watchdog)
         try:
             if resume_bundle is None:
                 self.collector.start(seed)
@@ -266,9 +267,13 @@ class Training:
             collector.open_session()
             with graceful_interrupts() as interrupt:
                 self._interrupt = interrupt
-                while self.counters.env_steps < limit and self.solved is None and not self._out_of_time():
+                job = self.learner.job  # mode dist: this worker's part in its parameter-server job
+                while True:
                     if interrupt["signal"] is not None:
                         interrupted_by = signal.Signals(interrupt["signal"]).name
+                    done = (interrupted_by is not None or self.counters.env_steps >= limit
+                            or self.solved is not None or self._out_of_time())
+                    if job.agree_to_stop(done) if job is not None else done:  # dist_sync: all workers at once
                         break
                     before = self.counters.env_steps
                     # Experience: random actions during warm-up, epsilon-greedy after (apex actors keep their own).
@@ -523,7 +528,17 @@ class Training:
         return None
 
     def _interrupted(self) -> bool:
+        self._evaluation_steps += 1  # evaluation asks before each of its steps: progress while the loop waits
         return self._interrupt["signal"] is not None
+
+    @property
+    def newest_checkpoint(self) -> tuple[int, str] | None:
+        """(env steps, path) of the newest checkpoint of this run: written in this session, or resumed from."""
+        return self._newest_bundle
+
+    def progress(self) -> tuple[int, int, int]:
+        """Env steps, updates, and evaluation steps so far: what a worker of a launched job reports."""
+        return self.counters.env_steps, self.counters.learner_steps, self._evaluation_steps
 
     def _report_fault(self, fault: EnvironmentFault, bundle: str) -> EnvironmentFault:
         """The one-line report of an environment's fault; its traceback goes to ``environment-error.log``."""
@@ -595,6 +610,7 @@ class Training:
             self.notes.append("mode dist: the optimizer's state lives on the kvstore servers, which MXNet cannot "
                               "save; it starts afresh")
         self.counters = Counters(**state["counters"])
+        self._newest_bundle = (self.counters.env_steps, bundle)
         self.learner.learner_steps = self.counters.learner_steps
         self.best_eval, self.last_eval = checkpoint.best_return(self.run_dir, state), state["eval"]["last"]
         loop, env_state = None, None

@@ -258,14 +258,19 @@ def test_ctrl_c_ends_processes_started_over_ssh_which_checkpoint(tmp_path):
         assert os.listdir(directory / "checkpoints")
 
 
-def _process_with_environment(*entries: str) -> int | None:
+def _server_process(port: int) -> int | None:
+    """The kvstore server of the job whose scheduler listens on ``port`` (not the remote watcher around it,
+    parallel.remote, which has its environment too)."""
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/environ", "rb") as f:
                 environment = f.read().split(b"\0")
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                arguments = f.read().split(b"\0")
         except OSError:
             continue
-        if all(entry.encode() in environment for entry in entries):
+        if (b"DMLC_ROLE=server" in environment and f"DMLC_PS_ROOT_PORT={port}".encode() in environment
+                and arguments[1:3] == [b"-c", b"import mxnet"]):
             return int(pid)
     return None
 
@@ -282,10 +287,10 @@ def test_a_killed_remote_server_ends_an_ssh_job_leaving_no_process(tmp_path, mon
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not (run_dir / "workers" / "rank-1" / "metrics.csv").exists():
             time.sleep(0.5)
-        server = _process_with_environment("DMLC_ROLE=server", f"DMLC_PS_ROOT_PORT={job.port}")
+        server = _server_process(job.port)
         assert server is not None and os.getsid(server) != os.getsid(job.children[1].process.pid)
         os.kill(server, signal.SIGKILL)
-        with pytest.raises(JobFailed, match="server 0 exited with code 137"):
+        with pytest.raises(JobFailed, match="server 0 was killed by SIGKILL on localhost"):
             job.wait()
     finally:
         job.stop()

@@ -6,9 +6,10 @@ kvstore servers, which hold the parameters and apply the optimizer, and pulls th
 update, so every worker holds the same parameters after each step; in ``dist_async`` they apply each push as it
 arrives.
 
-Two more keys carry bookkeeping (see ``parallel.kvstore.ServerOptimizer``): an update counter, pulled with the
-parameters, which measures how stale each worker's gradients are, and a board of every worker's figures, which
-rank 0 pulls into the run directory.
+Three more keys carry bookkeeping (see ``parallel.kvstore.ServerOptimizer``): an update counter, pulled with the
+parameters, which measures how stale each worker's gradients are; a board of every worker's figures, which
+rank 0 pulls into the run directory; and the workers' votes to stop, with which dist_sync workers agree on the
+update at which they all stop.
 """
 from __future__ import annotations
 
@@ -69,11 +70,16 @@ class DistLearner(SingleLearner):
         workers = kvstore.num_workers if kvstore.type == "dist_sync" else 1
         optimizer.rescale_grad = 1.0 / (self.push_every * workers)
         self._keys = list(range(len(self._params)))
-        self._counter_key, self._board_key = len(self._keys), len(self._keys) + 1
+        self._counter_key, self._board_key, self._vote_key = len(self._keys), len(self._keys) + 1, len(self._keys) + 2
         self._measures_staleness = kvstore.type == "dist_async" and cfg.run.measure_staleness
         self._pushed_keys = self._keys + ([self._counter_key] if self._measures_staleness else [])
         self._counter_increment = [mx.nd.ones(1, ctx=ctx)] if self._measures_staleness else []
-        kvstore.set_optimizer(ServerOptimizer(optimizer, self._counter_key, self._board_key, 1 + self.BOARD_WIDTH))
+        kvstore.set_optimizer(ServerOptimizer(optimizer, self._counter_key, self._board_key, 1 + self.BOARD_WIDTH,
+                                              self._vote_key))
+        self._votes = kvstore.type == "dist_sync"  # the workers stop together (agree_to_stop)
+        self._wish_to_stop = False
+        self._stop_agreed = False
+        self._votes_pulled: mx.nd.NDArray | None = None  # the votes' total, pulled with the parameters
         self._gradient_sum = [mx.nd.zeros(p.shape, ctx=ctx) for p in self._params]
         self._summed = 0  # gradients in the sum
         self.pushes = 0
@@ -96,6 +102,21 @@ class DistLearner(SingleLearner):
         """A worker of a parameter-server job: ``leave``, ``traffic_figures``, ``exchange_figures``."""
         return self
 
+    def agree_to_stop(self, wish: bool) -> bool:
+        """Whether this worker stops now, given whether it wishes to (its budget, time or a signal).
+
+        In dist_sync a worker that stopped alone would leave the others waiting for its pushes forever. So
+        there a wish is a vote, pushed with the next gradients; the servers sum the votes and the total comes
+        back with the parameters, identical for every worker. Every worker stops before the first push after
+        a pull that brought a vote (its gradient is dropped), so all stop at the same update and their clocks
+        need not agree. Before its first push (the replay's warm-up) a worker stops on its own wish; in
+        dist_async each worker always does.
+        """
+        if not self._votes or self.pushes == 0:
+            return wish
+        self._wish_to_stop = self._wish_to_stop or wish
+        return self._stop_agreed
+
     def leave(self) -> None:
         """The run is over: wait until every worker of the job is done."""
         # No worker may exit while another still pushes or pulls: that left a worker hanging here.
@@ -109,29 +130,43 @@ class DistLearner(SingleLearner):
         weights = [p.data(self.contexts[0]) for p in self._params]
         ctx = self.contexts[0]
         board = mx.nd.zeros((self.num_workers, 1 + self.BOARD_WIDTH), ctx=ctx)
-        self.kvstore.init(self._keys + [self._counter_key, self._board_key],
-                          weights + [mx.nd.zeros(1, ctx=ctx), board])
+        self.kvstore.init(self._keys + [self._counter_key, self._board_key, self._vote_key],
+                          weights + [mx.nd.zeros(1, ctx=ctx), board, mx.nd.zeros(1, ctx=ctx)])
         self._joined = True
         self._pull()
 
     def _pull(self) -> None:
         """Pull the parameters (and, for staleness, the update count)."""
         out = [p.data(self.contexts[0]) for p in self._params]
+        keys = list(self._pushed_keys)
         if self._measures_staleness:
             self._pulled_counts.append(mx.nd.zeros(1, ctx=self.contexts[0]))
             out.append(self._pulled_counts[-1])
-        self.kvstore.pull(self._pushed_keys, out=out)
+        if self._votes:
+            self._votes_pulled = mx.nd.zeros(1, ctx=self.contexts[0])
+            keys.append(self._vote_key)
+            out.append(self._votes_pulled)
+        self.kvstore.pull(keys, out=out)
         self.pulls += 1
 
     def _push_and_pull(self) -> None:
-        """Push the gradient sum (in dist_async, also one to the update counter); pull when due."""
+        """Push the gradient sum (in dist_async, also one to the update counter; in dist_sync, this worker's
+        vote to stop); pull when due. Once the workers agreed to stop, nothing more is pushed."""
+        if self._votes and self._votes_pulled is not None and self._votes_pulled.asscalar() > 0:
+            self._stop_agreed = True
+        if self._stop_agreed:
+            self._gradient_sum = [mx.nd.zeros_like(total) for total in self._gradient_sum]
+            self._summed = 0
+            return
         pulling = (self.pushes + 1) % self.pull_every == 0
         timed = pulling and self.pulls % self.ROUND_TRIP_EVERY == 1
         if timed:
             for total in self._gradient_sum:
                 total.wait_to_read()
             start = time.perf_counter()
-        self.kvstore.push(self._pushed_keys, self._gradient_sum + self._counter_increment)
+        votes = ([self._vote_key], [mx.nd.full(1, float(self._wish_to_stop), ctx=self.contexts[0])]) if self._votes \
+            else ([], [])
+        self.kvstore.push(self._pushed_keys + votes[0], self._gradient_sum + self._counter_increment + votes[1])
         # A fresh sum, not the old one zeroed: ps-lite may still be sending from the pushed arrays (zeroing
         # them in place lost updates in the equivalence test).
         self._gradient_sum = [mx.nd.zeros_like(total) for total in self._gradient_sum]

@@ -35,7 +35,7 @@ def create_dist_kvstore(kind: str) -> mx.kvstore.KVStore:
 
 
 class ServerOptimizer(mx.optimizer.Optimizer):
-    """What the kvstore servers run: the training optimizer, plus two keys that carry bookkeeping, not weights.
+    """What the kvstore servers run: the training optimizer, plus three keys that carry bookkeeping, not weights.
 
     - ``counter_key`` (one number) counts the updates the servers applied: every push to it adds one, whatever
       it carries (in ``dist_sync`` once per round, for the sum of every worker's push). A worker that pulls it
@@ -46,17 +46,22 @@ class ServerOptimizer(mx.optimizer.Optimizer):
       each worker's row as it arrives. Rank 0 pulls the board, so every worker's figures reach the run
       directory without a shared file system.
 
+    - ``vote_key`` (one number) sums what is pushed to it: the workers' votes to stop (``dist_sync``; see
+      ``DistLearner.agree_to_stop``).
+
     Args:
         inner: the optimizer of the parameters (MXNet's own classes only; see the module docstring).
         counter_key: the kvstore key of the update counter.
         report_key: the kvstore key of the figures board.
         board_width: the length of a row of the board.
+        vote_key: the kvstore key of the votes to stop.
     """
 
-    def __init__(self, inner: mx.optimizer.Optimizer, counter_key: int, report_key: int, board_width: int):
+    def __init__(self, inner: mx.optimizer.Optimizer, counter_key: int, report_key: int, board_width: int,
+                 vote_key: int):
         super().__init__()
         self.inner, self.counter_key, self.report_key = inner, counter_key, report_key
-        self.board_width = board_width
+        self.board_width, self.vote_key = board_width, vote_key
         self.aggregate_num = 0  # the servers' updater then calls update_multi_precision one key at a time
 
     def _set_current_context(self, device_id: int) -> None:
@@ -64,13 +69,15 @@ class ServerOptimizer(mx.optimizer.Optimizer):
         self.inner._set_current_context(device_id)
 
     def create_state_multi_precision(self, index, weight):
-        if index in (self.counter_key, self.report_key):
+        if index in (self.counter_key, self.report_key, self.vote_key):
             return None
         return self.inner.create_state_multi_precision(index, weight)
 
     def update_multi_precision(self, index, weight, grad, state) -> None:
         if index == self.counter_key:
             weight += 1
+        elif index == self.vote_key:
+            weight += grad
         elif index == self.report_key:
             # The servers hold every array flat: rows are board_width long.
             rows, posted = weight.reshape((-1, self.board_width)), grad.reshape((-1, self.board_width))

@@ -37,20 +37,10 @@ from dataclasses import dataclass
 
 from .. import OMP_THREADS_SET_BY_USER, physical_cores
 from ..errors import UserError
+from . import remote
 
 LOOPBACK = "127.0.0.1"
 EXIT_GRACE_SECONDS = 3.0  # once every worker has exited, how long the servers and scheduler may take to end
-
-
-@dataclass
-class Child:
-    role: str  # scheduler, server or worker
-    rank: int
-    process: subprocess.Popen
-
-    @property
-    def name(self) -> str:
-        return self.role if self.role == "scheduler" else f"{self.role} {self.rank}"
 
 
 def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
@@ -89,26 +79,16 @@ def interface_address(interface: str) -> str:
 
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
-REMOTE_GRACE_SECONDS = 30  # from SIGTERM to SIGKILL for a command run over ssh
+SSH_ALIVE_SECONDS, SSH_ALIVE_COUNT = 5, 3  # ssh gives up on a host that has not answered for 15 s
 
 
 def remote_command(directory: str, env: dict[str, str], program: list[str],
-                   grace: int = REMOTE_GRACE_SECONDS) -> str:
-    """The shell command ssh runs: ``program`` in ``directory`` with ``env``, ended when ssh's input closes.
-
-    The program runs in the background; a watcher reads the input ssh forwards and sends SIGTERM when it
-    ends, and SIGKILL ``grace`` seconds later if the program is still there. The shell exits with the
-    program's code.
-    """
+                   grace: float = remote.GRACE_SECONDS) -> str:
+    """The shell command ssh runs: ``program`` in ``directory`` with ``env``, under the watcher of
+    ``parallel.remote`` (which ends it when ssh's input ends or its heartbeats stop)."""
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-    # A background command reads /dev/null unless told otherwise: the watcher reads ssh's input through fd 3.
-    # A process blocked in MXNet (waiting for a server that is gone) cannot run its SIGTERM handler: hence
-    # the SIGKILL.
-    return (f"cd {shlex.quote(directory)} && exec 3<&0 && {{ env {exports} {shlex.join(program)} & pid=$!; "
-            "{ cat <&3 >/dev/null 2>&1; kill -TERM $pid 2>/dev/null; i=0; "
-            f"while kill -0 $pid 2>/dev/null && [ $i -lt {grace} ]; do sleep 1; i=$((i+1)); done; "
-            "kill -KILL $pid 2>/dev/null; } & watcher=$!; "
-            "wait $pid; code=$?; kill $watcher 2>/dev/null; exit $code; }")
+    watcher = [sys.executable, "-m", "gluon_pdqn.parallel.remote", "--grace", f"{grace:g}", "--"]
+    return f"cd {shlex.quote(directory)} && exec env {exports} {shlex.join(watcher + program)}"
 
 
 def role_environment(role: str, scheduler_host: str, port: int, servers: int, workers: int,
@@ -119,11 +99,60 @@ def role_environment(role: str, scheduler_host: str, port: int, servers: int, wo
             "PYTHONUNBUFFERED": "1"}
 
 
+REPORT_MARK = "@gluon-pdqn"  # a worker's output line that reports to the launcher (not shown to the user)
+REPORTS_VARIABLE = "GLUON_PDQN_REPORTS"  # set for the workers of a launched job: they report progress
+REPORT_SECONDS = 5.0  # how often a worker reports its progress
+STALL_SECONDS = 300.0  # a worker that reports no progress for this long ends the job (launch --stall-timeout)
+INTERRUPT_GRACE_SECONDS = 60.0  # after Ctrl-C, how long the workers have to write their checkpoints
+
+
+@dataclass
+class Child:
+    role: str  # scheduler, server or worker
+    rank: int
+    process: subprocess.Popen
+    started_at: float = 0.0  # time.monotonic() at the start
+    progress: tuple | None = None  # the last progress a worker reported: (env steps, updates, activity)
+    progressed_at: float = 0.0  # when it last changed (the start, until it first does)
+    checkpoint: int | None = None  # env steps of the last checkpoint a worker reported
+
+    @property
+    def name(self) -> str:
+        return self.role if self.role == "scheduler" else f"{self.role} {self.rank}"
+
+    def take_report(self, fields: list[str]) -> None:
+        """A report line's fields: ``progress ENV_STEPS UPDATES ACTIVITY`` or ``checkpoint ENV_STEPS PATH``."""
+        if fields[:1] == ["progress"] and len(fields) == 4:
+            progress = tuple(int(f) for f in fields[1:])
+            if progress != self.progress:
+                self.progress, self.progressed_at = progress, time.monotonic()
+        elif fields[:1] == ["checkpoint"] and len(fields) >= 2:
+            self.checkpoint = int(fields[1])
+
+
 def _prefix_output(child: Child, stream, out) -> None:
     for line in iter(stream.readline, ""):
+        if line.startswith(REPORT_MARK):
+            try:
+                child.take_report(line.split()[1:])
+            except ValueError:
+                out.write(f"[{child.name}] {line}")  # not a report after all
+            continue
         out.write(f"[{child.name}] {line}")
         out.flush()
     stream.close()
+
+
+def _die_with_the_launcher(launcher_pid: int, libc) -> None:
+    """In a child before it runs its program: SIGKILL when the launcher's thread dies (PR_SET_PDEATHSIG).
+
+    A launcher killed by SIGKILL (or by the out-of-memory killer) can do nothing itself: without this its
+    children are orphans that wait on each other forever. A child over ssh is the ssh client, whose death ends
+    the remote program (see ``parallel.remote``).
+    """
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != launcher_pid:  # the launcher died before the line above
+        os._exit(1)
 
 
 class Job:
@@ -134,30 +163,38 @@ class Job:
         worker_command: the argument list each worker runs (``gluon-pdqn train --mode dist ...``).
         launcher: ``local``, ``ssh``, ``slurm`` or ``mpi``.
         hosts: the hostfile's hosts (ssh), used round robin for servers and workers.
-        interface: bind to this interface's address instead of loopback.
+        interface: bind to this interface's address instead of loopback; remote processes bind to the
+            interface of that name on their own host (``DMLC_INTERFACE``).
         port: the scheduler's port (0: a free one).
         deadline: seconds after which the job is ended as failed (0: none).
+        stall_timeout: seconds a worker may go without reporting progress (env steps, updates, evaluation
+            steps) before the job is ended as failed, its start-up included (0: no limit).
         environment: more variables for every server and worker (carried over ssh and mpirun too).
         remote_grace: ssh only, seconds from SIGTERM to SIGKILL for a remote command when the job ends.
+        ssh_config: ssh only, a client configuration file (``ssh -F``).
     """
 
     def __init__(self, workers: int, servers: int, worker_command: list[str], launcher: str = "local",
                  hosts: list[str] | None = None, interface: str | None = None, port: int = 0,
                  deadline: float = 0.0, out=None, environment: dict[str, str] | None = None,
-                 remote_grace: int = REMOTE_GRACE_SECONDS):
+                 remote_grace: float = remote.GRACE_SECONDS, stall_timeout: float = STALL_SECONDS,
+                 ssh_config: str | None = None):
         if workers < 1 or servers < 1:
             raise UserError("a job needs at least one worker and one server")
         if launcher not in ("local", "ssh", "slurm", "mpi"):
             raise UserError(f"unknown launcher {launcher!r}; use local, ssh, slurm or mpi")
         if launcher == "ssh" and not hosts:
             raise UserError("--launcher ssh needs -H HOSTFILE with one host per line")
+        if ssh_config and not os.path.isfile(ssh_config):
+            raise UserError(f"--ssh-config {ssh_config} is not a file")
         only_here = launcher == "ssh" and all(h in LOOPBACK_NAMES for h in hosts)
         if launcher != "local" and not interface and not only_here:
             raise UserError(f"--launcher {launcher} starts processes on other machines, which cannot reach a "
                             "scheduler on loopback: give --interface IF, the private network they share")
         self.workers, self.servers, self.launcher = workers, servers, launcher
         self.worker_command, self.hosts, self.deadline = worker_command, hosts or [], deadline
-        self.environment, self.remote_grace = dict(environment or {}), remote_grace
+        self.stall_timeout, self.ssh_config, self.interface = stall_timeout, ssh_config, interface
+        self.environment, self.remote_grace = {**(environment or {}), REPORTS_VARIABLE: "1"}, remote_grace
         self.out = out or sys.stdout
         self.host = interface_address(interface) if interface else LOOPBACK
         if port:
@@ -169,6 +206,10 @@ class Job:
         self._node_ports = ports[:servers + workers]
         self.children: list[Child] = []
         self._threads: list[threading.Thread] = []
+        self._stopped = threading.Event()
+        import ctypes
+
+        self._libc = ctypes.CDLL(None, use_errno=True)  # loaded here: a child between fork and exec must not
 
     def _command(self, role: str, index: int, env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
         """Argument list and environment of one process, wrapped for the launcher."""
@@ -177,11 +218,19 @@ class Job:
         if self.launcher == "local" or role == "scheduler":
             return program, full_env
         if self.launcher == "ssh":
-            remote = remote_command(os.getcwd(), env, program, self.remote_grace)
-            return ["ssh", "-o", "BatchMode=yes", self._ssh_host(role, index), remote], dict(os.environ)
+            remote_env = dict(env)
+            if self.interface and "DMLC_NODE_HOST" not in env:
+                remote_env["DMLC_INTERFACE"] = self.interface  # listen there, not on another network
+            return [*self._ssh(), self._ssh_host(role, index),
+                    remote_command(os.getcwd(), remote_env, program, self.remote_grace)], dict(os.environ)
         if self.launcher == "slurm":
             return ["srun", "--ntasks=1", "--nodes=1", "--export=ALL", *program], full_env
         return ["mpirun", "-np", "1", *sum((["-x", k] for k in env), []), *program], full_env
+
+    def _ssh(self) -> list[str]:
+        """The ssh client and its options: no prompts, and a host that stops answering is given up on."""
+        return ["ssh", "-o", "BatchMode=yes", "-o", f"ServerAliveInterval={SSH_ALIVE_SECONDS}",
+                "-o", f"ServerAliveCountMax={SSH_ALIVE_COUNT}", *(["-F", self.ssh_config] if self.ssh_config else [])]
 
     def _local_processes(self) -> int:
         """Servers and workers that run on this machine."""
@@ -211,22 +260,25 @@ class Job:
                 # The processes here share this machine's cores: each gets its share of OpenMP threads.
                 env["OMP_NUM_THREADS"] = str(max(1, physical_cores() // self._local_processes()))
         command, full_env = self._command(role, rank, env)
+        launcher_pid = os.getpid()
         try:
-            # Over ssh the input stays open for as long as the process should run (see remote_command).
+            # Over ssh the input stays open for as long as the process should run (see parallel.remote).
             stdin = subprocess.PIPE if self.launcher == "ssh" and role != "scheduler" else subprocess.DEVNULL
             process = subprocess.Popen(command, env=full_env, stdin=stdin, stdout=subprocess.PIPE,
-                                       stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                                       stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                                       preexec_fn=lambda: _die_with_the_launcher(launcher_pid, self._libc))
         except FileNotFoundError:
             self.stop()
             raise UserError(f"cannot start {role}: {command[0]} not found") from None
-        child = Child(role, rank, process)
+        now = time.monotonic()
+        child = Child(role, rank, process, started_at=now, progressed_at=now)
         self.children.append(child)
         thread = threading.Thread(target=_prefix_output, args=(child, process.stdout, self.out), daemon=True)
         thread.start()
         self._threads.append(thread)
 
     def start(self) -> None:
-        """Start the scheduler, then the servers, then the workers."""
+        """Start the scheduler, then the servers, then the workers (and, over ssh, their heartbeats)."""
         if self.host != LOOPBACK:
             self.out.write(f"warning: the job listens on {self.host}:{self.port}; ps-lite has no authentication "
                            "and its servers unpickle what they are sent: run it on a private network only\n")
@@ -235,9 +287,47 @@ class Job:
             self._start("server", rank)
         for rank in range(self.workers):
             self._start("worker", rank)
+        if self.launcher == "ssh":
+            threading.Thread(target=self._send_heartbeats, daemon=True).start()
+
+    def _send_heartbeats(self) -> None:
+        """Tell every remote watcher, through its ssh, that the launcher is alive (see parallel.remote)."""
+        while not self._stopped.wait(remote.HEARTBEAT_SECONDS):
+            for child in self.children:
+                if child.process.stdin is not None and not child.process.stdin.closed:
+                    try:
+                        child.process.stdin.write("\n")
+                        child.process.stdin.flush()
+                    except (OSError, ValueError):  # ssh has exited, or the job is being stopped
+                        pass
+
+    def checkpoints(self) -> str:
+        """The last checkpoint each worker reported, in words."""
+        return ", ".join(f"{c.name} at {c.checkpoint:,} env steps" if c.checkpoint is not None
+                         else f"{c.name} none" for c in self.children if c.role == "worker")
+
+    def _fail(self, what: str) -> JobFailed:
+        self.stop()
+        return JobFailed(f"{what}; the job was stopped; last checkpoints: {self.checkpoints()}")
+
+    def _stalled(self) -> str | None:
+        """A worker that has reported no progress for ``stall_timeout`` seconds, in words, or None."""
+        if not self.stall_timeout:
+            return None
+        now = time.monotonic()
+        for child in self.children:
+            if child.role != "worker" or now - child.progressed_at <= self.stall_timeout:
+                continue
+            if child.progress is None:
+                return (f"{child.name} reported no progress within {self.stall_timeout:g} s of its start (stuck "
+                        "joining the job? a scheduler it cannot reach, or lost messages)")
+            return (f"{child.name} made no progress for {self.stall_timeout:g} s (at {child.progress[0]:,} env "
+                    f"steps, {child.progress[1]:,} updates)")
+        return None
 
     def wait(self) -> int:
-        """Watch the job until it ends; return 0, or raise JobFailed naming the process that failed."""
+        """Watch the job until it ends; return 0, or 128 + N after signal N, or raise JobFailed naming the
+        process that failed (or stalled)."""
         started = time.monotonic()
         interrupted: list[int] = []
 
@@ -253,21 +343,20 @@ class Job:
                 for child in self.children:
                     code = child.process.poll()
                     if code not in (None, 0):
-                        how = (f"was killed by {signal.Signals(-code).name}" if code < 0
-                               else f"exited with code {code}")
-                        self.stop()
-                        raise JobFailed(f"{child.name} {how}; the job was stopped")
+                        raise self._fail(f"{child.name} {self._describe_exit(child, code)}")
                 workers = [c for c in self.children if c.role == "worker"]
                 if all(c.process.poll() == 0 for c in workers):
                     workers_done_at = workers_done_at or time.monotonic()
                     if all(c.process.poll() is not None for c in self.children):
+                        self._stopped.set()
                         return 0
                     if time.monotonic() - workers_done_at > EXIT_GRACE_SECONDS:
                         self.stop()
                         return 0
+                elif (stalled := self._stalled()) is not None:
+                    raise self._fail(stalled)
                 if self.deadline and time.monotonic() - started > self.deadline:
-                    self.stop()
-                    raise JobFailed(f"the job passed its deadline of {self.deadline:g} s and was stopped")
+                    raise self._fail(f"the job passed its deadline of {self.deadline:g} s")
                 time.sleep(0.2)
         finally:
             for s, handler in previous.items():
@@ -275,22 +364,45 @@ class Job:
             for thread in self._threads:
                 thread.join(timeout=2)
 
+    def _describe_exit(self, child: Child, code: int) -> str:
+        if code < 0:
+            return f"was killed by {signal.Signals(-code).name}"
+        if self.launcher == "ssh" and child.process.stdin is not None:
+            if code == 255:
+                return f"lost its ssh connection to {self._ssh_host(child.role, child.rank)} (ssh exit code 255)"
+            if code > 128 and code - 128 in signal.valid_signals():  # the remote watcher's report
+                return f"was killed by {signal.Signals(code - 128).name} on {self._ssh_host(child.role, child.rank)}"
+        return f"exited with code {code}"
+
     def _interrupt(self, signum: int) -> int:
-        """Pass the signal to the workers (they checkpoint), give them time, then end everything.
+        """Pass the signal to the workers (they checkpoint), give them time, then end everything; say which
+        workers wrote a checkpoint on the signal and which did not.
 
         The servers keep running meanwhile: a worker waiting on them could not act on the signal.
         """
-        for child in self.children:
-            if child.role == "worker" and child.process.poll() is None:
-                if child.process.stdin is not None:  # over ssh: the remote shell sends SIGTERM
-                    child.process.stdin.close()
-                else:
-                    _signal_group(child.process, signal.SIGINT)
-        limit = time.monotonic() + 60
-        while time.monotonic() < limit and any(c.process.poll() is None for c in self.children
-                                               if c.role == "worker"):
+        workers = [c for c in self.children if c.role == "worker" and c.process.poll() is None]
+        before = {c.rank: c.checkpoint for c in workers}
+        for child in workers:
+            if child.process.stdin is not None:  # over ssh: the remote watcher sends SIGTERM
+                child.process.stdin.close()
+            else:
+                _signal_group(child.process, signal.SIGINT)
+        limit = time.monotonic() + INTERRUPT_GRACE_SECONDS
+        while time.monotonic() < limit and any(c.process.poll() is None for c in workers):
             time.sleep(0.2)
+        outcome = []
+        for child in workers:
+            wrote = child.checkpoint is not None and child.checkpoint != before[child.rank]
+            if child.process.poll() is None:
+                outcome.append(f"{child.name} did not end within {INTERRUPT_GRACE_SECONDS:g} s and was killed")
+            elif wrote:
+                outcome.append(f"{child.name} wrote a checkpoint at {child.checkpoint:,} env steps")
+            else:
+                outcome.append(f"{child.name} ended without a new checkpoint")
         self.stop()
+        self.out.write(f"job interrupted by {signal.Signals(signum).name}: {'; '.join(outcome)}; last checkpoints: "
+                       f"{self.checkpoints()}\n")
+        self.out.flush()
         return 128 + signum
 
     def stop(self) -> None:
@@ -298,9 +410,13 @@ class Job:
 
         Children over ssh first have their input closed, which ends their remote command.
         """
+        self._stopped.set()
         for child in self.children:
-            if child.process.stdin is not None:
-                child.process.stdin.close()
+            if child.process.stdin is not None and not child.process.stdin.closed:
+                try:
+                    child.process.stdin.close()
+                except OSError:
+                    pass
         for child in self.children:
             if child.process.poll() is None:
                 _signal_group(child.process, signal.SIGTERM)
@@ -326,3 +442,46 @@ def _signal_group(process: subprocess.Popen, signum: int) -> None:
         os.killpg(process.pid, signum)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+class ProgressReports:
+    """On a worker of a launched job: report the run's progress and newest checkpoint to the launcher.
+
+    A thread writes ``@gluon-pdqn progress ENV_STEPS UPDATES EVAL_STEPS`` every ``REPORT_SECONDS`` and
+    ``@gluon-pdqn checkpoint ENV_STEPS PATH`` when a new checkpoint was written; ``close`` reports once more.
+    The launcher reads them from the worker's output (over ssh too) to end a job that makes no progress and
+    to say which checkpoints exist when a job ends. The thread only reads counters: a main thread blocked in
+    MXNet, waiting on a server that is gone, shows as progress that stopped.
+    """
+
+    def __init__(self, training, out=None):
+        self.training, self.out = training, out or sys.stdout
+        self._reported_checkpoint = None
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="progress-reports", daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def wanted() -> bool:
+        """Whether this process is a worker of a job started by ``gluon-pdqn launch``."""
+        return os.environ.get(REPORTS_VARIABLE) == "1" and os.environ.get("DMLC_ROLE") == "worker"
+
+    def _report(self) -> None:
+        env_steps, updates, evaluation_steps = self.training.progress()
+        lines = [f"{REPORT_MARK} progress {env_steps} {updates} {evaluation_steps}\n"]
+        newest = self.training.newest_checkpoint
+        if newest is not None and newest != self._reported_checkpoint:
+            lines.append(f"{REPORT_MARK} checkpoint {newest[0]} {newest[1]}\n")
+            self._reported_checkpoint = newest
+        self.out.write("".join(lines))
+        self.out.flush()
+
+    def _run(self) -> None:
+        self._report()
+        while not self._closed.wait(REPORT_SECONDS):
+            self._report()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._thread.join(timeout=5)
+        self._report()

@@ -1,0 +1,101 @@
+"""What ``gluon-pdqn launch --launcher ssh`` runs on a remote host: a program, watched over ssh's input.
+
+ssh does not pass signals to the remote command, killing ssh leaves the command running, and when the network
+between the hosts fails, neither side notices for as long as TCP keeps a silent connection (hours, unless
+sshd is configured otherwise). So the launcher writes a heartbeat byte to each ssh's input every
+``HEARTBEAT_SECONDS``, and this watcher, which ssh runs around the program, ends the program (SIGTERM, on which a
+worker writes its checkpoint; SIGKILL ``--grace`` seconds later, for a process blocked in MXNet waiting on a
+server that is gone) when
+
+- ssh's input ends: the launcher is stopping the job, or it died;
+- no heartbeat arrived for ``--silence`` seconds: the launcher's host or the link to it is gone.
+
+The watcher exits with the program's exit code (128 + N when the program was killed by signal N, as a shell
+reports it). Run as ``python -m gluon_pdqn.parallel.remote [--grace S] [--silence S] -- PROGRAM ARGS...``;
+it imports nothing heavy (not MXNet), so it starts in a fraction of a second.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+HEARTBEAT_SECONDS = 1.0  # how often the launcher writes a heartbeat byte to each ssh
+SILENCE_SECONDS = 15.0  # heartbeats missed for this long: the launcher is unreachable
+GRACE_SECONDS = 30  # from SIGTERM to SIGKILL
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    try:
+        os.killpg(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def watch(program: list[str], grace: float, silence: float) -> int:
+    """Run ``program`` until it exits, or until the launcher is gone; return its exit code."""
+    import ctypes
+
+    libc, watcher = ctypes.CDLL(None), os.getpid()
+
+    def die_with_the_watcher() -> None:  # PR_SET_PDEATHSIG: a watcher killed by SIGKILL leaves no orphan
+        libc.prctl(1, signal.SIGKILL)
+        if os.getppid() != watcher:
+            os._exit(1)
+
+    child = subprocess.Popen(program, stdin=subprocess.DEVNULL, start_new_session=True,
+                             preexec_fn=die_with_the_watcher)
+    last_heard = [time.monotonic()]
+    input_closed = threading.Event()
+
+    def listen() -> None:
+        while sys.stdin.buffer.read1(64):
+            last_heard[0] = time.monotonic()
+        input_closed.set()
+
+    threading.Thread(target=listen, daemon=True).start()
+    # The watcher itself ends the program on SIGTERM or SIGHUP too (sshd sends SIGHUP when the session ends).
+    ending = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(signum, lambda *_: ending.set())
+    stopping = False
+    while child.poll() is None and not stopping:
+        stopping = input_closed.is_set() or ending.is_set()  # the launcher ends the job (or died)
+        if not stopping and time.monotonic() - last_heard[0] > silence:
+            print(f"remote watcher on {os.uname().nodename}: no heartbeat from the launcher for {silence:g} s; "
+                  f"ending process {child.pid}",
+                  file=sys.stderr, flush=True)
+            stopping = True
+        time.sleep(0.2)
+    if child.poll() is None:
+        _signal_group(child.pid, signal.SIGTERM)
+        try:
+            child.wait(grace)
+        except subprocess.TimeoutExpired:
+            _signal_group(child.pid, signal.SIGKILL)
+            child.wait()
+    _signal_group(child.pid, signal.SIGKILL)  # whatever the program started goes with it
+    code = child.returncode
+    return 128 - code if code < 0 else code  # as a shell reports a process killed by a signal
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m gluon_pdqn.parallel.remote", description=__doc__.split("\n")[0])
+    parser.add_argument("--grace", type=float, default=GRACE_SECONDS)
+    parser.add_argument("--silence", type=float, default=SILENCE_SECONDS)
+    parser.add_argument("program", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    program = args.program[1:] if args.program[:1] == ["--"] else args.program
+    if not program:
+        parser.error("no program to run")
+    code = watch(program, args.grace, args.silence)
+    sys.stderr.flush()
+    os._exit(code)  # not sys.exit: the thread that reads ssh's input may be blocked in that read
+
+
+if __name__ == "__main__":
+    main()
