@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow bench bench-long peers venv clean
+.PHONY: demo test test-slow test-cluster bench bench-long peers venv clean
 
 venv: $(STAMP)
 
@@ -26,6 +26,11 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow tests
+
+# Parameter-server jobs across three network-namespace hosts with real sshd (tests/netns_cluster.py): needs
+# root and ip netns (openssh-server is installed with apt if missing); skips with the reason otherwise.
+test-cluster: $(STAMP)
+	$(BIN)/python -m pytest -q -m cluster tests
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/cnn_update.py

@@ -447,7 +447,10 @@ def launch(workers, servers, launcher, hostfile, interface, port, deadline, stal
                 hosts = [line.split()[0] for line in f if line.strip() and not line.startswith("#")]
         except OSError as e:
             raise UserError(f"cannot read hostfile {hostfile}: {e.strerror}") from None
-    stamp = {"GLUON_PDQN_JOB_STAMP": _now_stamp()}
+    # The job's time stamp (one run directory for all workers), and what the user set for ps-lite and MXNet
+    # here (PS_VERBOSE, MXNET_*, ...): local processes inherit it, remote ones get it from the launcher.
+    passed_on = {k: v for k, v in os.environ.items() if k.startswith(("PS_", "MXNET_"))}
+    stamp = {**passed_on, "GLUON_PDQN_JOB_STAMP": _now_stamp()}
     job = Job(workers, servers, [sys.executable, "-m", "gluon_pdqn.cli", *command], launcher=launcher, hosts=hosts,
               interface=interface, port=port, deadline=deadline, environment=stamp, stall_timeout=stall_timeout,
               ssh_config=ssh_config)

@@ -207,6 +207,7 @@ class Training:
         self._pending: list = []  # (replay indices, StepResult) of updates not yet taken in by _settle
         self._newest_bundle: tuple[int, str] | None = None  # (env steps, path) of the last checkpoint written
         self._evaluation_steps = 0  # env steps of evaluation episodes (progress, for a launched job's watchdog)
+        self.checkpoint_listeners: list = []  # called with (env steps, path) after each checkpoint is written
         try:
             if resume_bundle is None:
                 self.collector.start(seed)
@@ -598,6 +599,8 @@ class Training:
         bundle = checkpoint.save(self.run_dir, self.counters.env_steps, state, write_files,
                                  self.cfg.run.keep_checkpoints)
         self._newest_bundle = (self.counters.env_steps, bundle)
+        for listener in self.checkpoint_listeners:
+            listener(*self._newest_bundle)
         return bundle
 
     def _restore(self, bundle: str) -> None:

@@ -209,19 +209,20 @@ class NamespaceCluster:
             f.writelines(f"{self.addresses[h]}\n" for h in hosts)
         return path
 
-    def processes(self, host: int) -> list[int]:
-        """The processes on ``host`` other than its sshd."""
-        sshd = {p.pid for p in self._sshd}
-        found = []
+    def processes(self, host: int) -> dict[int, str]:
+        """The processes on ``host`` other than sshd's (the daemon and its sessions), by pid: command lines."""
+        found = {}
         for pid in processes_in_namespace(self.names[host]):
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    cmdline = f.read()
+                    arguments = f.read().rstrip(b"\0").split(b"\0")
             except OSError:
                 continue
-            if pid in sshd or b"sshd_config" in cmdline:  # sshd itself (ip netns exec becomes sshd)
+            # sshd itself (ip netns exec becomes sshd), and its per-connection processes ("sshd: root@notty"),
+            # which outlive a connection whose link went down until TCP gives up on it.
+            if os.path.basename(arguments[0]) == b"sshd" or arguments[0].startswith(b"sshd:"):
                 continue
-            found.append(pid)
+            found[pid] = b" ".join(arguments).decode(errors="replace")
         return found
 
     def listening(self, host: int) -> list[str]:

@@ -112,7 +112,75 @@ def test_ctrl_c_on_the_launcher_checkpoints_the_workers_and_ends_the_job(tmp_pat
     out, err = process.communicate(timeout=90)
     assert process.returncode == 130, err
     assert "interrupted by SIGINT" in out
-    assert os.listdir(run_dir / "checkpoints") and os.listdir(run_dir / "workers" / "rank-1" / "checkpoints")
+    # dist_sync: the workers agreed on the update at which they stopped; the launcher names what they wrote.
+    summaries = [json.loads((d / "summary.json").read_text()) for d in (run_dir, run_dir / "workers" / "rank-1")]
+    assert summaries[0]["counters"]["learner_steps"] == summaries[1]["counters"]["learner_steps"] > 0
+    report = next(line for line in out.splitlines() if line.startswith("job interrupted by SIGINT"))
+    for rank, summary in enumerate(summaries):
+        assert f"worker {rank} wrote a checkpoint at {summary['counters']['env_steps']:,} env steps" in report, report
+
+
+def _sh_worker(script: str) -> list[str]:
+    return ["sh", "-c", script]
+
+
+def test_dist_sync_workers_stop_together_when_their_clocks_disagree(tmp_path):
+    """run.max_seconds with one worker starting 0.5 s later: each worker's clock says stop at another update,
+    yet they must stop at the same one (the first to stop alone would leave the other pushing forever)."""
+    run_dir = tmp_path / "run"
+    train = (f"{sys.executable} -m gluon_pdqn.cli train --mode dist --run-dir {run_dir} --steps 10000000 --quiet "
+             "--set run.eval_every=0 --set run.max_seconds=8 --set replay.learning_starts=200")
+    late = f"mkdir {tmp_path}/first 2>/dev/null || sleep 0.5; exec {train}"  # the second worker to start waits
+    job = Job(2, 1, _sh_worker(late), deadline=120, out=open(os.devnull, "w"))
+    job.start()
+    assert job.wait() == 0
+    summaries = [json.loads((d / "summary.json").read_text()) for d in (run_dir, run_dir / "workers" / "rank-1")]
+    assert summaries[0]["counters"]["learner_steps"] == summaries[1]["counters"]["learner_steps"] > 0
+    assert all(summary["checkpoint"] for summary in summaries)
+
+
+@pytest.mark.parametrize("reported, expected", [
+    ("", "worker 0 reported no progress within 3 s of its start"),
+    ("@gluon-pdqn progress 100 7 0", "worker 0 made no progress for 3 s \\(at 100 env steps, 7 updates\\)"),
+])
+def test_a_worker_that_makes_no_progress_ends_the_job(reported, expected):
+    job = Job(1, 1, _sh_worker(f"echo '{reported}'; sleep 60"), stall_timeout=3, out=open(os.devnull, "w"))
+    job.start()
+    start = time.monotonic()
+    with pytest.raises(JobFailed, match=expected):
+        job.wait()
+    assert 3 <= time.monotonic() - start < 12
+    assert all(c.process.poll() is not None for c in job.children)
+
+
+def _environment_has(pid: int, entry: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return entry.encode() in f.read().split(b"\0")
+    except OSError:
+        return False
+
+
+def test_a_killed_launcher_takes_every_process_of_its_job_with_it(tmp_path):
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-m", "gluon_pdqn.cli", "launch", "--", "train", "--mode", "dist",
+                                "--run-dir", str(run_dir), "--steps", "10000000", "--quiet",
+                                "--set", "run.eval_every=0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               text=True, stdin=subprocess.DEVNULL, start_new_session=True)
+    port = process.stdout.readline().split(",")[0].rsplit(":", 1)[1]  # job: scheduler on 127.0.0.1:PORT, ...
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (run_dir / "workers" / "rank-1" / "metrics.csv").exists():
+        time.sleep(0.5)
+    job = [int(pid) for pid in filter(str.isdigit, os.listdir("/proc"))
+           if _environment_has(int(pid), f"DMLC_PS_ROOT_PORT={port}")]
+    assert len(job) == 4  # scheduler, server, two workers
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in job):
+        time.sleep(0.2)
+    assert not any(os.path.exists(f"/proc/{pid}") and open(f"/proc/{pid}/stat").read().split()[2] != "Z"
+                   for pid in job)
 
 
 @pytest.mark.slow
@@ -298,3 +366,49 @@ def test_a_killed_remote_server_ends_an_ssh_job_leaving_no_process(tmp_path, mon
     while time.monotonic() < deadline and _processes_mentioning(str(run_dir)):
         time.sleep(0.5)
     assert _processes_mentioning(str(run_dir)) == []
+
+
+def _watched(program: list[str], *options: str) -> subprocess.Popen:
+    """``program`` under the remote watcher of launch --launcher ssh (parallel.remote), input from a pipe."""
+    return subprocess.Popen([sys.executable, "-m", "gluon_pdqn.parallel.remote", *options, "--", *program],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_the_remote_watcher_ends_its_program_when_ssh_input_ends_or_heartbeats_stop():
+    # The launcher closes ssh's input: SIGTERM, and the program's exit code as a shell reports it.
+    watched = _watched(["sleep", "60"])
+    time.sleep(1)
+    watched.stdin.close()
+    assert watched.wait(timeout=5) == 128 + signal.SIGTERM
+    # No heartbeat for --silence seconds (a host or link that went down), although the input stays open.
+    watched = _watched(["sleep", "60"], "--silence", "2")
+    start = time.monotonic()
+    assert watched.wait(timeout=10) == 128 + signal.SIGTERM and time.monotonic() - start >= 2
+    assert "no heartbeat from the launcher for 2 s" in watched.stderr.read()
+    watched.stdin.close()
+    # Heartbeats keep it running.
+    watched = _watched(["sh", "-c", "sleep 3; exit 7"], "--silence", "1")
+    while watched.poll() is None:
+        try:
+            watched.stdin.write("\n")
+            watched.stdin.flush()
+        except BrokenPipeError:  # the watcher has just exited
+            break
+        time.sleep(0.3)
+    assert watched.wait(timeout=5) == 7
+
+
+def test_the_remote_watcher_kills_a_program_that_ignores_sigterm_and_takes_it_along_when_killed():
+    watched = _watched(["sh", "-c", "trap '' TERM; sleep 60"], "--grace", "1")
+    time.sleep(1)
+    start = time.monotonic()
+    watched.stdin.close()
+    assert watched.wait(timeout=10) == 128 + signal.SIGKILL and time.monotonic() - start >= 1
+    watched = _watched([sys.executable, "-c", "import os, time; print(os.getpid(), flush=True); time.sleep(60)"])
+    program = int(watched.stdout.readline())
+    watched.kill()  # SIGKILL: the watcher can do nothing, the program dies with it (PR_SET_PDEATHSIG)
+    watched.wait()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and os.path.exists(f"/proc/{program}"):
+        time.sleep(0.1)
+    assert not os.path.exists(f"/proc/{program}")

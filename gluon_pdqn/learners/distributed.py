@@ -109,12 +109,18 @@ class DistLearner(SingleLearner):
         there a wish is a vote, pushed with the next gradients; the servers sum the votes and the total comes
         back with the parameters, identical for every worker. Every worker stops before the first push after
         a pull that brought a vote (its gradient is dropped), so all stop at the same update and their clocks
-        need not agree. Before its first push (the replay's warm-up) a worker stops on its own wish; in
-        dist_async each worker always does.
+        need not agree. A worker that wishes to stop before its first push (during the replay's warm-up)
+        pushes a zero gradient with its vote at once and waits for the outcome: that push completes the round
+        of a worker already waiting on its first push. In dist_async each worker stops on its own wish.
         """
-        if not self._votes or self.pushes == 0:
+        if not self._votes:
             return wish
         self._wish_to_stop = self._wish_to_stop or wish
+        if self._wish_to_stop and self.pushes == 0 and not self._stop_agreed:
+            if not self._joined:
+                self._join()
+            self._push_and_pull(pull=True)
+            self._stop_agreed = self._votes_pulled.asscalar() > 0  # waits for every worker's push of the round
         return self._stop_agreed
 
     def leave(self) -> None:
@@ -149,16 +155,16 @@ class DistLearner(SingleLearner):
         self.kvstore.pull(keys, out=out)
         self.pulls += 1
 
-    def _push_and_pull(self) -> None:
+    def _push_and_pull(self, pull: bool = False) -> None:
         """Push the gradient sum (in dist_async, also one to the update counter; in dist_sync, this worker's
-        vote to stop); pull when due. Once the workers agreed to stop, nothing more is pushed."""
+        vote to stop); pull when due (or asked to). Once the workers agreed to stop, nothing more is pushed."""
         if self._votes and self._votes_pulled is not None and self._votes_pulled.asscalar() > 0:
             self._stop_agreed = True
         if self._stop_agreed:
             self._gradient_sum = [mx.nd.zeros_like(total) for total in self._gradient_sum]
             self._summed = 0
             return
-        pulling = (self.pushes + 1) % self.pull_every == 0
+        pulling = pull or (self.pushes + 1) % self.pull_every == 0
         timed = pulling and self.pulls % self.ROUND_TRIP_EVERY == 1
         if timed:
             for total in self._gradient_sum:

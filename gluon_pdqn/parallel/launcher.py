@@ -445,19 +445,22 @@ def _signal_group(process: subprocess.Popen, signum: int) -> None:
 
 
 class ProgressReports:
-    """On a worker of a launched job: report the run's progress and newest checkpoint to the launcher.
+    """On a worker of a launched job: report the run's progress and its checkpoints to the launcher.
 
-    A thread writes ``@gluon-pdqn progress ENV_STEPS UPDATES EVAL_STEPS`` every ``REPORT_SECONDS`` and
-    ``@gluon-pdqn checkpoint ENV_STEPS PATH`` when a new checkpoint was written; ``close`` reports once more.
-    The launcher reads them from the worker's output (over ssh too) to end a job that makes no progress and
-    to say which checkpoints exist when a job ends. The thread only reads counters: a main thread blocked in
-    MXNet, waiting on a server that is gone, shows as progress that stopped.
+    A thread writes ``@gluon-pdqn progress ENV_STEPS UPDATES EVAL_STEPS`` every ``REPORT_SECONDS`` (and once
+    more on ``close``), and each checkpoint is reported as it is written, ``@gluon-pdqn checkpoint ENV_STEPS
+    PATH``. The launcher reads them from the worker's output (over ssh too) to end a job that makes no progress
+    and to say which checkpoints exist when a job ends. The thread only reads counters: a main thread blocked
+    in MXNet, waiting on a server that is gone, shows as progress that stopped.
     """
 
     def __init__(self, training, out=None):
         self.training, self.out = training, out or sys.stdout
-        self._reported_checkpoint = None
+        self._lock = threading.Lock()
         self._closed = threading.Event()
+        if training.newest_checkpoint is not None:  # resumed from it
+            self._checkpoint_written(*training.newest_checkpoint)
+        training.checkpoint_listeners.append(self._checkpoint_written)
         self._thread = threading.Thread(target=self._run, name="progress-reports", daemon=True)
         self._thread.start()
 
@@ -466,22 +469,23 @@ class ProgressReports:
         """Whether this process is a worker of a job started by ``gluon-pdqn launch``."""
         return os.environ.get(REPORTS_VARIABLE) == "1" and os.environ.get("DMLC_ROLE") == "worker"
 
-    def _report(self) -> None:
-        env_steps, updates, evaluation_steps = self.training.progress()
-        lines = [f"{REPORT_MARK} progress {env_steps} {updates} {evaluation_steps}\n"]
-        newest = self.training.newest_checkpoint
-        if newest is not None and newest != self._reported_checkpoint:
-            lines.append(f"{REPORT_MARK} checkpoint {newest[0]} {newest[1]}\n")
-            self._reported_checkpoint = newest
-        self.out.write("".join(lines))
-        self.out.flush()
+    def _write(self, line: str) -> None:
+        with self._lock:
+            self.out.write(f"{REPORT_MARK} {line}\n")
+            self.out.flush()
+
+    def _checkpoint_written(self, env_steps: int, path: str) -> None:
+        self._write(f"checkpoint {env_steps} {path}")
+
+    def _report_progress(self) -> None:
+        self._write("progress " + " ".join(str(n) for n in self.training.progress()))
 
     def _run(self) -> None:
-        self._report()
+        self._report_progress()
         while not self._closed.wait(REPORT_SECONDS):
-            self._report()
+            self._report_progress()
 
     def close(self) -> None:
         self._closed.set()
         self._thread.join(timeout=5)
-        self._report()
+        self._report_progress()

@@ -1,0 +1,167 @@
+"""Mode dist across hosts: three network-namespace hosts with real sshd (tests/netns_cluster.py).
+
+Host 0 runs the launcher and the scheduler; the hostfile names hosts 1 and 2, which run the server (host 1)
+and the workers (worker 0 on host 2, worker 1 on host 1), reached over real ssh and listening on ``cl0``
+only. Opt in (root, ``ip netns``, OpenSSH): ``make test-cluster``, or ``pytest -m cluster``.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from netns_cluster import NamespaceCluster, unavailable
+
+pytestmark = pytest.mark.cluster
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A host that stops answering: ssh gives up after 15 s (launcher.SSH_ALIVE_*); the remote watcher on that
+# host ends its processes after 15 s without heartbeats, and SIGKILLs one blocked in MXNet 30 s later.
+HOST_LOSS_BOUND = 30
+ORPHAN_BOUND = 60
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    reason = unavailable()
+    if reason:
+        pytest.skip(f"no namespace cluster here: {reason}")
+    # pytest tears fixtures down on Ctrl-C; make SIGTERM do the same.
+    previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        with NamespaceCluster(3) as built:
+            yield built
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _launch(cluster, run_dir, *train_args, launch_args=(), env=None):
+    """``gluon-pdqn launch --launcher ssh`` on host 0 over hosts 1 and 2, as a running process."""
+    command = cluster.command(0, sys.executable, "-m", "gluon_pdqn.cli", "launch", "--launcher", "ssh",
+                              "-H", cluster.hostfile([1, 2]), "--interface", "cl0", "--ssh-config",
+                              cluster.ssh_config, *launch_args, "--", "train", "--mode", "dist", "--quiet",
+                              "--run-dir", str(run_dir), *train_args)
+    return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})}, start_new_session=True)
+
+
+def _wait_for(condition, seconds: float, what: str, details=lambda: "") -> float:
+    """Wait until ``condition()``; return the seconds it took, or fail naming ``what`` (and ``details()``)."""
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > seconds:
+            pytest.fail(f"{what} not within {seconds:g} s {details()}")
+        time.sleep(0.2)
+    return time.monotonic() - start
+
+
+def _wait_until_no_process_is_left(cluster, seconds: float) -> float:
+    def left():
+        return {host: cluster.processes(host) for host in range(cluster.size) if cluster.processes(host)}
+
+    return _wait_for(lambda: not left(), seconds, "no process left on any host", lambda: str(left()))
+
+
+def _training(run_dir) -> bool:
+    """Both workers have logged a metrics row (so both joined the job and train)."""
+    files = [run_dir / "metrics.csv", run_dir / "workers" / "rank-1" / "metrics.csv"]
+    return all(f.exists() and len(f.read_text().splitlines()) > 1 for f in files)
+
+
+def _server_on(cluster, host: int) -> int | None:
+    for pid in cluster.processes(host):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if f.read().split(b"\0")[1:3] == [b"-c", b"import mxnet"]:
+                    return pid
+        except OSError:
+            pass
+    return None
+
+
+@pytest.mark.parametrize("kvstore, steps", [("dist_sync", 30000), ("dist_async", 60000)])  # both workers' steps
+def test_a_job_across_hosts_learns_cartpole_listening_only_on_the_interface(cluster, tmp_path, kvstore, steps):
+    run_dir = tmp_path / "run"
+    job = _launch(cluster, run_dir, "--kvstore", kvstore, "--steps", str(steps), "--set", "run.eval_every=2000")
+    _wait_for(lambda: _training(run_dir) or job.poll() is not None, 120, "both workers training")
+    listening = {host: cluster.listening(host) for host in range(cluster.size)}
+    out, _ = job.communicate(timeout=600)
+    assert job.returncode == 0, out[-3000:]
+    # Scheduler on host 0, server and worker 1 on host 1, worker 0 on host 2: every socket on cl0's address.
+    for host, sockets in listening.items():
+        assert sockets and all(s.rsplit(":", 1)[0] == cluster.addresses[host] for s in sockets), listening
+    assert len(listening[0]) == 2 and len(listening[1]) == 3 and len(listening[2]) == 2, listening  # sshd too
+    returns = [float(line.split(",")[3]) for line in (run_dir / "eval.csv").read_text().splitlines()[1:]]
+    assert max(returns) >= 475, returns
+    assert (run_dir / "checkpoints" / "best").is_dir()
+    workers = (run_dir / "workers.csv").read_text().splitlines()[1:]
+    assert {row.split(",")[1] for row in workers} == {"0", "1"}  # rank 0 gathered both workers' figures
+    _wait_until_no_process_is_left(cluster, 10)
+
+
+def test_a_worker_host_losing_its_link_ends_the_job_leaving_no_process(cluster, tmp_path):
+    run_dir = tmp_path / "run"
+    job = _launch(cluster, run_dir, "--steps", "10000000", "--set", "run.eval_every=0")
+    try:
+        _wait_for(lambda: _training(run_dir), 120, "both workers training")
+        cluster.set_link(2, up=False)  # worker 0's host
+        ended = _wait_for(lambda: job.poll() is not None, HOST_LOSS_BOUND, "the launcher's end")
+        out = job.stdout.read()
+        assert job.returncode == 3, out[-2000:]
+        assert "worker 0 lost its ssh connection to 198.18.0.12" in out, out[-2000:]
+        assert ended >= 5  # ssh waited for its keep-alives, not for something else
+        _wait_until_no_process_is_left(cluster, ORPHAN_BOUND)
+    finally:
+        cluster.set_link(2, up=True)
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+
+
+def test_a_killed_server_ends_the_job_naming_checkpoints_that_resume(cluster, tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["--steps", "10000000", "--set", "run.eval_every=0", "--set", "run.checkpoint_every=1000"]
+    job = _launch(cluster, run_dir, *args)
+    try:
+        _wait_for(lambda: (run_dir / "workers" / "rank-1" / "checkpoints").is_dir(), 120, "a checkpoint of rank 1")
+        time.sleep(3)
+        os.kill(_server_on(cluster, 1), signal.SIGKILL)
+        ended = _wait_for(lambda: job.poll() is not None, 20, "the launcher's end")
+        out = job.stdout.read()
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    assert job.returncode == 3 and ended < 20
+    line = next(line for line in out.splitlines() if line.startswith("error:"))
+    assert "server 0 was killed by SIGKILL on 198.18.0.11" in line, line
+    # The checkpoints the launcher names are those on disk (rank 0 on host 2, rank 1 on host 1).
+    for rank, directory in ((0, run_dir), (1, run_dir / "workers" / "rank-1")):
+        newest = max(int(name.split("-")[1]) for name in os.listdir(directory / "checkpoints")
+                     if name.startswith("ckpt-"))
+        assert f"worker {rank} at {newest:,} env steps" in line, line
+    _wait_until_no_process_is_left(cluster, ORPHAN_BOUND)
+    # The same launch with train --resume continues every worker from its own checkpoint.
+    resumed = _launch(cluster, run_dir, "--resume", str(run_dir), "--steps", "6000")
+    out, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, out[-2000:]
+    assert "optimizer's state lives on the kvstore servers" in out
+    for directory in (run_dir, run_dir / "workers" / "rank-1"):
+        assert json.loads((directory / "summary.json").read_text())["counters"]["env_steps"] >= 3000
+
+
+def test_a_job_losing_messages_ends_on_its_own_when_it_makes_no_progress(cluster, tmp_path):
+    """ps-lite with PS_DROP_MSG drops that percentage of its messages: the job stalls (usually while joining)."""
+    run_dir = tmp_path / "run"
+    job = _launch(cluster, run_dir, "--steps", "10000000", "--set", "run.eval_every=0",
+                  launch_args=("--stall-timeout", "20"), env={"PS_DROP_MSG": "20"})
+    try:
+        ended = _wait_for(lambda: job.poll() is not None, 120, "the launcher's end")
+        out = job.stdout.read()
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    assert job.returncode == 3, out[-2000:]
+    assert "no progress" in out and ended >= 20, out[-2000:]
+    _wait_until_no_process_is_left(cluster, ORPHAN_BOUND)
