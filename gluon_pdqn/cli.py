@@ -422,7 +422,7 @@ def plot(run_dirs, out_path, x_axis):
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--servers", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--launcher", type=click.Choice(["local", "ssh", "slurm", "mpi"]), default="local", show_default=True)
-@click.option("-H", "--hostfile", type=click.Path(), help="ssh: hosts for servers and workers, one per line.")
+@click.option("-H", "--hostfile", type=click.Path(), help="ssh, mpi: hosts for servers and workers, one per line.")
 @click.option("--interface", help="Listen on this network interface instead of loopback (a private network only).")
 @click.option("--port", type=click.IntRange(min=0, max=65535), default=0, help="Scheduler port [default: a free one].")
 @click.option("--deadline", type=click.FloatRange(min=0), default=0.0, help="End the job as failed after this many "
@@ -430,7 +430,7 @@ def plot(run_dirs, out_path, x_axis):
 @click.option("--stall-timeout", type=click.FloatRange(min=0), default=STALL_SECONDS, show_default=True,
               help="End the job as failed when a worker reports no progress (env steps, updates, evaluation "
               "steps) for this many seconds, start-up included; 0: never.")
-@click.option("--ssh-config", type=click.Path(), help="ssh: the client configuration to use (ssh -F FILE).")
+@click.option("--ssh-config", type=click.Path(), help="ssh, mpi: the ssh client configuration (ssh -F FILE).")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def launch(workers, servers, launcher, hostfile, interface, port, deadline, stall_timeout, ssh_config, command):
     """Start a parameter-server job: scheduler, servers, and workers running COMMAND (train --mode dist ...)."""

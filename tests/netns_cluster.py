@@ -9,7 +9,7 @@ namespaces share the machine's file system, so the checkout and its ``.venv`` ar
 host, as a shared home directory makes them on a real cluster.
 
 Needs root, ``ip netns`` and ``sshd`` (Debian's ``openssh-server``; ``ensure_sshd`` installs it with apt if it
-is missing and apt can). ``unavailable()`` says why a cluster cannot be built here, or None. Everything is torn
+is missing and apt can; ``ensure_mpirun`` does the same for Open MPI's ``openmpi-bin``). ``unavailable()`` says why a cluster cannot be built here, or None. Everything is torn
 down on ``close`` (every process in the namespaces is killed, then the namespaces are deleted), and namespaces
 left behind by a process that died before its ``close`` are removed by the next cluster built.
 """
@@ -32,16 +32,29 @@ def _run(*command: str, check: bool = True, **kwargs) -> subprocess.CompletedPro
     return subprocess.run(command, check=check, capture_output=True, text=True, stdin=subprocess.DEVNULL, **kwargs)
 
 
-def ensure_sshd() -> str | None:
-    """The path of sshd, installing Debian's openssh-server with apt if needed; None if that is not possible."""
-    found = shutil.which("sshd") or (os.path.exists("/usr/sbin/sshd") and "/usr/sbin/sshd")
-    if found or not shutil.which("apt-get"):
-        return found or None
+def _installed(program: str, package: str) -> str | None:
+    """The path of ``program``, installing Debian's ``package`` with apt if needed; None if not possible."""
+    def find():
+        return shutil.which(program) or next((f"{d}/{program}" for d in ("/usr/sbin", "/usr/bin")
+                                              if os.path.exists(f"{d}/{program}")), None)
+
+    if find() or not shutil.which("apt-get"):
+        return find()
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "openssh-server"]):
+    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", package]):
         if subprocess.run(command, env=env, capture_output=True, stdin=subprocess.DEVNULL).returncode != 0:
             return None
-    return shutil.which("sshd") or (os.path.exists("/usr/sbin/sshd") and "/usr/sbin/sshd") or None
+    return find()
+
+
+def ensure_sshd() -> str | None:
+    """The path of sshd (Debian's openssh-server, installed with apt if missing), or None."""
+    return _installed("sshd", "openssh-server")
+
+
+def ensure_mpirun() -> str | None:
+    """The path of Open MPI's mpirun (Debian's openmpi-bin, installed with apt if missing), or None."""
+    return _installed("mpirun", "openmpi-bin")
 
 
 def unavailable() -> str | None:
@@ -225,10 +238,15 @@ class NamespaceCluster:
             found[pid] = b" ".join(arguments).decode(errors="replace")
         return found
 
-    def listening(self, host: int) -> list[str]:
-        """``address:port`` of every TCP socket listening on ``host``."""
-        out = _run(*self.command(host, "ss", "-Hltn")).stdout
-        return [line.split()[3] for line in out.splitlines() if line.strip()]
+    def listening(self, host: int) -> list[tuple[str, str]]:
+        """(``address:port``, program name) of every TCP socket listening on ``host``."""
+        out = _run(*self.command(host, "ss", "-Hltnp")).stdout
+        sockets = []
+        for line in filter(str.strip, out.splitlines()):
+            fields = line.split()
+            program = fields[5].split('"')[1] if len(fields) > 5 and '"' in fields[5] else "?"
+            sockets.append((fields[3], program))
+        return sockets
 
     def set_link(self, host: int, up: bool) -> None:
         _run("ip", "-n", self.names[host], "link", "set", INTERFACE, "up" if up else "down")

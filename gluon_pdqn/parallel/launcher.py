@@ -191,6 +191,8 @@ class Job:
         if launcher != "local" and not interface and not only_here:
             raise UserError(f"--launcher {launcher} starts processes on other machines, which cannot reach a "
                             "scheduler on loopback: give --interface IF, the private network they share")
+        if hosts is not None and launcher in ("local", "slurm"):
+            raise UserError(f"--launcher {launcher} takes no hostfile (-H is for ssh and mpi)")
         self.workers, self.servers, self.launcher = workers, servers, launcher
         self.worker_command, self.hosts, self.deadline = worker_command, hosts or [], deadline
         self.stall_timeout, self.ssh_config, self.interface = stall_timeout, ssh_config, interface
@@ -217,15 +219,28 @@ class Job:
         full_env = {**os.environ, **env}
         if self.launcher == "local" or role == "scheduler":
             return program, full_env
+        if self.interface and "DMLC_NODE_HOST" not in env:
+            env = {**env, "DMLC_INTERFACE": self.interface}  # a remote node listens there, not elsewhere
+            full_env = {**os.environ, **env}
         if self.launcher == "ssh":
-            remote_env = dict(env)
-            if self.interface and "DMLC_NODE_HOST" not in env:
-                remote_env["DMLC_INTERFACE"] = self.interface  # listen there, not on another network
             return [*self._ssh(), self._ssh_host(role, index),
-                    remote_command(os.getcwd(), remote_env, program, self.remote_grace)], dict(os.environ)
+                    remote_command(os.getcwd(), env, program, self.remote_grace)], dict(os.environ)
         if self.launcher == "slurm":
             return ["srun", "--ntasks=1", "--nodes=1", "--export=ALL", *program], full_env
-        return ["mpirun", "-np", "1", *sum((["-x", k] for k in env), []), *program], full_env
+        return [*self._mpirun(role, index), *sum((["-x", k] for k in env), []), *program], full_env
+
+    def _mpirun(self, role: str, index: int) -> list[str]:
+        """Open MPI's mpirun for one process: on its host of the hostfile (if any), over the interface."""
+        command = ["mpirun", "-np", "1"]
+        if self.hosts:
+            command += ["--host", self._ssh_host(role, index)]
+        if os.geteuid() == 0:
+            command.append("--allow-run-as-root")  # Open MPI refuses root without it (containers run as root)
+        if self.interface:  # Open MPI's own traffic too
+            command += ["--mca", "oob_tcp_if_include", self.interface, "--mca", "btl_tcp_if_include", self.interface]
+        if self.ssh_config:
+            command += ["--mca", "plm_rsh_agent", shlex.join(self._ssh())]
+        return command
 
     def _ssh(self) -> list[str]:
         """The ssh client and its options: no prompts, and a host that stops answering is given up on."""
@@ -242,7 +257,7 @@ class Job:
         return 1
 
     def _ssh_host(self, role: str, index: int) -> str:
-        """Servers, then workers, round robin over the hostfile."""
+        """Servers, then workers, round robin over the hostfile (ssh and mpi)."""
         return self.hosts[(index if role == "server" else self.servers + index) % len(self.hosts)]
 
     def _start(self, role: str, rank: int) -> None:
