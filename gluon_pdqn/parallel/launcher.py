@@ -9,19 +9,28 @@ The dmlc tracker inside the mxnet wheel does not run on Python 3.11, so this is 
 - each child's output lines are prefixed with its role and rank; on this machine, each server and worker
   is given its own port (``PORT``) in increasing order, because ps-lite ranks the nodes of one host by port:
   so ``[worker 1]`` is kvstore rank 1 (a remote node picks its own port, and its rank may differ from its label);
-- the launcher watches every child: when one exits with an error or is killed, or the deadline passes, it
-  ends the whole job (each child's process group) and exits non-zero naming the process; ps-lite itself
-  would leave the survivors blocked in ``push`` or in its exit barrier forever;
-- Ctrl-C (or SIGTERM) is passed to the workers, which write a checkpoint; then the servers and the scheduler
-  are ended.
+- the launcher watches every child: when one exits with an error or is killed, the deadline passes, or a
+  worker reports no progress for ``--stall-timeout`` seconds (start-up included: lost messages leave ps-lite
+  waiting forever), it ends the whole job (each child's process group) and exits non-zero naming the process
+  and the last checkpoint of every worker; ps-lite itself would leave the survivors blocked in ``push`` or in
+  its exit barrier forever. Workers report their progress and checkpoints on their output
+  (``ProgressReports``: lines the launcher reads and does not show);
+- Ctrl-C (or SIGTERM) is passed to the workers, which write a checkpoint (dist_sync workers first agree on
+  the update at which they all stop); then the servers and the scheduler are ended, and the launcher says
+  which workers wrote a checkpoint and which did not;
+- a launcher killed outright takes its children with it (PR_SET_PDEATHSIG).
 
 ``--launcher local`` runs every process here. ``ssh`` runs servers and workers on the hosts of a hostfile
-(round robin) through ``ssh host 'cd DIR && env DMLC_...=... COMMAND'``; ``slurm`` and ``mpi`` wrap each
-process in ``srun``/``mpirun -np 1`` (the scheduler stays on this machine). Those three need ``--interface``:
-the scheduler must listen where the other machines reach it (ssh to this machine's own loopback names aside).
-ssh does not pass signals to the remote command and killing ssh leaves it running, so over ssh the command
-is watched by its remote shell: it is ended (SIGTERM, on which workers write a checkpoint) when ssh's input
-closes, which the launcher does when it stops the job, and the operating system does if the launcher dies.
+(round robin) through ``ssh host 'cd DIR && exec env DMLC_...=... python -m gluon_pdqn.parallel.remote --
+COMMAND'``; ``mpi`` wraps each in Open MPI's ``mpirun -np 1 [--host HOST]`` (the same round robin when given a
+hostfile), ``slurm`` in ``srun``; the scheduler stays on this machine. Those three need ``--interface``: the
+scheduler must listen where the other machines reach it (ssh to this machine's own loopback names aside), and
+a remote node listens on the interface of that name on its own host (``DMLC_INTERFACE``). ssh does not pass
+signals on, killing ssh leaves the remote command running, and a link that goes down is noticed by neither
+side for hours: so the launcher writes a heartbeat to every ssh's input each second and ssh gives up on a
+host silent for 15 s, while the remote watcher (``parallel.remote``) ends its command (SIGTERM, on which a
+worker writes its checkpoint, SIGKILL 30 s later) when that input closes or its heartbeats stop for 15 s.
+Variables set here for ps-lite and MXNet (``PS_*``, ``MXNET_*``) reach every process.
 """
 from __future__ import annotations
 

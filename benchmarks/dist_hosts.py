@@ -1,0 +1,183 @@
+"""Mode dist across hosts against loopback, and how long each fault takes to end a job across hosts.
+
+Builds three network-namespace hosts with real sshd (``tests/netns_cluster.py``; needs root and ``ip netns``).
+
+1. The same 2-worker, 1-server dist_sync CartPole job (``--steps`` env steps in all, no evaluation) twice:
+   on 127.0.0.1 of this machine (``launch --launcher local``), and across the hosts (``launch --launcher ssh
+   -H hosts --interface cl0`` on host 0; the server and worker 1 on host 1, worker 0 on host 2). For each:
+   seconds from the launch to both workers' first update (from the progress the workers report to the
+   launcher), each worker's env steps/s and updates/s over its run (its ``summary.json``), the median timed
+   push+pull round trip (``workers.csv``), and the job's wall time. Both jobs share this machine's cores
+   alike (the namespaces change the network path, not the CPUs), so the difference is the veth path's and
+   ssh's.
+2. Faults across the hosts, each timed from the fault to the launcher's exit, and to the moment no process of
+   the job is left on any host: worker 0's host losing its link, the server killed (SIGKILL), a job losing
+   20% of its messages (``PS_DROP_MSG=20``, ``--stall-timeout 30``: timed from the launch).
+
+Results go to stdout and benchmarks/results/dist_hosts.json.
+
+    python benchmarks/dist_hosts.py [--steps 20000]
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import click
+
+from results_file import write_results
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(REPO, "tests"))
+
+from netns_cluster import NamespaceCluster, unavailable  # noqa: E402
+
+
+def measure_job(launcher: str, steps: int, run_dir: str, hostfile: str | None, interface: str | None,
+                ssh_config: str | None) -> dict:
+    """Run one job with the launcher's Job (in this process's network namespace); time its start."""
+    from gluon_pdqn.parallel.launcher import Job
+
+    command = [sys.executable, "-m", "gluon_pdqn.cli", "train", "--mode", "dist", "--quiet", "--run-dir", run_dir,
+               "--steps", str(steps), "--set", "run.eval_every=0"]
+    hosts = open(hostfile).read().split() if hostfile else None
+    job = Job(2, 1, command, launcher=launcher, hosts=hosts, interface=interface, ssh_config=ssh_config,
+              out=open(os.devnull, "w"), environment={"GLUON_PDQN_JOB_STAMP": "bench"}, deadline=900)
+    started = time.monotonic()
+    job.start()
+    workers = [c for c in job.children if c.role == "worker"]
+    first_update = None
+    while first_update is None and all(c.process.poll() is None for c in workers):
+        if all(c.progress is not None and c.progress[1] > 0 for c in workers):
+            first_update = time.monotonic() - started
+        time.sleep(0.05)
+    code = job.wait()
+    return {"exit_code": code, "launch_to_first_update_s": round(first_update, 2) if first_update else None,
+            "job_seconds": round(time.monotonic() - started, 2)}
+
+
+def _worker_figures(run_dir: str) -> dict:
+    figures = {}
+    for rank, directory in enumerate([run_dir, os.path.join(run_dir, "workers", "rank-1")]):
+        with open(os.path.join(directory, "summary.json")) as f:
+            counters = json.load(f)["counters"]
+        figures[f"worker_{rank}"] = {
+            "env_steps": counters["env_steps"], "updates": counters["learner_steps"],
+            "env_steps_per_s": round(counters["env_steps"] / counters["wall_seconds"], 1),
+            "updates_per_s": round(counters["learner_steps"] / counters["wall_seconds"], 1)}
+    with open(os.path.join(run_dir, "workers.csv"), newline="") as f:
+        trips = [float(r["worker/round_trip_ms"]) for r in csv.DictReader(f) if r["worker/round_trip_ms"] != "nan"]
+    figures["round_trip_ms_median"] = round(statistics.median(trips), 2) if trips else None
+    return figures
+
+
+def _job_process(cluster, run_dir: str, *train_args: str, launch_args=(), env=None) -> subprocess.Popen:
+    command = cluster.command(0, sys.executable, "-m", "gluon_pdqn.cli", "launch", "--launcher", "ssh",
+                              "-H", cluster.hostfile([1, 2]), "--interface", "cl0", "--ssh-config",
+                              cluster.ssh_config, *launch_args, "--", "train", "--mode", "dist", "--quiet",
+                              "--run-dir", run_dir, "--steps", "10000000", "--set", "run.eval_every=0",
+                              "--set", "run.checkpoint_every=1000", *train_args)
+    return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})}, start_new_session=True)
+
+
+def _until(condition, limit: float) -> float | None:
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > limit:
+            return None
+        time.sleep(0.1)
+    return round(time.monotonic() - start, 2)
+
+
+def _fault(cluster, name: str, inflict, run_dir: str, limit: float = 180, **job_options) -> dict:
+    """Start a long job, wait until both workers train (unless the fault is at start-up), inflict the fault,
+    and time the launcher's exit and the last process's end."""
+    job = _job_process(cluster, run_dir, **job_options)
+    rank_1 = os.path.join(run_dir, "workers", "rank-1", "metrics.csv")
+    try:
+        if name != "lost_messages":
+            _until(lambda: os.path.exists(rank_1) and os.path.exists(os.path.join(run_dir, "metrics.csv")), 120)
+            time.sleep(3)
+        inflicted = time.monotonic()
+        inflict()
+        to_exit = _until(lambda: job.poll() is not None, limit)
+        out = job.stdout.read() if to_exit is not None else ""
+        to_no_process = _until(lambda: not any(cluster.processes(h) for h in range(cluster.size)), 120)
+        to_no_process = None if to_no_process is None else round(time.monotonic() - inflicted, 2)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    error = next((line for line in out.splitlines() if line.startswith("error:")), None)
+    result = {"seconds_to_launcher_exit": to_exit, "seconds_to_no_process_on_any_host": to_no_process,
+              "exit_code": job.returncode, "message": error}
+    click.echo(f"{name}: {result}")
+    return result
+
+
+def _server_pid(cluster, host: int) -> int:
+    for pid, command in cluster.processes(host).items():
+        if command.split(" ")[1:] == ["-c", "import", "mxnet"]:  # not the remote watcher around it
+            return pid
+    raise RuntimeError("no server found")
+
+
+@click.command()
+@click.option("--steps", type=int, default=20000, show_default=True, help="Env steps of each job, both workers.")
+@click.option("--measure-job", "measure", nargs=5, hidden=True, help="Internal: run one job, print its figures.")
+@click.option("--output", default=os.path.join(HERE, "results", "dist_hosts.json"), show_default=True)
+def main(steps, measure, output):
+    if measure:
+        launcher, run_dir, hostfile, interface, ssh_config = measure
+        click.echo(json.dumps(measure_job(launcher, steps, run_dir, hostfile or None, interface or None,
+                                          ssh_config or None)))
+        return
+    reason = unavailable()
+    if reason:
+        sys.exit(f"cannot build namespace hosts here: {reason}")
+    results = {"load_average_before": os.getloadavg(), "steps": steps, "workers": 2, "servers": 1,
+               "kvstore": "dist_sync"}
+    scratch = tempfile.mkdtemp(prefix="dist-hosts-")
+    with NamespaceCluster(3) as cluster:
+        for where, prefix, args in [
+                ("loopback", [], ["local", "", "", ""]),
+                ("namespace_hosts", cluster.command(0), ["ssh", cluster.hostfile([1, 2]), "cl0",
+                                                         cluster.ssh_config])]:
+            run_dir = os.path.join(scratch, where)
+            measured = subprocess.run([*prefix, sys.executable, os.path.abspath(__file__), "--steps", str(steps),
+                                       "--measure-job", args[0], run_dir, *args[1:]], cwd=REPO,
+                                      capture_output=True, text=True, stdin=subprocess.DEVNULL)
+            if measured.returncode != 0:
+                sys.exit(f"the {where} job failed: {measured.stderr[-2000:]}")
+            results[where] = {**json.loads(measured.stdout.splitlines()[-1]), **_worker_figures(run_dir)}
+            click.echo(f"{where}: {results[where]}")
+        ratio = {f"{k}_namespaces_over_loopback": round(
+            results["namespace_hosts"][w][k] / results["loopback"][w][k], 3)
+            for w in ("worker_0",) for k in ("env_steps_per_s", "updates_per_s")}
+        results["ratios"] = {**ratio, "launch_to_first_update_namespaces_over_loopback": round(
+            results["namespace_hosts"]["launch_to_first_update_s"] / results["loopback"]["launch_to_first_update_s"],
+            3)}
+        faults = {}
+        faults["worker_host_link_down"] = _fault(cluster, "worker_host_link_down",
+                                                 lambda: cluster.set_link(2, up=False),
+                                                 os.path.join(scratch, "link"))
+        cluster.set_link(2, up=True)
+        faults["server_killed"] = _fault(cluster, "server_killed",
+                                         lambda: os.kill(_server_pid(cluster, 1), signal.SIGKILL),
+                                         os.path.join(scratch, "server"))
+        faults["lost_messages"] = _fault(cluster, "lost_messages", lambda: None, os.path.join(scratch, "drop"),
+                                         launch_args=("--stall-timeout", "30"), env={"PS_DROP_MSG": "20"})
+        results["faults"] = faults
+    write_results(results, output)
+
+
+if __name__ == "__main__":
+    main()
