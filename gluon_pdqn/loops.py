@@ -206,6 +206,7 @@ class Training:
         self._timing_due = True  # time the next update per device
         self._pending: list = []  # (replay indices, StepResult) of updates not yet taken in by _settle
         self._newest_bundle: tuple[int, str] | None = None  # (env steps, path) of the last checkpoint written
+        self._resumed_bundle: tuple[int, str] | None = None  # (env steps, path) of the checkpoint resumed from
         self._evaluation_steps = 0  # env steps of evaluation episodes (progress, for a launched job's watchdog)
         self.checkpoint_listeners: list = []  # called with (env steps, path) after each checkpoint is written
         try:
@@ -535,7 +536,7 @@ class Training:
     @property
     def newest_checkpoint(self) -> tuple[int, str] | None:
         """(env steps, path) of the newest checkpoint of this run: written in this session, or resumed from."""
-        return self._newest_bundle
+        return self._newest_bundle or self._resumed_bundle
 
     def progress(self) -> tuple[int, int, int]:
         """Env steps, updates, and evaluation steps so far: what a worker of a launched job reports."""
@@ -613,7 +614,7 @@ class Training:
             self.notes.append("mode dist: the optimizer's state lives on the kvstore servers, which MXNet cannot "
                               "save; it starts afresh")
         self.counters = Counters(**state["counters"])
-        self._newest_bundle = (self.counters.env_steps, bundle)
+        self._resumed_bundle = (self.counters.env_steps, bundle)
         self.learner.learner_steps = self.counters.learner_steps
         self.best_eval, self.last_eval = checkpoint.best_return(self.run_dir, state), state["eval"]["last"]
         loop, env_state = None, None
