@@ -5,6 +5,8 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 
 import mxnet as mx
@@ -151,6 +153,20 @@ def test_a_worker_that_makes_no_progress_ends_the_job(reported, expected):
         job.wait()
     assert 3 <= time.monotonic() - start < 12
     assert all(c.process.poll() is not None for c in job.children)
+
+
+def test_ctrl_c_ends_at_once_a_job_whose_workers_are_still_joining():
+    """Workers still joining (blocked in ps-lite, where SIGINT waits forever) have nothing to save."""
+    out = tempfile.TemporaryFile("w+")
+    job = Job(2, 1, _sh_worker("trap '' INT; sleep 60"), out=out)
+    job.start()
+    threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+    start = time.monotonic()
+    assert job.wait() == 130
+    assert time.monotonic() - start < 10
+    out.seek(0)
+    assert ("job interrupted by SIGINT: worker 0 was still joining the job (nothing to save); worker 1 was still "
+            "joining the job (nothing to save); last checkpoints: worker 0 none, worker 1 none") in out.read()
 
 
 def _environment_has(pid: int, entry: str) -> bool:

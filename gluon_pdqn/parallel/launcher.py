@@ -407,10 +407,13 @@ class Job:
         workers = [c for c in self.children if c.role == "worker" and c.process.poll() is None]
         before = {c.rank: c.checkpoint for c in workers}
         for child in workers:
-            if child.process.stdin is not None:  # over ssh: the remote watcher sends SIGTERM
+            if child.process.stdin is not None:  # over ssh: the remote watcher sends SIGTERM (or SIGKILL)
+                if not _has_work_to_save(child):
+                    child.process.stdin.write(remote.KILL_NOW.decode())
                 child.process.stdin.close()
             else:
-                _signal_group(child.process, signal.SIGINT)
+                # A worker still joining the job may be blocked in ps-lite, where SIGINT waits forever.
+                _signal_group(child.process, signal.SIGINT if _has_work_to_save(child) else signal.SIGKILL)
         limit = time.monotonic() + INTERRUPT_GRACE_SECONDS
         while time.monotonic() < limit and any(c.process.poll() is None for c in workers):
             time.sleep(0.2)
@@ -419,6 +422,8 @@ class Job:
             wrote = child.checkpoint is not None and child.checkpoint != before[child.rank]
             if child.process.poll() is None:
                 outcome.append(f"{child.name} did not end within {INTERRUPT_GRACE_SECONDS:g} s and was killed")
+            elif not _has_work_to_save(child):
+                outcome.append(f"{child.name} was still joining the job (nothing to save)")
             elif wrote:
                 outcome.append(f"{child.name} wrote a checkpoint at {child.checkpoint:,} env steps")
             else:
@@ -432,12 +437,15 @@ class Job:
     def stop(self) -> None:
         """End every child's process group: SIGTERM, then SIGKILL what is left after a few seconds.
 
-        Children over ssh first have their input closed, which ends their remote command.
+        Children over ssh first have their input closed, which ends their remote command: a worker that has
+        joined the job gets SIGTERM (it writes a checkpoint), anything else SIGKILL at once.
         """
         self._stopped.set()
         for child in self.children:
             if child.process.stdin is not None and not child.process.stdin.closed:
                 try:
+                    if not _has_work_to_save(child):
+                        child.process.stdin.write(remote.KILL_NOW.decode())
                     child.process.stdin.close()
                 except OSError:
                     pass
@@ -453,6 +461,12 @@ class Job:
                 child.process.wait()
         for child in self.children:  # the whole group: processes a child started die with it
             _signal_group(child.process, signal.SIGKILL)
+
+
+def _has_work_to_save(child: Child) -> bool:
+    """A worker that has joined the job: it reports its progress from then on. (One still joining may be
+    blocked in ps-lite for good; a server or the scheduler has nothing to save.)"""
+    return child.role == "worker" and child.progress is not None
 
 
 class JobFailed(Exception):

@@ -7,7 +7,8 @@ sshd is configured otherwise). So the launcher writes a heartbeat byte to each s
 worker writes its checkpoint; SIGKILL ``--grace`` seconds later, for a process blocked in MXNet waiting on a
 server that is gone) when
 
-- ssh's input ends: the launcher is stopping the job, or it died;
+- ssh's input ends: the launcher is stopping the job, or it died (if the launcher wrote ``!`` first, at once
+  with SIGKILL: a server, or a worker still joining the job, has nothing to save);
 - no heartbeat arrived for ``--silence`` seconds: the launcher's host or the link to it is gone.
 
 The watcher exits with the program's exit code (128 + N when the program was killed by signal N, as a shell
@@ -27,6 +28,7 @@ import time
 HEARTBEAT_SECONDS = 1.0  # how often the launcher writes a heartbeat byte to each ssh
 SILENCE_SECONDS = 15.0  # heartbeats missed for this long: the launcher is unreachable
 GRACE_SECONDS = 30  # from SIGTERM to SIGKILL
+KILL_NOW = b"!"  # sent by the launcher before it closes the input: SIGKILL at once (nothing to save)
 
 
 def _signal_group(pid: int, signum: int) -> None:
@@ -50,11 +52,13 @@ def watch(program: list[str], grace: float, silence: float) -> int:
     child = subprocess.Popen(program, stdin=subprocess.DEVNULL, start_new_session=True,
                              preexec_fn=die_with_the_watcher)
     last_heard = [time.monotonic()]
-    input_closed = threading.Event()
+    input_closed, kill_now = threading.Event(), threading.Event()
 
     def listen() -> None:
-        while sys.stdin.buffer.read1(64):
+        while data := sys.stdin.buffer.read1(64):
             last_heard[0] = time.monotonic()
+            if KILL_NOW in data:
+                kill_now.set()
         input_closed.set()
 
     threading.Thread(target=listen, daemon=True).start()
@@ -72,7 +76,7 @@ def watch(program: list[str], grace: float, silence: float) -> int:
             stopping = True
         time.sleep(0.2)
     if child.poll() is None:
-        _signal_group(child.pid, signal.SIGTERM)
+        _signal_group(child.pid, signal.SIGKILL if kill_now.is_set() else signal.SIGTERM)
         try:
             child.wait(grace)
         except subprocess.TimeoutExpired:
