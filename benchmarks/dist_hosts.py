@@ -2,9 +2,10 @@
 
 Builds three network-namespace hosts with real sshd (``tests/netns_cluster.py``; needs root and ``ip netns``).
 
-1. The same 2-worker, 1-server dist_sync CartPole job (``--steps`` env steps in all, no evaluation) twice:
-   on 127.0.0.1 of this machine (``launch --launcher local``), and across the hosts (``launch --launcher ssh
-   -H hosts --interface cl0`` on host 0; the server and worker 1 on host 1, worker 0 on host 2). For each:
+1. The same 2-worker, 1-server dist_sync CartPole job (``--steps`` env steps in all, no evaluation),
+   ``--rounds`` times in each of two places, alternating, with medians: on 127.0.0.1 of this machine
+   (``launch --launcher local``), and across the hosts (``launch --launcher ssh -H hosts --interface cl0`` on
+   host 0; the server and worker 1 on host 1, worker 0 on host 2). For each:
    seconds from the launch to both workers' first update (from the progress the workers report to the
    launcher), each worker's env steps/s and updates/s over its run (its ``summary.json``), the median timed
    push+pull round trip (``workers.csv``), and the job's wall time. Both jobs share this machine's cores
@@ -16,7 +17,7 @@ Builds three network-namespace hosts with real sshd (``tests/netns_cluster.py``;
 
 Results go to stdout and benchmarks/results/dist_hosts.json.
 
-    python benchmarks/dist_hosts.py [--steps 20000]
+    python benchmarks/dist_hosts.py [--steps 20000] [--rounds 3]
 """
 from __future__ import annotations
 
@@ -132,9 +133,10 @@ def _server_pid(cluster, host: int) -> int:
 
 @click.command()
 @click.option("--steps", type=int, default=20000, show_default=True, help="Env steps of each job, both workers.")
+@click.option("--rounds", type=int, default=3, show_default=True, help="Jobs in each place, alternating.")
 @click.option("--measure-job", "measure", nargs=5, hidden=True, help="Internal: run one job, print its figures.")
 @click.option("--output", default=os.path.join(HERE, "results", "dist_hosts.json"), show_default=True)
-def main(steps, measure, output):
+def main(steps, rounds, measure, output):
     if measure:
         launcher, run_dir, hostfile, interface, ssh_config = measure
         click.echo(json.dumps(measure_job(launcher, steps, run_dir, hostfile or None, interface or None,
@@ -143,28 +145,37 @@ def main(steps, measure, output):
     reason = unavailable()
     if reason:
         sys.exit(f"cannot build namespace hosts here: {reason}")
-    results = {"load_average_before": os.getloadavg(), "steps": steps, "workers": 2, "servers": 1,
+    results = {"load_average_before": os.getloadavg(), "steps": steps, "rounds": rounds, "workers": 2, "servers": 1,
                "kvstore": "dist_sync"}
     scratch = tempfile.mkdtemp(prefix="dist-hosts-")
     with NamespaceCluster(3) as cluster:
-        for where, prefix, args in [
-                ("loopback", [], ["local", "", "", ""]),
-                ("namespace_hosts", cluster.command(0), ["ssh", cluster.hostfile([1, 2]), "cl0",
-                                                         cluster.ssh_config])]:
-            run_dir = os.path.join(scratch, where)
-            measured = subprocess.run([*prefix, sys.executable, os.path.abspath(__file__), "--steps", str(steps),
-                                       "--measure-job", args[0], run_dir, *args[1:]], cwd=REPO,
-                                      capture_output=True, text=True, stdin=subprocess.DEVNULL)
-            if measured.returncode != 0:
-                sys.exit(f"the {where} job failed: {measured.stderr[-2000:]}")
-            results[where] = {**json.loads(measured.stdout.splitlines()[-1]), **_worker_figures(run_dir)}
-            click.echo(f"{where}: {results[where]}")
-        ratio = {f"{k}_namespaces_over_loopback": round(
-            results["namespace_hosts"][w][k] / results["loopback"][w][k], 3)
-            for w in ("worker_0",) for k in ("env_steps_per_s", "updates_per_s")}
-        results["ratios"] = {**ratio, "launch_to_first_update_namespaces_over_loopback": round(
-            results["namespace_hosts"]["launch_to_first_update_s"] / results["loopback"]["launch_to_first_update_s"],
-            3)}
+        places = [("loopback", [], ["local", "", "", ""]),
+                  ("namespace_hosts", cluster.command(0), ["ssh", cluster.hostfile([1, 2]), "cl0", cluster.ssh_config])]
+        runs = {where: [] for where, _, _ in places}
+        for round_ in range(rounds):  # alternating, so that a change of the machine's load hits both alike
+            for where, prefix, args in places:
+                run_dir = os.path.join(scratch, f"{where}-{round_}")
+                measured = subprocess.run([*prefix, sys.executable, os.path.abspath(__file__), "--steps", str(steps),
+                                           "--measure-job", args[0], run_dir, *args[1:]], cwd=REPO,
+                                          capture_output=True, text=True, stdin=subprocess.DEVNULL)
+                if measured.returncode != 0:
+                    sys.exit(f"the {where} job failed: {measured.stderr[-2000:]}")
+                runs[where].append({**json.loads(measured.stdout.splitlines()[-1]), **_worker_figures(run_dir)})
+                click.echo(f"{where} round {round_ + 1}: {runs[where][-1]}")
+        for where, measured in runs.items():
+            results[where] = {
+                "runs": measured,
+                "launch_to_first_update_s_median": statistics.median(r["launch_to_first_update_s"] for r in measured),
+                "env_steps_per_s_per_worker_median": statistics.median(
+                    r[w]["env_steps_per_s"] for r in measured for w in ("worker_0", "worker_1")),
+                "updates_per_s_per_worker_median": statistics.median(
+                    r[w]["updates_per_s"] for r in measured for w in ("worker_0", "worker_1")),
+                "round_trip_ms_median": statistics.median(r["round_trip_ms_median"] for r in measured)}
+        results["namespaces_over_loopback"] = {
+            key: round(results["namespace_hosts"][key] / results["loopback"][key], 3)
+            for key in ("launch_to_first_update_s_median", "env_steps_per_s_per_worker_median",
+                        "updates_per_s_per_worker_median", "round_trip_ms_median")}
+        click.echo(f"namespaces over loopback: {results['namespaces_over_loopback']}")
         faults = {}
         faults["worker_host_link_down"] = _fault(cluster, "worker_host_link_down",
                                                  lambda: cluster.set_link(2, up=False),
