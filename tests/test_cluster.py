@@ -30,8 +30,10 @@ def cluster():
     reason = unavailable()
     if reason:
         pytest.skip(f"no namespace cluster here: {reason}")
-    # pytest tears fixtures down on Ctrl-C; make SIGTERM do the same.
-    previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    def interrupt(_signum, _frame):
+        raise KeyboardInterrupt  # pytest tears fixtures down on Ctrl-C: make SIGTERM do the same
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
         with NamespaceCluster(3) as built:
             yield built
