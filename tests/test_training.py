@@ -27,6 +27,7 @@ def final_params(run_dir):
     {"env__num_envs": 2, "replay__prioritized": True, "replay__n_step": 3},
     {"env__num_envs": 1, "optim__name": "rmsprop"},
     {"env__num_envs": 2, "replay__prioritized": True, "run__overlap_acting": True},
+    {"env__num_envs": 2, "network__noisy": True, "agent__algo": "c51"},  # the noise's generator is resumed too
 ])
 def test_resumed_run_ends_with_identical_parameters(tmp_path, variant):
     total = 1600
@@ -94,3 +95,13 @@ def test_only_complete_checkpoints_are_loaded_and_old_ones_pruned(tmp_path):
     assert checkpoint.resolve(str(tmp_path)) == bundles[0]
     with pytest.raises(UserError, match="incomplete"):
         checkpoint.resolve(bundles[-1])
+
+
+def test_a_corrupt_noise_generator_in_a_checkpoint_is_a_one_line_error(tmp_path):
+    cfg = small_cfg(run__total_env_steps=400, network__noisy=True)
+    Training(cfg, str(tmp_path)).run()
+    bundle = checkpoint.resolve(str(tmp_path))
+    with open(os.path.join(bundle, "noise_rng.json"), "w") as f:
+        f.write('{"bit_generator": "PCG64", "state": "not a state"}')
+    with pytest.raises(UserError, match="noise_rng.json is corrupt"):
+        Training(cfg, str(tmp_path), resume_bundle=bundle)

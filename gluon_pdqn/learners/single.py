@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import math
+import os
 import time
 
 import mxnet as mx
@@ -12,6 +14,7 @@ from mxnet import autograd, gluon
 from .. import networks
 from ..config import Config
 from ..envs import EnvSpec
+from ..errors import UserError
 from ..distributional import ReturnModel
 from ..losses import DistributionalLoss, DistributionalTDTarget, DQNLoss, TDTarget
 from ..replay import Batch
@@ -323,14 +326,26 @@ class SingleLearner(Learner):
             blocks["acting"] = self.acting_snapshot
         return blocks
 
+    NOISE_FILE = "noise_rng.json"  # the noisy layers' generator (network.noisy), for an exact resume
+
     def save(self, directory: str) -> None:
         save_params(self._blocks(), directory)
         for trainer, name in zip(self.trainers, self._optimizer_files()):
             save_trainer_states(trainer, directory, name)
+        if self.cfg.network.noisy:
+            with open(os.path.join(directory, self.NOISE_FILE), "w") as f:
+                json.dump(self._noise_rng.bit_generator.state, f)
 
     def load(self, directory: str, with_optimizer: bool = True) -> None:
         load_params(self._blocks(), directory)
         if with_optimizer:
             for trainer, name in zip(self.trainers, self._optimizer_files()):
                 load_trainer_states(trainer, directory, name)
+        noise = os.path.join(directory, self.NOISE_FILE)
+        if self.cfg.network.noisy and os.path.exists(noise):  # (a checkpoint from before it was saved has none)
+            try:
+                with open(noise) as f:
+                    self._noise_rng.bit_generator.state = json.load(f)
+            except (OSError, ValueError, TypeError, KeyError) as e:
+                raise UserError(f"{directory}: {self.NOISE_FILE} is corrupt ({type(e).__name__})") from None
         self._policy_stale = True
