@@ -30,6 +30,7 @@ def cluster():
     reason = unavailable()
     if reason:
         pytest.skip(f"no namespace cluster here: {reason}")
+
     def interrupt(_signum, _frame):
         raise KeyboardInterrupt  # pytest tears fixtures down on Ctrl-C: make SIGTERM do the same
 
