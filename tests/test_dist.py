@@ -390,6 +390,17 @@ def test_a_killed_remote_server_ends_an_ssh_job_leaving_no_process(tmp_path, mon
     assert left() == []
 
 
+def test_a_remote_command_without_its_checkout_exits_127_saying_so():
+    from gluon_pdqn.parallel.launcher import remote_command
+
+    result = subprocess.run(["sh", "-c", remote_command("/no/such/checkout", {"A": "1"}, ["true"])],
+                            capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert result.returncode == 127 and "no directory /no/such/checkout on this host" in result.stderr
+    here = subprocess.run(["sh", "-c", remote_command(os.getcwd(), {"A": "1"}, ["sh", "-c", "exit $A"])],
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert here.returncode == 1  # the program's own exit code, through the watcher
+
+
 def _watched(program: list[str], *options: str) -> subprocess.Popen:
     """``program`` under the remote watcher of launch --launcher ssh (parallel.remote), input from a pipe."""
     return subprocess.Popen([sys.executable, "-m", "gluon_pdqn.parallel.remote", *options, "--", *program],

@@ -97,7 +97,10 @@ def remote_command(directory: str, env: dict[str, str], program: list[str],
     ``parallel.remote`` (which ends it when ssh's input ends or its heartbeats stop)."""
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     watcher = [sys.executable, "-m", "gluon_pdqn.parallel.remote", "--grace", f"{grace:g}", "--"]
-    return f"cd {shlex.quote(directory)} && exec env {exports} {shlex.join(watcher + program)}"
+    # A missing checkout exits 127, as a missing program does (see Job._describe_exit).
+    missing = shlex.quote(f"no directory {directory} on this host")
+    return (f"{{ cd {shlex.quote(directory)} 2>/dev/null || {{ echo {missing} >&2; exit 127; }}; }} && "
+            f"exec env {exports} {shlex.join(watcher + program)}")
 
 
 def role_environment(role: str, scheduler_host: str, port: int, servers: int, workers: int,
@@ -394,6 +397,9 @@ class Job:
         if self.launcher == "ssh" and child.process.stdin is not None:
             if code == 255:
                 return f"lost its ssh connection to {self._ssh_host(child.role, child.rank)} (ssh exit code 255)"
+            if code == 127:
+                return (f"could not start on {self._ssh_host(child.role, child.rank)}: the checkout {os.getcwd()} "
+                        f"or {sys.executable} is missing there (every host needs both at the same path)")
             if code > 128 and code - 128 in signal.valid_signals():  # the remote watcher's report
                 return f"was killed by {signal.Signals(code - 128).name} on {self._ssh_host(child.role, child.rank)}"
         return f"exited with code {code}"
