@@ -123,8 +123,7 @@ class Child:
     role: str  # scheduler, server or worker
     rank: int
     process: subprocess.Popen
-    started_at: float = 0.0  # time.monotonic() at the start
-    progress: tuple | None = None  # the last progress a worker reported: (env steps, updates, activity)
+    progress: tuple | None = None  # the last progress a worker reported: (env steps, updates, eval steps)
     progressed_at: float = 0.0  # when it last changed (the start, until it first does)
     checkpoint: int | None = None  # env steps of the last checkpoint a worker reported
 
@@ -133,7 +132,7 @@ class Child:
         return self.role if self.role == "scheduler" else f"{self.role} {self.rank}"
 
     def take_report(self, fields: list[str]) -> None:
-        """A report line's fields: ``progress ENV_STEPS UPDATES ACTIVITY`` or ``checkpoint ENV_STEPS PATH``."""
+        """A report line's fields: ``progress ENV_STEPS UPDATES EVAL_STEPS`` or ``checkpoint ENV_STEPS PATH``."""
         if fields[:1] == ["progress"] and len(fields) == 4:
             progress = tuple(int(f) for f in fields[1:])
             if progress != self.progress:
@@ -297,8 +296,7 @@ class Job:
         except FileNotFoundError:
             self.stop()
             raise UserError(f"cannot start {role}: {command[0]} not found") from None
-        now = time.monotonic()
-        child = Child(role, rank, process, started_at=now, progressed_at=now)
+        child = Child(role, rank, process, progressed_at=time.monotonic())
         self.children.append(child)
         thread = threading.Thread(target=_prefix_output, args=(child, process.stdout, self.out), daemon=True)
         thread.start()
