@@ -49,8 +49,13 @@ class NoisyDense(gluon.HybridBlock):
 
     def resample(self, rng: np.random.Generator) -> None:
         """Draw new noise (one draw for every device)."""
-        self.noise_in.set_data(mx.nd.array(scaled_noise(rng, self._in_units).reshape(1, -1)))
-        self.noise_out.set_data(mx.nd.array(scaled_noise(rng, self._units)))
+        noise_in = mx.nd.array(scaled_noise(rng, self._in_units).reshape(1, -1))
+        noise_out = mx.nd.array(scaled_noise(rng, self._units))
+        # Copied into each device's array directly: Parameter.set_data's checks cost 3x the copy (measured
+        # 354 against 101 us per vector on the CartPole MLP), twice per update and once per action.
+        for param, noise in ((self.noise_in, noise_in), (self.noise_out, noise_out)):
+            for array in param.list_data():
+                noise.copyto(array)
 
     def silence(self) -> None:
         """No noise: the layer computes with its means."""
