@@ -9,8 +9,9 @@ Builds three network-namespace hosts with real sshd (``tests/netns_cluster.py``;
    seconds from the launch to both workers' first update (from the progress the workers report to the
    launcher), each worker's env steps/s and updates/s over its run (its ``summary.json``), the median timed
    push+pull round trip (``workers.csv``), and the job's wall time. Both jobs share this machine's cores
-   alike (the namespaces change the network path, not the CPUs), so the difference is the veth path's and
-   ssh's.
+   alike (the namespaces change the network path, not the CPUs); what differs is the veth path, ssh with the
+   remote watchers, and OpenMP threads: the local launcher gives each of its 3 processes 1 thread, remote
+   processes keep MXNet's default (half the cores: also 1 on this 2-core machine).
 2. Faults across the hosts, each timed from the fault to the launcher's exit, and to the moment no process of
    the job is left on any host: worker 0's host losing its link, the server killed (SIGKILL), a job losing
    20% of its messages (``PS_DROP_MSG=20``, ``--stall-timeout 30``: timed from the launch).
@@ -80,16 +81,6 @@ def _worker_figures(run_dir: str) -> dict:
     return figures
 
 
-def _job_process(cluster, run_dir: str, *train_args: str, launch_args=(), env=None) -> subprocess.Popen:
-    command = cluster.command(0, sys.executable, "-m", "gluon_pdqn.cli", "launch", "--launcher", "ssh",
-                              "-H", cluster.hostfile([1, 2]), "--interface", "cl0", "--ssh-config",
-                              cluster.ssh_config, *launch_args, "--", "train", "--mode", "dist", "--quiet",
-                              "--run-dir", run_dir, "--steps", "10000000", "--set", "run.eval_every=0",
-                              "--set", "run.checkpoint_every=1000", *train_args)
-    return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})}, start_new_session=True)
-
-
 def _until(condition, limit: float) -> float | None:
     start = time.monotonic()
     while not condition():
@@ -102,7 +93,8 @@ def _until(condition, limit: float) -> float | None:
 def _fault(cluster, name: str, inflict, run_dir: str, limit: float = 180, **job_options) -> dict:
     """Start a long job, wait until both workers train (unless the fault is at start-up), inflict the fault,
     and time the launcher's exit and the last process's end."""
-    job = _job_process(cluster, run_dir, **job_options)
+    job = cluster.launch(run_dir, "--steps", "10000000", "--set", "run.eval_every=0", "--set",
+                         "run.checkpoint_every=1000", **job_options)
     rank_1 = os.path.join(run_dir, "workers", "rank-1", "metrics.csv")
     try:
         if name != "lost_messages":
@@ -122,13 +114,6 @@ def _fault(cluster, name: str, inflict, run_dir: str, limit: float = 180, **job_
               "exit_code": job.returncode, "message": error}
     click.echo(f"{name}: {result}")
     return result
-
-
-def _server_pid(cluster, host: int) -> int:
-    for pid, command in cluster.processes(host).items():
-        if command.split(" ")[1:] == ["-c", "import", "mxnet"]:  # not the remote watcher around it
-            return pid
-    raise RuntimeError("no server found")
 
 
 @click.command()
@@ -182,7 +167,7 @@ def main(steps, rounds, measure, output):
                                                  os.path.join(scratch, "link"))
         cluster.set_link(2, up=True)
         faults["server_killed"] = _fault(cluster, "server_killed",
-                                         lambda: os.kill(_server_pid(cluster, 1), signal.SIGKILL),
+                                         lambda: os.kill(cluster.kvstore_server(1), signal.SIGKILL),
                                          os.path.join(scratch, "server"))
         faults["lost_messages"] = _fault(cluster, "lost_messages", lambda: None, os.path.join(scratch, "drop"),
                                          launch_args=("--stall-timeout", "30"), env={"PS_DROP_MSG": "20"})

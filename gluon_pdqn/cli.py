@@ -15,7 +15,7 @@ import click
 
 from . import __version__, checkpoint, give_mxnet_every_core
 from .logging import ProgressDisplay
-from .parallel.launcher import STALL_SECONDS
+from .parallel.launcher import STALL_SECONDS, Job, JobFailed, ProgressReports
 from .config import (APEX_LEARNERS, ASYNC_ALGOS, REPLAY_ALGOS, EVAL_PROTOCOLS, MODES, Config, learner_topology, load_preset,
                      preset_names)
 from .errors import EnvironmentFault, StorageFault, TrainingStopped, UserError
@@ -194,8 +194,6 @@ def train(preset, env_id, mode, learner, ctx, kvstore, actors, algo, actor_backe
     pair = (f"mode apex ({cfg.actors.count} actor processes of {cfg.env.num_envs} env(s) each, "
             f"{learner_topology(cfg.run)} learner)" if cfg.run.mode == "apex" else f"mode {cfg.run.mode}")
     display.message(f"{verb}: {cfg.env.id}, {pair} on {cfg.run.ctx}, seed {cfg.run.seed}; run directory {run_dir}")
-    from .parallel.launcher import ProgressReports
-
     reports = ProgressReports(training) if ProgressReports.wanted() else None  # to the job's launcher
     try:
         summary = training.run()
@@ -434,8 +432,6 @@ def plot(run_dirs, out_path, x_axis):
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def launch(workers, servers, launcher, hostfile, interface, port, deadline, stall_timeout, ssh_config, command):
     """Start a parameter-server job: scheduler, servers, and workers running COMMAND (train --mode dist ...)."""
-    from .parallel.launcher import Job, JobFailed
-
     mode_dist = "--mode" in command and command[command.index("--mode") + 1:][:1] == ("dist",)
     if command[0] != "train" or not (mode_dist or "--resume" in command):
         raise UserError("launch runs: gluon-pdqn launch [options] -- train --mode dist [train options] "

@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -26,6 +27,7 @@ SUBNET = "198.18.0"
 FIRST_HOST = 10  # host i has address 198.18.0.(10 + i)
 INTERFACE = "cl0"
 PREFIX = "pdqn"  # namespaces are named pdqn<pid>h<i> and pdqn<pid>sw
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _run(*command: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
@@ -237,6 +239,29 @@ class NamespaceCluster:
                 continue
             found[pid] = b" ".join(arguments).decode(errors="replace")
         return found
+
+    def kvstore_server(self, host: int) -> int | None:
+        """The pid of a kvstore server (``python -c 'import mxnet'``) on ``host``, not the remote watcher
+        around it (whose command line ends the same)."""
+        for pid in processes_in_namespace(self.names[host]):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if f.read().split(b"\0")[1:3] == [b"-c", b"import mxnet"]:
+                        return pid
+            except OSError:
+                pass
+        return None
+
+    def launch(self, run_dir: str, *train_args: str, launch_args=(), env=None, launcher: str = "ssh"):
+        """``gluon-pdqn launch --launcher ssh`` (or mpi) on host 0 over hosts 1 and 2 (the server and worker 1 on
+        host 1, worker 0 on host 2), for ``train --mode dist --quiet --run-dir RUN_DIR TRAIN_ARGS``; the running
+        launcher, its output and errors in one pipe."""
+        command = self.command(0, sys.executable, "-m", "gluon_pdqn.cli", "launch", "--launcher", launcher,
+                               "-H", self.hostfile([1, 2]), "--interface", INTERFACE, "--ssh-config", self.ssh_config,
+                               *launch_args, "--", "train", "--mode", "dist", "--quiet", "--run-dir", str(run_dir),
+                               *train_args)
+        return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})}, start_new_session=True)
 
     def listening(self, host: int) -> list[tuple[str, str]]:
         """(``address:port``, program name) of every TCP socket listening on ``host``."""

@@ -8,8 +8,6 @@ uses ssh) and listening on ``cl0`` only. Opt in (root, ``ip netns``, OpenSSH): `
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -18,7 +16,6 @@ from netns_cluster import NamespaceCluster, ensure_mpirun, unavailable
 
 pytestmark = pytest.mark.cluster
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A host that stops answering: ssh gives up after 15 s (launcher.SSH_ALIVE_*); the remote watcher on that
 # host ends its processes after 15 s without heartbeats, and SIGKILLs one blocked in MXNet 30 s later.
 HOST_LOSS_BOUND = 30
@@ -40,16 +37,6 @@ def cluster():
             yield built
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _launch(cluster, run_dir, *train_args, launch_args=(), env=None, launcher="ssh"):
-    """``gluon-pdqn launch --launcher ssh`` (or mpi) on host 0 over hosts 1 and 2, as a running process."""
-    command = cluster.command(0, sys.executable, "-m", "gluon_pdqn.cli", "launch", "--launcher", launcher,
-                              "-H", cluster.hostfile([1, 2]), "--interface", "cl0", "--ssh-config",
-                              cluster.ssh_config, *launch_args, "--", "train", "--mode", "dist", "--quiet",
-                              "--run-dir", str(run_dir), *train_args)
-    return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})}, start_new_session=True)
 
 
 def _wait_for(condition, seconds: float, what: str, details=lambda: "") -> float:
@@ -75,17 +62,6 @@ def _training(run_dir) -> bool:
     return all(f.exists() and len(f.read_text().splitlines()) > 1 for f in files)
 
 
-def _server_on(cluster, host: int) -> int | None:
-    for pid in cluster.processes(host):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if f.read().split(b"\0")[1:3] == [b"-c", b"import mxnet"]:
-                    return pid
-        except OSError:
-            pass
-    return None
-
-
 @pytest.mark.parametrize("launcher, kvstore, steps", [("ssh", "dist_sync", 30000), ("ssh", "dist_async", 60000),
                                                        ("mpi", "dist_sync", 30000)])  # steps of both workers
 def test_a_job_across_hosts_learns_cartpole_listening_only_on_the_interface(cluster, tmp_path, launcher, kvstore,
@@ -93,14 +69,14 @@ def test_a_job_across_hosts_learns_cartpole_listening_only_on_the_interface(clus
     if launcher == "mpi" and not ensure_mpirun():
         pytest.skip("no Open MPI mpirun here, and apt could not install openmpi-bin")
     run_dir = tmp_path / "run"
-    job = _launch(cluster, run_dir, "--kvstore", kvstore, "--steps", str(steps), "--set", "run.eval_every=2000",
+    job = cluster.launch(run_dir, "--kvstore", kvstore, "--steps", str(steps), "--set", "run.eval_every=2000",
                   launcher=launcher)
     _wait_for(lambda: _training(run_dir) or job.poll() is not None, 120, "both workers training")
     listening = {host: cluster.listening(host) for host in range(cluster.size)}
     out, _ = job.communicate(timeout=600)
     assert job.returncode == 0, out[-3000:]
     # Scheduler on host 0, server and worker 1 on host 1, worker 0 on host 2: each listens on cl0's address
-    # only. (Open MPI's own daemons, mpirun and orted, listen on every address: it has no option against it.)
+    # only. (Open MPI's own daemons, mpirun and orted, listen on every address: we found no option against it.)
     ours = {host: [address for address, program in sockets if program.startswith("python")]
             for host, sockets in listening.items()}
     assert [len(ours[host]) for host in range(3)] == [1, 2, 1], listening
@@ -116,7 +92,7 @@ def test_a_job_across_hosts_learns_cartpole_listening_only_on_the_interface(clus
 
 def test_a_worker_host_losing_its_link_ends_the_job_leaving_no_process(cluster, tmp_path):
     run_dir = tmp_path / "run"
-    job = _launch(cluster, run_dir, "--steps", "10000000", "--set", "run.eval_every=0")
+    job = cluster.launch(run_dir, "--steps", "10000000", "--set", "run.eval_every=0")
     try:
         _wait_for(lambda: _training(run_dir), 120, "both workers training")
         cluster.set_link(2, up=False)  # worker 0's host
@@ -135,11 +111,11 @@ def test_a_worker_host_losing_its_link_ends_the_job_leaving_no_process(cluster, 
 def test_a_killed_server_ends_the_job_naming_checkpoints_that_resume(cluster, tmp_path):
     run_dir = tmp_path / "run"
     args = ["--steps", "10000000", "--set", "run.eval_every=0", "--set", "run.checkpoint_every=1000"]
-    job = _launch(cluster, run_dir, *args)
+    job = cluster.launch(run_dir, *args)
     try:
         _wait_for(lambda: (run_dir / "workers" / "rank-1" / "checkpoints").is_dir(), 120, "a checkpoint of rank 1")
         time.sleep(3)
-        os.kill(_server_on(cluster, 1), signal.SIGKILL)
+        os.kill(cluster.kvstore_server(1), signal.SIGKILL)
         ended = _wait_for(lambda: job.poll() is not None, 20, "the launcher's end")
         out = job.stdout.read()
     finally:
@@ -155,7 +131,7 @@ def test_a_killed_server_ends_the_job_naming_checkpoints_that_resume(cluster, tm
         assert f"worker {rank} at {newest:,} env steps" in line, line
     _wait_until_no_process_is_left(cluster, ORPHAN_BOUND)
     # The same launch with train --resume continues every worker from its own checkpoint.
-    resumed = _launch(cluster, run_dir, "--resume", str(run_dir), "--steps", "6000")
+    resumed = cluster.launch(run_dir, "--resume", str(run_dir), "--steps", "6000")
     out, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, out[-2000:]
     assert "optimizer's state lives on the kvstore servers" in out
@@ -166,7 +142,7 @@ def test_a_killed_server_ends_the_job_naming_checkpoints_that_resume(cluster, tm
 def test_a_job_losing_messages_ends_on_its_own_when_it_makes_no_progress(cluster, tmp_path):
     """ps-lite with PS_DROP_MSG drops that percentage of its messages: the job stalls (usually while joining)."""
     run_dir = tmp_path / "run"
-    job = _launch(cluster, run_dir, "--steps", "10000000", "--set", "run.eval_every=0",
+    job = cluster.launch(run_dir, "--steps", "10000000", "--set", "run.eval_every=0",
                   launch_args=("--stall-timeout", "20"), env={"PS_DROP_MSG": "20"})
     try:
         ended = _wait_for(lambda: job.poll() is not None, 120, "the launcher's end")

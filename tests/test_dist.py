@@ -100,12 +100,17 @@ def test_launch_runs_only_train_in_mode_dist_and_train_refuses_dist_outside_a_jo
         Config().replace({"run.kvstore": "dist_sync"})
 
 
+def _endless_job(run_dir, stderr=subprocess.PIPE) -> subprocess.Popen:
+    """``gluon-pdqn launch -- train --mode dist`` with a budget it will not reach, running in the background."""
+    return subprocess.Popen([sys.executable, "-m", "gluon_pdqn.cli", "launch", "--", "train", "--mode", "dist",
+                             "--run-dir", str(run_dir), "--steps", "10000000", "--quiet", "--set", "run.eval_every=0"],
+                            stdout=subprocess.PIPE, stderr=stderr, text=True, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
 def test_ctrl_c_on_the_launcher_checkpoints_the_workers_and_ends_the_job(tmp_path):
     run_dir = tmp_path / "run"
-    process = subprocess.Popen([sys.executable, "-m", "gluon_pdqn.cli", "launch", "--", "train", "--mode", "dist",
-                                "--run-dir", str(run_dir), "--steps", "10000000", "--quiet",
-                                "--set", "run.eval_every=0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, stdin=subprocess.DEVNULL, start_new_session=True)
+    process = _endless_job(run_dir)
     metrics_csv = run_dir / "metrics.csv"
     deadline = time.monotonic() + 120  # until rank 0 trains (start-up takes longer on a loaded machine)
     while time.monotonic() < deadline and not (metrics_csv.exists() and len(metrics_csv.read_text().splitlines()) > 1):
@@ -179,10 +184,7 @@ def _environment_has(pid: int, entry: str) -> bool:
 
 def test_a_killed_launcher_takes_every_process_of_its_job_with_it(tmp_path):
     run_dir = tmp_path / "run"
-    process = subprocess.Popen([sys.executable, "-m", "gluon_pdqn.cli", "launch", "--", "train", "--mode", "dist",
-                                "--run-dir", str(run_dir), "--steps", "10000000", "--quiet",
-                                "--set", "run.eval_every=0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                               text=True, stdin=subprocess.DEVNULL, start_new_session=True)
+    process = _endless_job(run_dir, stderr=subprocess.DEVNULL)
     port = process.stdout.readline().split(",")[0].rsplit(":", 1)[1]  # job: scheduler on 127.0.0.1:PORT, ...
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (run_dir / "workers" / "rank-1" / "metrics.csv").exists():
@@ -345,18 +347,19 @@ def test_ctrl_c_ends_processes_started_over_ssh_which_checkpoint(tmp_path):
 def _server_process(port: int) -> int | None:
     """The kvstore server of the job whose scheduler listens on ``port`` (not the remote watcher around it,
     parallel.remote, which has its environment too)."""
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                environment = f.read().split(b"\0")
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                arguments = f.read().split(b"\0")
-        except OSError:
-            continue
-        if (b"DMLC_ROLE=server" in environment and f"DMLC_PS_ROOT_PORT={port}".encode() in environment
-                and arguments[1:3] == [b"-c", b"import mxnet"]):
-            return int(pid)
+    for pid in map(int, filter(str.isdigit, os.listdir("/proc"))):
+        if (_environment_has(pid, "DMLC_ROLE=server") and _environment_has(pid, f"DMLC_PS_ROOT_PORT={port}")
+                and _arguments(pid)[1:3] == [b"-c", b"import mxnet"]):
+            return pid
     return None
+
+
+def _arguments(pid: int) -> list[bytes]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().split(b"\0")
+    except OSError:
+        return []
 
 
 def test_a_killed_remote_server_ends_an_ssh_job_leaving_no_process(tmp_path, monkeypatch):

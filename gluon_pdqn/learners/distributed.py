@@ -79,7 +79,8 @@ class DistLearner(SingleLearner):
         self._votes = kvstore.type == "dist_sync"  # the workers stop together (agree_to_stop)
         self._wish_to_stop = False
         self._stop_agreed = False
-        self._votes_pulled: mx.nd.NDArray | None = None  # the votes' total, pulled with the parameters
+        self._votes_pulled = mx.nd.zeros(1, ctx=ctx)  # the votes' total, pulled with the parameters
+        self._vote_values = {wish: mx.nd.full(1, float(wish), ctx=ctx) for wish in (False, True)}  # never written
         self._gradient_sum = [mx.nd.zeros(p.shape, ctx=ctx) for p in self._params]
         self._summed = 0  # gradients in the sum
         self.pushes = 0
@@ -149,7 +150,6 @@ class DistLearner(SingleLearner):
             self._pulled_counts.append(mx.nd.zeros(1, ctx=self.contexts[0]))
             out.append(self._pulled_counts[-1])
         if self._votes:
-            self._votes_pulled = mx.nd.zeros(1, ctx=self.contexts[0])
             keys.append(self._vote_key)
             out.append(self._votes_pulled)
         self.kvstore.pull(keys, out=out)
@@ -158,7 +158,7 @@ class DistLearner(SingleLearner):
     def _push_and_pull(self, pull: bool = False) -> None:
         """Push the gradient sum (in dist_async, also one to the update counter; in dist_sync, this worker's
         vote to stop); pull when due (or asked to). Once the workers agreed to stop, nothing more is pushed."""
-        if self._votes and self._votes_pulled is not None and self._votes_pulled.asscalar() > 0:
+        if self._votes and self._votes_pulled.asscalar() > 0:
             self._stop_agreed = True
         if self._stop_agreed:
             self._gradient_sum = [mx.nd.zeros_like(total) for total in self._gradient_sum]
@@ -170,9 +170,10 @@ class DistLearner(SingleLearner):
             for total in self._gradient_sum:
                 total.wait_to_read()
             start = time.perf_counter()
-        votes = ([self._vote_key], [mx.nd.full(1, float(self._wish_to_stop), ctx=self.contexts[0])]) if self._votes \
-            else ([], [])
-        self.kvstore.push(self._pushed_keys + votes[0], self._gradient_sum + self._counter_increment + votes[1])
+        keys, values = self._pushed_keys, self._gradient_sum + self._counter_increment
+        if self._votes:
+            keys, values = keys + [self._vote_key], values + [self._vote_values[self._wish_to_stop]]
+        self.kvstore.push(keys, values)
         # A fresh sum, not the old one zeroed: ps-lite may still be sending from the pushed arrays (zeroing
         # them in place lost updates in the equivalence test).
         self._gradient_sum = [mx.nd.zeros_like(total) for total in self._gradient_sum]

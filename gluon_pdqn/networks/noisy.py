@@ -51,8 +51,8 @@ class NoisyDense(gluon.HybridBlock):
         """Draw new noise (one draw for every device)."""
         noise_in = mx.nd.array(scaled_noise(rng, self._in_units).reshape(1, -1))
         noise_out = mx.nd.array(scaled_noise(rng, self._units))
-        # Copied into each device's array directly: Parameter.set_data's checks cost 3x the copy (measured
-        # 354 against 101 us per vector on the CartPole MLP), twice per update and once per action.
+        # Copied into each device's array directly: Parameter.set_data cost 3.5x the copy (354 against 101 us
+        # for a (1, 64) parameter, once each on a loaded machine), and this runs before every update and action.
         for param, noise in ((self.noise_in, noise_in), (self.noise_out, noise_out)):
             for array in param.list_data():
                 noise.copyto(array)

@@ -34,6 +34,7 @@ Variables set here for ps-lite and MXNet (``PS_*``, ``MXNET_*``) reach every pro
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import shlex
 import signal
@@ -154,18 +155,6 @@ def _prefix_output(child: Child, stream, out) -> None:
     stream.close()
 
 
-def _die_with_the_launcher(launcher_pid: int, libc) -> None:
-    """In a child before it runs its program: SIGKILL when the launcher's thread dies (PR_SET_PDEATHSIG).
-
-    A launcher killed by SIGKILL (or by the out-of-memory killer) can do nothing itself: without this its
-    children are orphans that wait on each other forever. A child over ssh is the ssh client, whose death ends
-    the remote program (see ``parallel.remote``).
-    """
-    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != launcher_pid:  # the launcher died before the line above
-        os._exit(1)
-
-
 class Job:
     """A running parameter-server job.
 
@@ -173,7 +162,7 @@ class Job:
         workers, servers: how many of each.
         worker_command: the argument list each worker runs (``gluon-pdqn train --mode dist ...``).
         launcher: ``local``, ``ssh``, ``slurm`` or ``mpi``.
-        hosts: the hostfile's hosts (ssh), used round robin for servers and workers.
+        hosts: the hostfile's hosts (ssh, mpi), used round robin for servers and workers.
         interface: bind to this interface's address instead of loopback; remote processes bind to the
             interface of that name on their own host (``DMLC_INTERFACE``).
         port: the scheduler's port (0: a free one).
@@ -182,7 +171,7 @@ class Job:
             steps) before the job is ended as failed, its start-up included (0: no limit).
         environment: more variables for every server and worker (carried over ssh and mpirun too).
         remote_grace: ssh only, seconds from SIGTERM to SIGKILL for a remote command when the job ends.
-        ssh_config: ssh only, a client configuration file (``ssh -F``).
+        ssh_config: ssh and mpi, an ssh client configuration file (``ssh -F``).
     """
 
     def __init__(self, workers: int, servers: int, worker_command: list[str], launcher: str = "local",
@@ -220,22 +209,19 @@ class Job:
         self.children: list[Child] = []
         self._threads: list[threading.Thread] = []
         self._stopped = threading.Event()
-        import ctypes
-
-        self._libc = ctypes.CDLL(None, use_errno=True)  # loaded here: a child between fork and exec must not
+        self._libc = ctypes.CDLL(None)  # loaded here: a child between fork and exec must not
 
     def _command(self, role: str, index: int, env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
         """Argument list and environment of one process, wrapped for the launcher."""
         program = ([sys.executable, "-c", "import mxnet"] if role != "worker" else self.worker_command)
-        full_env = {**os.environ, **env}
         if self.launcher == "local" or role == "scheduler":
-            return program, full_env
+            return program, {**os.environ, **env}
         if self.interface and "DMLC_NODE_HOST" not in env:
             env = {**env, "DMLC_INTERFACE": self.interface}  # a remote node listens there, not elsewhere
-            full_env = {**os.environ, **env}
         if self.launcher == "ssh":
-            return [*self._ssh(), self._ssh_host(role, index),
+            return [*self._ssh(), self._host_of(role, index),
                     remote_command(os.getcwd(), env, program, self.remote_grace)], dict(os.environ)
+        full_env = {**os.environ, **env}
         if self.launcher == "slurm":
             return ["srun", "--ntasks=1", "--nodes=1", "--export=ALL", *program], full_env
         return [*self._mpirun(role, index), *sum((["-x", k] for k in env), []), *program], full_env
@@ -244,7 +230,7 @@ class Job:
         """Open MPI's mpirun for one process: on its host of the hostfile (if any), over the interface."""
         command = ["mpirun", "-np", "1"]
         if self.hosts:
-            command += ["--host", self._ssh_host(role, index)]
+            command += ["--host", self._host_of(role, index)]
         if os.geteuid() == 0:
             command.append("--allow-run-as-root")  # Open MPI refuses root without it (containers run as root)
         if self.interface:  # Open MPI's own traffic too
@@ -263,17 +249,17 @@ class Job:
         if self.launcher == "local":
             return self.servers + self.workers
         if self.launcher == "ssh":
-            return sum(self._ssh_host(role, i) in LOOPBACK_NAMES for role, count in
+            return sum(self._host_of(role, i) in LOOPBACK_NAMES for role, count in
                        (("server", self.servers), ("worker", self.workers)) for i in range(count))
         return 1
 
-    def _ssh_host(self, role: str, index: int) -> str:
+    def _host_of(self, role: str, index: int) -> str:
         """Servers, then workers, round robin over the hostfile (ssh and mpi)."""
         return self.hosts[(index if role == "server" else self.servers + index) % len(self.hosts)]
 
     def _start(self, role: str, rank: int) -> None:
         here = (self.launcher == "local" or role == "scheduler"
-                or (self.launcher == "ssh" and self._ssh_host(role, rank) in LOOPBACK_NAMES))
+                or (self.launcher == "ssh" and self._host_of(role, rank) in LOOPBACK_NAMES))
         node_host = self.host if here else ""
         env = role_environment(role, self.host, self.port, self.servers, self.workers, node_host)
         if role != "scheduler":
@@ -290,9 +276,11 @@ class Job:
         try:
             # Over ssh the input stays open for as long as the process should run (see parallel.remote).
             stdin = subprocess.PIPE if self.launcher == "ssh" and role != "scheduler" else subprocess.DEVNULL
+            # A launcher killed outright takes its children along; over ssh the child is the ssh client, whose
+            # death ends the remote program (see parallel.remote).
             process = subprocess.Popen(command, env=full_env, stdin=stdin, stdout=subprocess.PIPE,
                                        stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                                       preexec_fn=lambda: _die_with_the_launcher(launcher_pid, self._libc))
+                                       preexec_fn=lambda: remote.die_with_parent(launcher_pid, self._libc))
         except FileNotFoundError:
             self.stop()
             raise UserError(f"cannot start {role}: {command[0]} not found") from None
@@ -393,13 +381,14 @@ class Job:
         if code < 0:
             return f"was killed by {signal.Signals(-code).name}"
         if self.launcher == "ssh" and child.process.stdin is not None:
+            host = self._host_of(child.role, child.rank)
             if code == 255:
-                return f"lost its ssh connection to {self._ssh_host(child.role, child.rank)} (ssh exit code 255)"
+                return f"lost its ssh connection to {host} (ssh exit code 255)"
             if code == 127:
-                return (f"could not start on {self._ssh_host(child.role, child.rank)}: the checkout {os.getcwd()} "
-                        f"or {sys.executable} is missing there (every host needs both at the same path)")
+                return (f"could not start on {host}: the checkout {os.getcwd()} or {sys.executable} is missing "
+                        "there (every host needs both at the same path)")
             if code > 128 and code - 128 in signal.valid_signals():  # the remote watcher's report
-                return f"was killed by {signal.Signals(code - 128).name} on {self._ssh_host(child.role, child.rank)}"
+                return f"was killed by {signal.Signals(code - 128).name} on {host}"
         return f"exited with code {code}"
 
     def _interrupt(self, signum: int) -> int:
@@ -412,12 +401,10 @@ class Job:
         before = {c.rank: c.checkpoint for c in workers}
         for child in workers:
             if child.process.stdin is not None:  # over ssh: the remote watcher sends SIGTERM (or SIGKILL)
-                if not _has_work_to_save(child):
-                    child.process.stdin.write(remote.KILL_NOW.decode())
-                child.process.stdin.close()
+                _end_remote(child)
             else:
                 # A worker still joining the job may be blocked in ps-lite, where SIGINT waits forever.
-                _signal_group(child.process, signal.SIGINT if _has_work_to_save(child) else signal.SIGKILL)
+                remote.signal_group(child.process.pid, signal.SIGINT if _has_work_to_save(child) else signal.SIGKILL)
         limit = time.monotonic() + INTERRUPT_GRACE_SECONDS
         while time.monotonic() < limit and any(c.process.poll() is None for c in workers):
             time.sleep(0.2)
@@ -446,25 +433,20 @@ class Job:
         """
         self._stopped.set()
         for child in self.children:
-            if child.process.stdin is not None and not child.process.stdin.closed:
-                try:
-                    if not _has_work_to_save(child):
-                        child.process.stdin.write(remote.KILL_NOW.decode())
-                    child.process.stdin.close()
-                except OSError:
-                    pass
+            if child.process.stdin is not None:
+                _end_remote(child)
         for child in self.children:
             if child.process.poll() is None:
-                _signal_group(child.process, signal.SIGTERM)
+                remote.signal_group(child.process.pid, signal.SIGTERM)
         limit = time.monotonic() + 5
         for child in self.children:
             try:
                 child.process.wait(max(0.0, limit - time.monotonic()))
             except subprocess.TimeoutExpired:
-                _signal_group(child.process, signal.SIGKILL)
+                remote.signal_group(child.process.pid, signal.SIGKILL)
                 child.process.wait()
         for child in self.children:  # the whole group: processes a child started die with it
-            _signal_group(child.process, signal.SIGKILL)
+            remote.signal_group(child.process.pid, signal.SIGKILL)
 
 
 def _has_work_to_save(child: Child) -> bool:
@@ -473,17 +455,23 @@ def _has_work_to_save(child: Child) -> bool:
     return child.role == "worker" and child.progress is not None
 
 
+def _end_remote(child: Child) -> None:
+    """Close the input of a child's ssh: its remote watcher ends the program, with SIGKILL at once if it has
+    nothing to save."""
+    if child.process.stdin.closed:
+        return
+    try:
+        if not _has_work_to_save(child):
+            child.process.stdin.write(remote.KILL_NOW.decode())
+        child.process.stdin.close()
+    except OSError:  # ssh has exited
+        pass
+
+
 class JobFailed(Exception):
     """A process of the job failed; the job has been stopped."""
 
     exit_code = 1
-
-
-def _signal_group(process: subprocess.Popen, signum: int) -> None:
-    try:
-        os.killpg(process.pid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 class ProgressReports:

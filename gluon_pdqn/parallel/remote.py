@@ -18,6 +18,7 @@ it imports nothing heavy (not MXNet), so it starts in a fraction of a second.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import signal
 import subprocess
@@ -31,26 +32,30 @@ GRACE_SECONDS = 30  # from SIGTERM to SIGKILL
 KILL_NOW = b"!"  # sent by the launcher before it closes the input: SIGKILL at once (nothing to save)
 
 
-def _signal_group(pid: int, signum: int) -> None:
+def signal_group(pid: int, signum: int) -> None:
+    """Send ``signum`` to the process group led by ``pid`` (started with ``start_new_session``), if it is there."""
     try:
         os.killpg(pid, signum)
     except (ProcessLookupError, PermissionError):
         pass
 
 
+def die_with_parent(parent_pid: int, libc) -> None:
+    """In a child before it runs its program: SIGKILL when its parent's thread dies (PR_SET_PDEATHSIG).
+
+    A parent killed by SIGKILL (or by the out-of-memory killer) can do nothing itself: without this its
+    children live on as orphans. ``libc`` is ``ctypes.CDLL(None)``, loaded before the fork.
+    """
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent_pid:  # the parent died before the line above
+        os._exit(1)
+
+
 def watch(program: list[str], grace: float, silence: float) -> int:
     """Run ``program`` until it exits, or until the launcher is gone; return its exit code."""
-    import ctypes
-
     libc, watcher = ctypes.CDLL(None), os.getpid()
-
-    def die_with_the_watcher() -> None:  # PR_SET_PDEATHSIG: a watcher killed by SIGKILL leaves no orphan
-        libc.prctl(1, signal.SIGKILL)
-        if os.getppid() != watcher:
-            os._exit(1)
-
     child = subprocess.Popen(program, stdin=subprocess.DEVNULL, start_new_session=True,
-                             preexec_fn=die_with_the_watcher)
+                             preexec_fn=lambda: die_with_parent(watcher, libc))  # a SIGKILLed watcher leaves no orphan
     last_heard = [time.monotonic()]
     input_closed, kill_now = threading.Event(), threading.Event()
 
@@ -71,18 +76,17 @@ def watch(program: list[str], grace: float, silence: float) -> int:
         stopping = input_closed.is_set() or ending.is_set()  # the launcher ends the job (or died)
         if not stopping and time.monotonic() - last_heard[0] > silence:
             print(f"remote watcher on {os.uname().nodename}: no heartbeat from the launcher for {silence:g} s; "
-                  f"ending process {child.pid}",
-                  file=sys.stderr, flush=True)
+                  f"ending process {child.pid}", file=sys.stderr, flush=True)
             stopping = True
         time.sleep(0.2)
     if child.poll() is None:
-        _signal_group(child.pid, signal.SIGKILL if kill_now.is_set() else signal.SIGTERM)
+        signal_group(child.pid, signal.SIGKILL if kill_now.is_set() else signal.SIGTERM)
         try:
             child.wait(grace)
         except subprocess.TimeoutExpired:
-            _signal_group(child.pid, signal.SIGKILL)
+            signal_group(child.pid, signal.SIGKILL)
             child.wait()
-    _signal_group(child.pid, signal.SIGKILL)  # whatever the program started goes with it
+    signal_group(child.pid, signal.SIGKILL)  # whatever the program started goes with it
     code = child.returncode
     return 128 - code if code < 0 else code  # as a shell reports a process killed by a signal
 
