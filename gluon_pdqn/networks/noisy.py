@@ -49,13 +49,7 @@ class NoisyDense(gluon.HybridBlock):
 
     def resample(self, rng: np.random.Generator) -> None:
         """Draw new noise (one draw for every device)."""
-        noise_in = mx.nd.array(scaled_noise(rng, self._in_units).reshape(1, -1))
-        noise_out = mx.nd.array(scaled_noise(rng, self._units))
-        # Copied into each device's array directly: Parameter.set_data cost 3.5x the copy (354 against 101 us
-        # for a (1, 64) parameter, once each on a loaded machine), and this runs before every update and action.
-        for param, noise in ((self.noise_in, noise_in), (self.noise_out, noise_out)):
-            for array in param.list_data():
-                noise.copyto(array)
+        resample_noise(self, rng)
 
     def silence(self) -> None:
         """No noise: the layer computes with its means."""
@@ -77,10 +71,63 @@ def noisy_layers(block: gluon.Block) -> list[NoisyDense]:
     return found
 
 
+class _NoiseDestinations:
+    """Where new noise for the noisy layers of one block goes: per device, flat views of its noise arrays.
+
+    Built once per block and rebuilt when a noise parameter's arrays are no longer the ones seen (it holds
+    them, so their identities stay meaningful).
+    """
+
+    def __init__(self, layers: list[NoisyDense]):
+        self.layers = layers
+        self.params = [param for layer in layers for param in (layer.noise_in, layer.noise_out)]
+        self.arrays = [param.list_data() for param in self.params]
+        sizes = [int(np.prod(param.shape)) for param in self.params]
+        self.split_points = tuple(int(point) for point in np.cumsum([0] + sizes[:-1]))
+        by_device: dict = {}
+        for index, arrays in enumerate(self.arrays):
+            for array in arrays:
+                by_device.setdefault(array.context, {})[index] = array.reshape((-1,))
+        # A device that holds every noise array (every device but under model parallelism) gets all of them
+        # from one split; the others one copy per array they hold.
+        self.whole = {ctx: [views[i] for i in range(len(self.params))] for ctx, views in by_device.items()
+                      if len(views) == len(self.params)}
+        self.partial = {ctx: views for ctx, views in by_device.items() if ctx not in self.whole}
+
+    def current(self) -> bool:
+        return all(len(param.list_data()) == len(arrays) and all(a is b for a, b in zip(param.list_data(), arrays))
+                   for param, arrays in zip(self.params, self.arrays))
+
+    def write(self, flat: mx.nd.NDArray) -> None:
+        """Copy ``flat`` (every layer's noise_in and noise_out, in order) into the arrays."""
+        for ctx, views in self.whole.items():
+            source = flat if ctx == flat.context else flat.as_in_context(ctx)
+            mx.nd._internal._split_v2(source, indices=self.split_points, axis=0, out=views)
+        bounds = list(self.split_points) + [flat.shape[0]]
+        for views in self.partial.values():
+            for index, view in views.items():
+                flat[bounds[index]:bounds[index + 1]].copyto(view)
+
+
 def resample_noise(block: gluon.Block, rng: np.random.Generator) -> None:
-    """New noise in every noisy layer of ``block``."""
-    for layer in noisy_layers(block):
-        layer.resample(rng)
+    """New noise in every noisy layer of ``block``: per layer f(eps_in) then f(eps_out), in layer order.
+
+    All layers' draws reach each device through one zero-copy array and one split: an ``nd.array`` per noise
+    vector (a synchronous copy, about 190 us each under load) took two thirds of a cartpole-rainbow update
+    (16 vectors for the online and target networks); one network's new noise now costs about 65 us.
+    """
+    destinations = getattr(block, "_noise_destinations", None)
+    if destinations is None or not destinations.current():
+        layers = noisy_layers(block)
+        if not layers:
+            return
+        destinations = _NoiseDestinations(layers)
+        block._noise_destinations = destinations
+    draws = []
+    for layer in destinations.layers:
+        draws += [scaled_noise(rng, layer.noise_in.shape[1]), scaled_noise(rng, layer.noise_out.shape[0])]
+    # Zero copy: the numpy buffer stays alive until the asynchronous copies that read it are done.
+    destinations.write(mx.nd.from_numpy(np.concatenate(draws), zero_copy=True))
 
 
 def silence_noise(block: gluon.Block) -> None:
