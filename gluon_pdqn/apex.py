@@ -5,7 +5,8 @@ Each actor is a spawned process with its own vector env (``env.num_envs`` enviro
 thread) for CNNs. It forms the n-step transitions of its steps itself, computes their initial priorities
 ``|G_t^(n) + gamma^n max_a Q(s_{t+n}, a) - Q(s_t, a_t)|`` with that copy, and hands its experience in every
 ``actors.send_every`` env steps. The learner's process stores it in the run's replay (one stream per actor
-env, the actor's priorities as initial priorities), runs the updates that experience makes due, as every
+env, the actor's priorities as initial priorities; under a distributional algorithm, whose priorities are the
+learner's loss, on another scale than a TD error, the replay's largest priority instead), runs the updates that experience makes due, as every
 replay mode does, and updates the priorities of what it sampled.
 
 Parameters travel through shared memory, not pipes: the learner publishes its online parameters every
@@ -356,6 +357,9 @@ class ApexCollector:
     def __init__(self, cfg: Config, spec: EnvSpec, replay: ReplayBuffer, learner, seed: int):
         self.cfg, self.spec, self.replay, self.learner = cfg, spec, replay, learner
         self.schedules = actor_epsilons(cfg)
+        # A distributional learner's priorities are its loss (cross-entropy, quantile Huber), not comparable to
+        # the actors' |TD| of the expected Q: its new transitions enter at the largest priority, as in PER.
+        self._actor_priorities = replay.prioritized and not ReturnModel.of(cfg.agent).distributional
         self.seed = seed
         layout = [(name, tuple(array.shape)) for name, array in learner.policy_parameters().items()]
         self.layout = layout
@@ -431,7 +435,6 @@ class ApexCollector:
 
     def _store(self, actor: int, experience: dict, collected: Collected) -> None:
         base = actor * self.cfg.env.num_envs
-        prioritized = self.replay.prioritized
         episodes = iter(experience["episodes"])
         kinds, envs_, frames = experience["kinds"], experience["envs"], experience["frames"]
         before = collected.env_steps
@@ -443,7 +446,7 @@ class ApexCollector:
             terminated, truncated = bool(experience["terminated"][k]), bool(experience["truncated"][k])
             self.replay.add_frame(stream, int(experience["actions"][k]), float(experience["rewards"][k]), frames[k],
                                   terminated, truncated,
-                                  priority=float(experience["priorities"][k]) if prioritized else None)
+                                  priority=float(experience["priorities"][k]) if self._actor_priorities else None)
             collected.env_steps += 1
             if terminated or truncated:
                 env, episode_return, length = next(episodes)

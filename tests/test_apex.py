@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from gluon_pdqn import checkpoint
-from gluon_pdqn.apex import _flush, _Outbox, actor_epsilons
+from gluon_pdqn.apex import ApexCollector, _flush, _Outbox, actor_epsilons
+from gluon_pdqn.collectors import Collected
 from gluon_pdqn.config import load_preset
 from gluon_pdqn.replay import ReplayBuffer
 
@@ -54,6 +55,33 @@ def test_the_replay_gives_a_transition_its_actors_priority_when_its_window_close
     replay.add_frame(0, 0, 1.0, np.full(2, 9, np.float32), False, False)
     replay.add_frame(0, 0, 1.0, np.full(2, 10, np.float32), False, False)
     np.testing.assert_allclose(replay.tree.get(np.arange(4)), [2.0, 3.0, 4.0, 1.0], rtol=1e-5)
+
+
+class _ParametersOnly:
+    """What ApexCollector needs of a learner to publish: its online parameters and step count."""
+
+    learner_steps = 0
+
+    def policy_parameters(self):
+        return {"w": np.zeros(3, np.float32)}
+
+
+@pytest.mark.parametrize("algo", ["dqn", "c51", "qr-dqn"])
+def test_stored_transitions_take_the_actors_priority_unless_the_learner_ranks_by_a_distributional_loss(algo):
+    cfg = load_preset("cartpole").replace({"run.mode": "apex", "actors.count": 1, "agent.algo": algo,
+                                           "replay.prioritized": True, "replay.n_step": 1})
+    replay = ReplayBuffer(100, 1, (2,), np.float32, n_step=1, prioritized=True, alpha=1.0)
+    replay.max_priority = 5.0
+    collector = ApexCollector(cfg, None, replay, _ParametersOnly(), seed=0)
+    try:
+        outbox = _Outbox()
+        outbox.begin(0, np.zeros(2, np.float32))
+        outbox.step(0, 1, 1.0, np.ones(2, np.float32), False, False, priority=0.25)
+        collector._store(0, outbox.pack(epsilon=0.1, policy_steps=0), Collected())
+    finally:
+        collector.shared.close()
+    expected = 0.25 + replay.priority_epsilon if algo == "dqn" else 5.0
+    np.testing.assert_allclose(replay.tree.get(np.arange(1)), [expected], rtol=1e-6)
 
 
 def test_the_apex_ladder_and_a_single_actor_explore_like_mode_single():
