@@ -33,8 +33,8 @@ def give_mxnet_every_core() -> None:
     (`architecture.SHARED_CORE_NETWORKS`), not for MLPs nor the small CNN of MinAtar's 10x10 grids.
     MXNet reads the variable once, when its library loads.
     """
-    if OMP_THREADS_SET_BY_USER:
-        return
+    if OMP_THREADS_SET_BY_USER or os.environ.get("OMP_NUM_THREADS") == str(physical_cores()):
+        return  # the user's choice, or an earlier call took effect before MXNet loaded
     if "mxnet" in sys.modules:
         warnings.warn("mxnet is already imported: its kernels keep to half the CPUs (set OMP_NUM_THREADS before "
                       "importing it)", stacklevel=2)

@@ -208,3 +208,18 @@ def test_a_users_image_environment_trains_with_default_settings_and_learns(tmp_p
 def test_observations_that_cannot_be_taken_get_one_line(tmp_path, env_id, sets, fragment):
     result = gluon_pdqn("train", "--env", env_id, "--run-dir", str(tmp_path / "run"), *FAST, *sets)
     assert_one_line_error(result, fragment)
+
+
+@pytest.mark.parametrize("calls, warned", [
+    ("g.give_mxnet_every_core(); import mxnet; g.give_mxnet_every_core()", 0),  # took effect: a second call is fine
+    ("import mxnet; g.give_mxnet_every_core()", 1),  # too late: said so
+])
+def test_mxnet_gets_every_core_when_asked_before_it_loads(calls, warned):
+    script = ("import os, warnings\nimport gluon_pdqn as g\nwith warnings.catch_warnings(record=True) as caught:\n"
+              "    warnings.simplefilter('always')\n    " + calls + "\n"
+              "print(sum('already imported' in str(w.message) for w in caught), os.environ.get('OMP_NUM_THREADS'))")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    count, threads = result.stdout.split()
+    assert int(count) == warned
+    assert (threads != "None") == (not warned)
