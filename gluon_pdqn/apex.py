@@ -6,8 +6,8 @@ thread) for CNNs. It forms the n-step transitions of its steps itself, computes 
 ``|G_t^(n) + gamma^n max_a Q(s_{t+n}, a) - Q(s_t, a_t)|`` with that copy, and hands its experience in every
 ``actors.send_every`` env steps. The learner's process stores it in the run's replay (one stream per actor
 env, the actor's priorities as initial priorities; under a distributional algorithm, whose priorities are the
-learner's loss, on another scale than a TD error, the replay's largest priority instead), runs the updates that experience makes due, as every
-replay mode does, and updates the priorities of what it sampled.
+learner's loss, on another scale than a TD error, the replay's largest priority instead), runs the updates
+that experience makes due, as every replay mode does, and updates the priorities of what it sampled.
 
 Parameters travel through shared memory, not pipes: the learner publishes its online parameters every
 ``actors.sync_every`` env steps (all actors together) under a sequence lock, and each actor copies them every
