@@ -79,11 +79,10 @@ class _NoiseDestinations:
     """
 
     def __init__(self, layers: list[NoisyDense]):
-        self.layers = layers
         self.params = [param for layer in layers for param in (layer.noise_in, layer.noise_out)]
         self.arrays = [param.list_data() for param in self.params]
-        sizes = [int(np.prod(param.shape)) for param in self.params]
-        self.split_points = tuple(int(point) for point in np.cumsum([0] + sizes[:-1]))
+        self.sizes = [int(np.prod(param.shape)) for param in self.params]  # the draws, in order
+        self.bounds = [int(bound) for bound in np.cumsum([0] + self.sizes)]
         by_device: dict = {}
         for index, arrays in enumerate(self.arrays):
             for array in arrays:
@@ -95,19 +94,21 @@ class _NoiseDestinations:
         self.partial = {ctx: views for ctx, views in by_device.items() if ctx not in self.whole}
 
     def current(self) -> bool:
-        return all(len(param.list_data()) == len(arrays) and all(a is b for a, b in zip(param.list_data(), arrays))
-                   for param, arrays in zip(self.params, self.arrays))
+        for param, arrays in zip(self.params, self.arrays):
+            now = param.list_data()
+            if len(now) != len(arrays) or any(a is not b for a, b in zip(now, arrays)):
+                return False
+        return True
 
     def write(self, flat: mx.nd.NDArray) -> None:
         """Copy ``flat`` (every layer's noise_in and noise_out, in order) into the arrays."""
         for ctx, views in self.whole.items():
             source = flat if ctx == flat.context else flat.as_in_context(ctx)
             # The operator behind nd.split_v2, called directly: the wrapper takes no ``out``.
-            mx.nd._internal._split_v2(source, indices=self.split_points, axis=0, out=views)
-        bounds = list(self.split_points) + [flat.shape[0]]
+            mx.nd._internal._split_v2(source, indices=tuple(self.bounds[:-1]), axis=0, out=views)
         for views in self.partial.values():
             for index, view in views.items():
-                flat[bounds[index]:bounds[index + 1]].copyto(view)
+                flat[self.bounds[index]:self.bounds[index + 1]].copyto(view)
 
 
 def resample_noise(block: gluon.Block, rng: np.random.Generator) -> None:
@@ -124,11 +125,9 @@ def resample_noise(block: gluon.Block, rng: np.random.Generator) -> None:
             return
         destinations = _NoiseDestinations(layers)
         block._noise_destinations = destinations
-    draws = []
-    for layer in destinations.layers:
-        draws += [scaled_noise(rng, layer.noise_in.shape[1]), scaled_noise(rng, layer.noise_out.shape[0])]
+    draws = np.concatenate([scaled_noise(rng, size) for size in destinations.sizes])
     # Zero copy: the numpy buffer stays alive until the asynchronous copies that read it are done.
-    destinations.write(mx.nd.from_numpy(np.concatenate(draws), zero_copy=True))
+    destinations.write(mx.nd.from_numpy(draws, zero_copy=True))
 
 
 def silence_noise(block: gluon.Block) -> None:
