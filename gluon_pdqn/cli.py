@@ -209,12 +209,13 @@ def train(preset, env_id, mode, learner, ctx, kvstore, actors, algo, actor_backe
         click.echo(f"interrupted by {summary.interrupted_by} at {c['env_steps']:,} env steps; checkpoint "
                    f"{summary.checkpoint}; continue with: gluon-pdqn train --resume {run_dir}")
         return 128 + int(getattr(signal, summary.interrupted_by))
+    share = " of this worker" if cfg.run.mode == "dist" else ""  # a dist job's workers each count their own
     if summary.solved_at_env_steps is not None:
         click.echo(f"solved: greedy mean return {summary.last_eval_mean:.1f} >= {cfg.run.stop_return:g} after "
-                   f"{summary.solved_at_env_steps:,} env steps, {summary.solved_at_seconds:.1f} s")
+                   f"{summary.solved_at_env_steps:,} env steps{share}, {summary.solved_at_seconds:.1f} s")
     else:
         last = f"{summary.last_eval_mean:.1f}" if summary.last_eval_mean is not None else "-"
-        click.echo(f"finished {c['env_steps']:,} env steps, {c['learner_steps']:,} updates in "
+        click.echo(f"finished {c['env_steps']:,} env steps{share}, {c['learner_steps']:,} updates in "
                    f"{c['wall_seconds']:.1f} s; last greedy mean return {last}")
     click.echo(f"run directory: {run_dir} (learning_curve.png, metrics.csv, checkpoints/)")
     return 0

@@ -188,10 +188,12 @@ class Training:
             os.makedirs(run_dir, exist_ok=True)
             if resume_bundle is not None:  # each worker continues from its own checkpoint
                 resume_bundle = checkpoint.resolve(run_dir)
-        if self.learner.job is not None:
-            # Workers of dist_sync must stop together: they run their budgets, and only rank 0 evaluates.
+        if self.learner.job is not None and not self.learner.job.stops_together:
+            # Only rank 0 evaluates. In dist_sync its wish to stop once solved is a vote that ends every worker
+            # at the same update; in dist_async no vote reaches the others, which would run on alone.
             self._stop_on_return = False
-            self.notes.append("mode dist runs the whole step budget (run.stop_return is not applied)")
+            self.notes.append("mode dist with dist_async runs the whole step budget (run.stop_return is not "
+                              "applied)")
         # A rollout learner (mode async) learns from the actors' rollouts as they arrive: no replay.
         self.replay = None if learner_topology(cfg.run) == "async" else self._make_replay(seed + 1)
         converted = f" ({self.spec.conversion})" if self.spec.conversion else ""

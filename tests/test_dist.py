@@ -146,6 +146,21 @@ def test_dist_sync_workers_stop_together_when_their_clocks_disagree(tmp_path):
     assert all(summary["checkpoint"] for summary in summaries)
 
 
+def test_reaching_stop_return_ends_every_dist_sync_worker_at_one_update(tmp_path):
+    """Rank 0 evaluates; its first evaluation reaches the (low) stop_return, and the vote ends both workers
+    long before their budget (a worker left running alone would push forever, and the deadline would fail)."""
+    run_dir = tmp_path / "run"
+    result = launch("--workers", "2", "--deadline", "240", "--", "train", "--mode", "dist", "--run-dir", str(run_dir),
+                    "--steps", "10000000", "--quiet", "--set", "run.eval_every=1000", "--set", "run.stop_return=1",
+                    "--set", "replay.learning_starts=200", "--set", "run.eval_episodes=2", timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "solved: greedy mean return" in result.stdout and "env steps of this worker" in result.stdout
+    summaries = [json.loads((d / "summary.json").read_text()) for d in (run_dir, run_dir / "workers" / "rank-1")]
+    assert summaries[0]["solved_at_env_steps"] == 1000
+    assert summaries[0]["counters"]["learner_steps"] == summaries[1]["counters"]["learner_steps"] > 0
+    assert summaries[1]["counters"]["env_steps"] < 5000 and all(summary["checkpoint"] for summary in summaries)
+
+
 @pytest.mark.parametrize("reported, expected", [
     ("", "worker 0 reported no progress within 3 s of its start"),
     ("@gluon-pdqn progress 100 7 0", "worker 0 made no progress for 3 s \\(at 100 env steps, 7 updates\\)"),

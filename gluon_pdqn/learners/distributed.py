@@ -100,8 +100,15 @@ class DistLearner(SingleLearner):
 
     @property
     def job(self):
-        """A worker of a parameter-server job: ``leave``, ``traffic_figures``, ``exchange_figures``."""
+        """A worker of a parameter-server job: ``agree_to_stop``, ``stops_together``, ``leave``,
+        ``traffic_figures``, ``exchange_figures``."""
         return self
+
+    @property
+    def stops_together(self) -> bool:
+        """Whether the job's workers stop at one agreed update (dist_sync), so that one worker's wish (rank 0's
+        evaluation reaching run.stop_return) can end them all; in dist_async each worker stops on its own."""
+        return self._votes
 
     def agree_to_stop(self, wish: bool) -> bool:
         """Whether this worker stops now, given whether it wishes to (its budget, time or a signal).
