@@ -397,13 +397,18 @@ def export(path, which, formats, out_dir):
 @click.option("--out", "out_path", default="curves.png", show_default=True, help="PNG file to write.")
 @click.option("--x", "x_axis", type=click.Choice(["env_steps", "wall_seconds"]), default="env_steps",
               show_default=True)
-def plot(run_dirs, out_path, x_axis):
-    """Greedy-return curves of RUN_DIRS, grouped by mode (mean and min-max over each group's runs)."""
+@click.option("--title", default="", help="The plot's title.")
+def plot(run_dirs, out_path, x_axis, title):
+    """Greedy-return curves of RUN_DIRS, grouped by environment and mode (mean and min-max over each group's
+    runs). A RUN_DIR written LABEL=RUN_DIR joins the group LABEL instead: `plot DQN=runs/a Rainbow=runs/b`."""
     from . import plots
 
     _check_writable_file(out_path, "--out")
     groups: dict[str, list[str]] = {}
-    for run_dir in run_dirs:
+    for argument in run_dirs:
+        label, named, run_dir = argument.partition("=")
+        if not named or os.path.isdir(argument):
+            label, run_dir = None, argument
         try:
             with open(os.path.join(run_dir, "config.json")) as f:
                 config = json.load(f)
@@ -411,8 +416,8 @@ def plot(run_dirs, out_path, x_axis):
             raise UserError(f"{run_dir} is not a run directory (no readable config.json)") from None
         if not plots.evaluation_curve(run_dir):
             raise UserError(f"{run_dir} has no evaluations (eval.csv) to plot")
-        groups.setdefault(f"{config['env']['id']} {config['run']['mode']}", []).append(run_dir)
-    plots.grouped_curves(groups, x_axis, out_path)
+        groups.setdefault(label or f"{config['env']['id']} {config['run']['mode']}", []).append(run_dir)
+    plots.grouped_curves(groups, x_axis, out_path, title)
     click.echo(f"wrote {out_path}")
     return 0
 

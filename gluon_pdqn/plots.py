@@ -84,7 +84,8 @@ def grouped_curves(groups: dict[str, list[str]], x: str, path: str, title: str =
     """Mean (line) and min-max spread (band) over each group's runs of greedy return against ``x``.
 
     ``groups`` maps a label (a mode) to run directories (its seeds); ``x`` is ``env_steps`` or
-    ``wall_seconds``. Each run's curve is interpolated onto a common grid that ends where its shortest run ends.
+    ``wall_seconds``. Each run's curve is interpolated onto a common grid that ends where its shortest run ends;
+    a group of one run is drawn through its own evaluations.
     """
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
     for label, run_dirs in groups.items():
@@ -93,6 +94,8 @@ def grouped_curves(groups: dict[str, list[str]], x: str, path: str, title: str =
             continue
         end = min(c[x][-1] for c in curves)
         grid = np.linspace(0.0, end, 50) if end > 0 else np.zeros(1)
+        if len(curves) == 1:
+            grid = np.r_[0.0, curves[0][x]]
         values = np.array([np.interp(grid, np.r_[0.0, c[x]], np.r_[c["mean_return"][0], c["mean_return"]])
                            for c in curves])
         line, = ax.plot(grid, values.mean(axis=0), label=f"{label} ({len(curves)} run{'s' * (len(curves) > 1)})")

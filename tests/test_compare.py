@@ -5,6 +5,10 @@ import sys
 
 import pytest
 
+from click.testing import CliRunner
+
+from gluon_pdqn import plots
+from gluon_pdqn.cli import cli as cli_group
 from gluon_pdqn.compare import Plan, markdown_table, run_name, summarize, train_command
 
 
@@ -58,6 +62,18 @@ def test_plot_draws_any_run_directories(comparison, tmp_path):
     assert result.returncode == 0 and path.stat().st_size > 5000
     bad = cli("plot", str(tmp_path))
     assert bad.returncode == 2 and "not a run directory" in bad.stderr
+
+
+def test_plot_groups_run_directories_under_the_labels_given(comparison, tmp_path, monkeypatch):
+    out, _, _ = comparison
+    runs = sorted(str(p) for p in (out / "runs").iterdir())  # async-s0, dist-s0, single-s0
+    drawn = {}
+    monkeypatch.setattr(plots, "grouped_curves", lambda groups, x, path, title="": drawn.update(groups=groups,
+                                                                                                 title=title))
+    result = CliRunner().invoke(cli_group, ["plot", f"mine={runs[0]}", f"mine={runs[1]}", runs[2], "--title", "Ours",
+                                            "--out", str(tmp_path / "curves.png")])
+    assert result.exit_code == 0, result.output
+    assert drawn == {"groups": {"mine": runs[:2], "CartPole-v1 single": [runs[2]]}, "title": "Ours"}
 
 
 @pytest.mark.parametrize("args, fragment", [
