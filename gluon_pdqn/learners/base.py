@@ -11,8 +11,8 @@ A training loop uses a replay learner like this::
 Topologies differ only inside ``step`` (how the batch's gradient is computed over devices). Two of them take
 part in something beyond one update, and say so through an optional role instead of hooks every learner
 would have to stub: ``Learner.job`` (a parameter-server worker: ``agree_to_stop``, ``stops_together``,
-``leave``, ``traffic_figures``, ``exchange_figures``) and ``Learner.ensemble`` (``member_q_functions``, ``set_member_returns``,
-``episode_started``). Both are None elsewhere.
+``leave``, ``traffic_figures``, ``exchange_figures``) and ``Learner.ensemble`` (``member_q_functions``,
+``set_member_returns``, ``episode_started``). Both are None elsewhere.
 """
 from __future__ import annotations
 
