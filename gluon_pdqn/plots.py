@@ -92,10 +92,11 @@ def grouped_curves(groups: dict[str, list[str]], x: str, path: str, title: str =
         curves = [c for c in (evaluation_curve(d) for d in run_dirs) if c and len(c[x]) >= 1]
         if not curves:
             continue
-        end = min(c[x][-1] for c in curves)
-        grid = np.linspace(0.0, end, 50) if end > 0 else np.zeros(1)
         if len(curves) == 1:
             grid = np.r_[0.0, curves[0][x]]
+        else:
+            end = min(c[x][-1] for c in curves)
+            grid = np.linspace(0.0, end, 50) if end > 0 else np.zeros(1)
         values = np.array([np.interp(grid, np.r_[0.0, c[x]], np.r_[c["mean_return"][0], c["mean_return"]])
                            for c in curves])
         line, = ax.plot(grid, values.mean(axis=0), label=f"{label} ({len(curves)} run{'s' * (len(curves) > 1)})")

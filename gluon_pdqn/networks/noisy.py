@@ -83,6 +83,7 @@ class _NoiseDestinations:
         self.arrays = [param.list_data() for param in self.params]
         self.sizes = [int(np.prod(param.shape)) for param in self.params]  # the draws, in order
         self.bounds = [int(bound) for bound in np.cumsum([0] + self.sizes)]
+        self.split_points = tuple(self.bounds[:-1])  # where _split_v2 cuts the flat draws
         by_device: dict = {}
         for index, arrays in enumerate(self.arrays):
             for array in arrays:
@@ -105,7 +106,7 @@ class _NoiseDestinations:
         for ctx, views in self.whole.items():
             source = flat if ctx == flat.context else flat.as_in_context(ctx)
             # The operator behind nd.split_v2, called directly: the wrapper takes no ``out``.
-            mx.nd._internal._split_v2(source, indices=tuple(self.bounds[:-1]), axis=0, out=views)
+            mx.nd._internal._split_v2(source, indices=self.split_points, axis=0, out=views)
         for views in self.partial.values():
             for index, view in views.items():
                 flat[self.bounds[index]:self.bounds[index + 1]].copyto(view)
