@@ -22,7 +22,7 @@ from results_file import write_results
 
 warnings.filterwarnings("ignore")
 
-from gluon_pdqn.loops import Training  # noqa: E402
+from gluon_pdqn.run.loop import Training  # noqa: E402
 from gluon_pdqn.config import load_preset  # noqa: E402
 
 

@@ -27,7 +27,7 @@ import click
 
 from results_file import write_results
 
-from gluon_pdqn.logging import worker_run_dir
+from gluon_pdqn.metrics import worker_run_dir
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -25,8 +25,8 @@ warnings.filterwarnings("ignore")
 
 from gluon_pdqn.config import MODES, Config, load_preset  # noqa: E402
 from gluon_pdqn.envs import EnvSpec  # noqa: E402
-from gluon_pdqn.learners import make_learner  # noqa: E402
-from gluon_pdqn.loops import Training  # noqa: E402
+from gluon_pdqn.build import make_learner  # noqa: E402
+from gluon_pdqn.run.loop import Training  # noqa: E402
 from gluon_pdqn.parallel import parse_contexts  # noqa: E402
 from gluon_pdqn.replay import Batch  # noqa: E402
 

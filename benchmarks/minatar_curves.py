@@ -32,7 +32,7 @@ def random_play(env_id: str, episodes: int) -> dict:
     """Returns of uniformly random play under the evaluation protocol of the `minatar` preset."""
     from gluon_pdqn.config import load_preset
     from gluon_pdqn.envs import describe
-    from gluon_pdqn.loops import evaluate
+    from gluon_pdqn.run.evaluation import evaluate
 
     cfg = load_preset("minatar").replace({"env.id": env_id})
     n_actions = describe(cfg.env).n_actions

@@ -34,11 +34,11 @@ from results_file import write_results
 
 warnings.filterwarnings("ignore")
 
-from gluon_pdqn import logging as metrics  # noqa: E402
+from gluon_pdqn import metrics  # noqa: E402
 from gluon_pdqn.config import Config, load_preset  # noqa: E402
 from gluon_pdqn.envs import EnvSpec  # noqa: E402
 from gluon_pdqn.learners import SingleLearner  # noqa: E402
-from gluon_pdqn.loops import Training  # noqa: E402
+from gluon_pdqn.run.loop import Training  # noqa: E402
 from gluon_pdqn.networks.precision import cpu_has_bf16  # noqa: E402
 
 LEARNING_STARTS = 1_000

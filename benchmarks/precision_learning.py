@@ -31,7 +31,7 @@ gluon_pdqn.give_mxnet_every_core()  # before MXNet loads, as the command line do
 
 import toy_envs  # noqa: E402,F401  (registers the environment)
 from gluon_pdqn.config import load_preset  # noqa: E402
-from gluon_pdqn.loops import Training  # noqa: E402
+from gluon_pdqn.run.loop import Training  # noqa: E402
 from gluon_pdqn.networks.precision import cpu_has_bf16  # noqa: E402
 
 ENV_ID = "PixelChoiceLarge-v0"

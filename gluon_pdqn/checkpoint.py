@@ -1,17 +1,23 @@
 """Checkpoint bundles: a directory written under a temporary name, marked complete last, then renamed.
 
 A bundle ``checkpoints/ckpt-<env_steps>/`` holds ``state.json`` (format tag, config, counters, RNG states),
-whatever files the writer adds (parameters in MXNet's array format, arrays in ``.npz``), and ``COMPLETE``.
-Nothing in a bundle is unpickled on loading, so a checkpoint from someone else cannot run code. Only
-bundles with the marker are ever loaded; the newest ``keep`` are kept.
+whatever files the writer adds (parameters in MXNet's array format, arrays in ``.npz``), and ``COMPLETE``,
+written last: the size and SHA-256 of every other file of the bundle. Nothing in a bundle is unpickled on
+loading, so a checkpoint from someone else cannot run code. Only bundles with the marker are ever loaded, and
+``resolve`` verifies every file against it first (a copy cut short, a flipped bit, an emptied file is one line
+naming the file); the newest ``keep`` are kept. Bundles written before the marker held checksums (its text
+is ``ok``) still load, unverified.
 """
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import shutil
+import sys
+import zipfile
 from typing import Callable
 
 import numpy as np
@@ -134,20 +140,93 @@ def _write_bundle(final: str, state: dict, write_files: Callable[[str], None]) -
     write_files(temporary)
     with open(os.path.join(temporary, STATE_FILE), "w") as f:
         json.dump({"format": FORMAT, "version": VERSION, **state}, f)
-    _fsync_dir_files(temporary)
+    manifest = _fsync_and_digest(temporary)
     with open(os.path.join(temporary, MARKER), "w") as f:
-        f.write("ok\n")
+        json.dump({"format": FORMAT, "files": manifest}, f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
     if os.path.exists(final):
         shutil.rmtree(final)
     os.rename(temporary, final)
     return final
 
 
-def _fsync_dir_files(directory: str) -> None:
+CHUNK = 1 << 22  # bytes read at a time while digesting
+
+
+def _digest(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync_and_digest(directory: str) -> dict[str, dict]:
+    """Flush every file of a bundle to the disk; their sizes and SHA-256 digests by path within the bundle.
+
+    The files were just written, so the digest reads them from the page cache, in the same pass as the flush.
+    """
+    manifest = {}
     for root, _, files in os.walk(directory):
-        for name in files:
-            with open(os.path.join(root, name), "rb") as f:
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                digest = hashlib.sha256()
+                while chunk := f.read(CHUNK):
+                    digest.update(chunk)
                 os.fsync(f.fileno())
+            manifest[os.path.relpath(path, directory)] = {"size": os.path.getsize(path),
+                                                          "sha256": digest.hexdigest()}
+    return manifest
+
+
+_UNVERIFIED_NOTED: set = set()
+
+
+def verify(bundle: str) -> None:
+    """Check every file of ``bundle`` against its marker's sizes and digests; one line naming a damaged file.
+
+    The line names the newest older complete bundle, if there is one, and how to resume from it. A bundle
+    written before markers held checksums is not verified (said once per process).
+    """
+    try:
+        with open(os.path.join(bundle, MARKER)) as f:
+            text = f.read()
+    except OSError as e:
+        raise UserError(f"checkpoint {bundle} is corrupt: its {MARKER} marker cannot be read ({e.strerror})") from None
+    if text.strip() == "ok":  # the marker of bundles written before checksums
+        if bundle not in _UNVERIFIED_NOTED:
+            _UNVERIFIED_NOTED.add(bundle)
+            print(f"note: checkpoint {bundle} was written before bundles carried checksums; its files are not "
+                  "verified", file=sys.stderr)
+        return
+    try:
+        marker = json.loads(text)
+        files = marker["files"]
+        assert marker.get("format") == FORMAT and isinstance(files, dict) and files
+        expected = {name: (int(entry["size"]), str(entry["sha256"])) for name, entry in files.items()}
+    except (ValueError, KeyError, TypeError, AssertionError):
+        raise UserError(_damaged(bundle, f"its {MARKER} marker holds no checksums")) from None
+    for name, (size, sha256) in sorted(expected.items()):
+        path = os.path.join(bundle, name)
+        if not os.path.isfile(path):
+            raise UserError(_damaged(bundle, f"{name} is missing"))
+        actual = os.path.getsize(path)
+        if actual != size:
+            raise UserError(_damaged(bundle, f"{name} has {actual:,} bytes, {size:,} when written"))
+        if _digest(path) != sha256:
+            raise UserError(_damaged(bundle, f"{name} differs from what was written (SHA-256)"))
+
+
+def _damaged(bundle: str, what: str) -> str:
+    run_dir = run_dir_of(bundle)
+    name = os.path.basename(os.path.normpath(bundle))
+    # Every numbered bundle is older than a damaged best one (it is rewritten at each better evaluation).
+    older = [b for b in list_complete(run_dir) if name == BEST or os.path.basename(b) < name]
+    hint = (f"the newest older complete checkpoint is {older[-1]}: resume from it with gluon-pdqn train --resume "
+            f"{older[-1]}" if older else "no older complete checkpoint exists")
+    return f"checkpoint {bundle} is corrupt: {what}; {hint}"
 
 
 def is_bundle(path: str) -> bool:
@@ -164,16 +243,19 @@ def resolve(path: str, which: str = "last") -> str:
         if not os.path.exists(os.path.join(path, MARKER)):
             raise UserError(f"checkpoint {path} is incomplete (no {MARKER} marker): it was being written "
                             "when the run stopped")
+        verify(path)
         return path
     if which == "best":
         best = os.path.join(checkpoint_dir(path), BEST)
         if not os.path.exists(os.path.join(best, MARKER)):
             raise UserError(f"{path} has no best checkpoint: it has not finished a greedy evaluation "
                             "(run.eval_every)")
+        verify(best)
         return best
     bundles = list_complete(path)
     if not bundles:
         raise UserError(f"{path} holds no complete checkpoint")
+    verify(bundles[-1])
     return bundles[-1]
 
 
@@ -243,7 +325,7 @@ def load_arrays(bundle: str, name: str) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}
-    except (OSError, ValueError, EOFError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise UserError(f"checkpoint {bundle} is corrupt: cannot read {name} ({e.__class__.__name__})") from None
 
 

@@ -13,11 +13,11 @@ import threading
 
 import click
 
-from . import __version__, checkpoint, give_mxnet_every_core
-from .logging import ProgressDisplay
+from . import __version__, build, checkpoint, give_mxnet_every_core
+from .metrics import ProgressDisplay
 from .parallel.launcher import STALL_SECONDS, Job, JobFailed, ProgressReports
-from .config import (APEX_LEARNERS, ASYNC_ALGOS, REPLAY_ALGOS, EVAL_PROTOCOLS, MODES, Config, learner_topology, load_preset,
-                     preset_names)
+from .config import (ASYNC_ALGOS, COLLECTORS, EVAL_PROTOCOLS, KVSTORES, MODES, PLACEMENTS, REPLAY_ALGOS, Config,
+                     load_preset, preset_names)
 from .errors import EnvironmentFault, StorageFault, TrainingStopped, UserError
 
 # Settings that may change when a run is resumed; the rest define the run and must stay as they were.
@@ -34,24 +34,6 @@ def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
             raise UserError(f"--set takes key=value, got '{pair}'")
         overrides[key.strip()] = value.strip()
     return overrides
-
-
-def _default_preset(mode: str | None, algo: str | None, env_id: str | None) -> str:
-    """The preset a train command without --preset starts from.
-
-    Mode async has its own (it has no replay). Otherwise the environment's family picks it, as RL Zoo picks
-    hyperparameters per environment: ``minatar`` for MinAtar ids, ``atari-cpu`` for ALE ids, ``cartpole`` for
-    the rest (vector observations; an image env gets a CNN from ``network.name=auto`` either way).
-    """
-    from . import envs
-
-    if mode == "async":
-        return "async-a3c" if algo == "a3c" else "async"
-    if env_id and envs.is_minatar(env_id):
-        return "minatar"
-    if env_id and envs.is_atari(env_id):
-        return "atari-cpu"
-    return "cartpole"
 
 
 def _check_writable_file(path: str, option: str) -> None:
@@ -77,7 +59,7 @@ def _now_stamp() -> str:
 def _default_run_dir(cfg: Config) -> str:
     # The workers of one launched job share the launcher's time stamp, and so one run directory.
     stamp = os.environ.get("GLUON_PDQN_JOB_STAMP") or _now_stamp()
-    return os.path.join("runs", f"{_slug(cfg.env.id)}-{cfg.run.mode}-s{cfg.run.seed}-{stamp}")
+    return os.path.join("runs", f"{_slug(cfg.env.id)}-{build.run_label(cfg)}-s{cfg.run.seed}-{stamp}")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -105,10 +87,13 @@ def _choose_mxnet_threads(cfg: Config) -> None:
               "split over the --ctx devices); model parallel (network stages on the --ctx devices); an ensemble "
               "(one network per --ctx device); apex (--actors processes feeding one replay, any --learner); async "
               "actor-learners (--actors, --algo, --actor-backend); dist (a parameter-server job, see launch).")
-@click.option("--learner", type=click.Choice(APEX_LEARNERS), help="Mode apex: how the learner is spread over "
-              "--ctx (single, data, model) [default: single].")
+@click.option("--learner", type=click.Choice(PLACEMENTS), help="How the learner is placed, if not as the mode's "
+              "own: e.g. --mode apex --learner data (apex actors, a data-parallel learner over --ctx).")
+@click.option("--collector", type=click.Choice(COLLECTORS), help="Who acts, if not the mode's own: vector (the "
+              "in-process vector env), apex (actor processes feeding one replay), async (actors handing in "
+              "rollouts).")
 @click.option("--ctx", help="MXNet devices: cpu:0, gpu:0, gpu:0-3, gpu:0,gpu:2 (cpu:0,cpu:1 stand in for two).")
-@click.option("--kvstore", type=click.Choice(["device", "local", "nccl", "dist_sync", "dist_async"]),
+@click.option("--kvstore", type=click.Choice(KVSTORES),
               help="How --mode data sums gradients across devices (device, local, nccl), or how --mode dist "
                    "meets on the servers (dist_sync, the default there, or dist_async).")
 @click.option("--actors", type=click.IntRange(min=1), help="Modes apex and async: number of actors.")
@@ -126,12 +111,11 @@ def _choose_mxnet_threads(cfg: Config) -> None:
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override any setting, e.g. --set replay.capacity=100000 (repeatable).")
 @click.option("--quiet", is_flag=True, help="No progress display.")
-def train(preset, env_id, mode, learner, ctx, kvstore, actors, algo, actor_backend, seed, steps, num_envs, run_dir,
+def train(preset, env_id, mode, learner, collector, ctx, kvstore, actors, algo, actor_backend, seed, steps, num_envs, run_dir,
           resume_path, sets, quiet):
     """Train a DQN agent (with no options: CartPole-v1 on cpu:0, until solved)."""
-    if mode == "dist" and kvstore is None:
-        kvstore = "dist_sync"
-    options = {"env.id": env_id, "run.mode": mode, "run.learner": learner, "run.ctx": ctx, "run.kvstore": kvstore, "run.seed": seed,
+    kvstore = kvstore or build.default_kvstore(mode)
+    options = {"env.id": env_id, "run.mode": mode, "run.learner": learner, "run.collector": collector, "run.ctx": ctx, "run.kvstore": kvstore, "run.seed": seed,
                "run.total_env_steps": steps, "env.num_envs": num_envs, "actors.count": actors,
                "actors.algo" if algo in ASYNC_ALGOS else "agent.algo": algo, "actors.backend": actor_backend}
     overrides = {k: v for k, v in options.items() if v is not None}
@@ -159,12 +143,12 @@ def train(preset, env_id, mode, learner, ctx, kvstore, actors, algo, actor_backe
     else:
         bundle = None
         if preset is None:
-            preset = _default_preset(mode, algo, env_id)
+            preset = build.default_preset(mode, algo, env_id)
             if env_id and not quiet:
                 click.echo(f"preset {preset} (the default for {env_id}; --preset chooses another)")
         cfg = load_preset(preset).replace(overrides)
         run_dir = run_dir or _default_run_dir(cfg)
-        shared = cfg.run.mode == "dist"  # the job's workers share one run directory (rank 0 writes it)
+        shared = build.is_job(cfg)  # the job's workers share one run directory (rank 0 writes it)
         if os.path.exists(run_dir) and not os.path.isdir(run_dir):
             raise UserError(f"--run-dir {run_dir} is a file, not a directory")
         if os.path.exists(run_dir) and os.listdir(run_dir) and not shared:
@@ -180,9 +164,10 @@ def train(preset, env_id, mode, learner, ctx, kvstore, actors, algo, actor_backe
     display = ProgressDisplay(enabled=not quiet)
     try:
         _choose_mxnet_threads(cfg)
-        from . import loops, plots  # after the choice: they load MXNet
+        from . import plots
+        from .run.loop import Training  # after the choice: it loads MXNet
 
-        training = loops.Training(cfg, run_dir, resume_bundle=bundle, display=display)
+        training = Training(cfg, run_dir, resume_bundle=bundle, display=display)
     except BaseException:
         if created:
             shutil.rmtree(run_dir, ignore_errors=True)  # leave nothing behind for a run that never started
@@ -191,9 +176,7 @@ def train(preset, env_id, mode, learner, ctx, kvstore, actors, algo, actor_backe
     with open(os.path.join(run_dir, "config.json"), "w") as f:
         f.write(cfg.to_json())
     verb = f"resuming from {bundle}" if bundle else "training"
-    pair = (f"mode apex ({cfg.actors.count} actor processes of {cfg.env.num_envs} env(s) each, "
-            f"{learner_topology(cfg.run)} learner)" if cfg.run.mode == "apex" else f"mode {cfg.run.mode}")
-    display.message(f"{verb}: {cfg.env.id}, {pair} on {cfg.run.ctx}, seed {cfg.run.seed}; run directory {run_dir}")
+    display.message(f"{verb}: {cfg.env.id}, {build.describe(cfg)} on {cfg.run.ctx}, seed {cfg.run.seed}; run directory {run_dir}")
     reports = ProgressReports(training) if ProgressReports.wanted() else None  # to the job's launcher
     try:
         summary = training.run()
@@ -209,7 +192,7 @@ def train(preset, env_id, mode, learner, ctx, kvstore, actors, algo, actor_backe
         click.echo(f"interrupted by {summary.interrupted_by} at {c['env_steps']:,} env steps; checkpoint "
                    f"{summary.checkpoint}; continue with: gluon-pdqn train --resume {run_dir}")
         return 128 + int(getattr(signal, summary.interrupted_by))
-    share = " of this worker" if cfg.run.mode == "dist" else ""  # a dist job's workers each count their own
+    share = " of this worker" if build.is_job(cfg) else ""  # a dist job's workers each count their own
     if summary.solved_at_env_steps is not None:
         click.echo(f"solved: greedy mean return {summary.last_eval_mean:.1f} >= {cfg.run.stop_return:g} after "
                    f"{summary.solved_at_env_steps:,} env steps{share}, {summary.solved_at_seconds:.1f} s")
@@ -239,9 +222,10 @@ def evaluate(path, which, protocol, episodes, epsilon, seed, ctx, video, as_json
     """Play EPISODES episodes with a trained agent (a run directory or a checkpoint) and report raw returns."""
     import numpy as np
 
-    from . import envs, loops
+    from . import envs
+    from .run.evaluation import evaluate as play
     from .envs import protocols
-    from .learners import load_policy
+    from .build import load_policy
     from .parallel import parse_contexts
 
     if video:
@@ -254,7 +238,7 @@ def evaluate(path, which, protocol, episodes, epsilon, seed, ctx, video, as_json
     learner = load_policy(bundle, cfg, spec, devices)
     eps = chosen.epsilon if epsilon is None else epsilon
     with learner.without_noise():  # a noisy network is evaluated by its means
-        returns = loops.evaluate(learner.greedy_values, chosen.env, spec.n_actions, episodes, eps, seed)
+        returns = play(learner.greedy_values, chosen.env, spec.n_actions, episodes, eps, seed)
     result = {"checkpoint": bundle, "env": cfg.env.id, "protocol": chosen.name, "episodes": episodes, "epsilon": eps,
               "mean": float(returns.mean()), "median": float(np.median(returns)), "min": float(returns.min()),
               "max": float(returns.max()), "std": float(returns.std()), "returns": returns.tolist()}
@@ -438,8 +422,9 @@ def plot(run_dirs, out_path, x_axis, title):
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def launch(workers, servers, launcher, hostfile, interface, port, deadline, stall_timeout, ssh_config, command):
     """Start a parameter-server job: scheduler, servers, and workers running COMMAND (train --mode dist ...)."""
-    mode_dist = "--mode" in command and command[command.index("--mode") + 1:][:1] == ("dist",)
-    if command[0] != "train" or not (mode_dist or "--resume" in command):
+    mode = command[command.index("--mode") + 1] if "--mode" in command[:-1] else None
+    job = mode in MODES and build.default_kvstore(mode) is not None
+    if command[0] != "train" or not (job or "--resume" in command):
         raise UserError("launch runs: gluon-pdqn launch [options] -- train --mode dist [train options] "
                         "(or -- train --resume RUN_DIR to continue a dist run)")
     hosts = None

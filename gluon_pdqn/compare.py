@@ -19,12 +19,11 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from . import logging as metrics
+from . import metrics
 from . import plots
-from .config import APEX_LEARNERS, MODES, load_preset
+from .config import MODES, PLACEMENTS, load_preset, mode_pair
 from .errors import UserError
 
-SINGLE_DEVICE_MODES = ("single", "async", "dist")  # (dist: one device per worker)
 DIST_WORKERS = 2  # mode dist runs as a job of this many workers and one server on this machine
 PLAN_FILE = "compare.json"
 
@@ -56,9 +55,10 @@ def parse_spec(spec: str) -> tuple[str, str | None, int | None]:
     mode, _, learner = rest.partition(":")
     if mode not in MODES:
         raise UserError(f"unknown mode '{mode}' in '{spec}'; available: {', '.join(MODES)}")
-    if learner and (mode != "apex" or learner not in APEX_LEARNERS):
-        raise UserError(f"'{spec}': only apex takes a learner (apex:{'|'.join(APEX_LEARNERS)})")
-    if actors and (mode not in ("apex", "async") or not actors.isdigit() or int(actors) < 1):
+    if learner and (learner not in PLACEMENTS or mode_pair(mode, learner).refused):
+        reason = mode_pair(mode, learner).refused if learner in PLACEMENTS else f"learners: {', '.join(PLACEMENTS)}"
+        raise UserError(f"'{spec}': mode {mode} cannot learn with the {learner} learner ({reason})")
+    if actors and (not mode_pair(mode).has_actors or not actors.isdigit() or int(actors) < 1):
         raise UserError(f"'{spec}': @N gives the actors of apex or async, N >= 1")
     return mode, learner or None, int(actors) if actors else None
 
@@ -70,16 +70,16 @@ def run_name(mode: str, seed: int) -> str:
 def train_command(plan: Plan, spec: str, seed: int, run_dir: str, resume: bool) -> list[str]:
     """The ``gluon-pdqn train`` command line of one run (``resume``: continue it from its checkpoint)."""
     mode, learner, actors = parse_spec(spec)
+    pair = mode_pair(mode, learner)
     command = [sys.executable, "-m", "gluon_pdqn.cli", "train", "--quiet"]
-    if mode == "dist":  # a job: the launcher starts scheduler, server and workers around the train command
+    if pair.is_job:  # a job: the launcher starts scheduler, server and workers around the train command
         command[3:3] = ["launch", "--workers", str(DIST_WORKERS), "--servers", "1", "--"]
     if resume:
         return command + ["--resume", run_dir]
     first_device = plan.ctx.split(",")[0]
-    one_device = mode in SINGLE_DEVICE_MODES or (mode == "apex" and learner is None)
     command += ["--run-dir", run_dir, "--env", plan.env, "--mode", mode, "--seed", str(seed),
-                "--preset", plan.async_preset if mode == "async" else plan.preset,
-                "--ctx", first_device if one_device else plan.ctx,
+                "--preset", plan.preset if pair.has_replay else plan.async_preset,
+                "--ctx", first_device if pair.one_device else plan.ctx,
                 "--set", f"run.eval_every={plan.eval_every}", "--set", "run.stop_return=none"]
     if learner is not None:
         command += ["--learner", learner]
@@ -92,6 +92,16 @@ def train_command(plan: Plan, spec: str, seed: int, run_dir: str, resume: bool) 
     for setting in plan.sets:
         command += ["--set", setting]
     return command
+
+
+def _settings(plan: Plan, spec: str) -> str:
+    """How the runs of a compared ``spec`` were set up, for the table."""
+    pair = mode_pair(*parse_spec(spec)[:2])
+    if not pair.has_replay:
+        return f"preset {plan.async_preset}, no replay"
+    if pair.is_job:
+        return f"preset {plan.preset}, {DIST_WORKERS} workers + 1 server, dist_sync"
+    return f"preset {plan.preset}"
 
 
 def _run_child(command: list[str]) -> tuple[int, float, str]:
@@ -233,9 +243,7 @@ def summarize(plan: Plan, results: list[dict]) -> list[dict]:
             "final_return_mean": float(np.mean(finals)) if finals else None,
             "final_return_std": float(np.std(finals)) if finals else None,
             "peak_memory_mib": max((r["peak_memory_mib"] or 0.0 for r in done), default=None),
-            "settings": (f"preset {plan.async_preset}, no replay" if mode.startswith("async") else
-                         f"preset {plan.preset}, {DIST_WORKERS} workers + 1 server, dist_sync" if mode == "dist"
-                         else f"preset {plan.preset}"),
+            "settings": _settings(plan, mode),
         })
     return rows
 

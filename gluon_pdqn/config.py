@@ -17,14 +17,27 @@ from typing import Any, Optional
 from .errors import UserError
 
 MODES = ("single", "data", "model", "ensemble", "apex", "async", "dist")  # named pairs (collector, learner)
-# Who acts (the collector) and who learns (the learner topology) for each mode. The first four collect in an
-# in-process vector env; apex in actor processes feeding one shared replay (Horgan et al. 2018); async in
-# actor threads or processes that hand in rollouts (Mnih et al. 2016); dist in each worker of a
-# parameter-server job, whose parameters live on the kvstore servers.
-COLLECTOR_OF_MODE = {"single": "vector", "data": "vector", "model": "vector", "ensemble": "vector",
-                     "apex": "actor-processes", "async": "actors", "dist": "ps-worker"}
-REPLAY_LEARNERS = ("single", "data", "model", "ensemble")  # learner topologies that learn from a replay batch
-APEX_LEARNERS = ("single", "data", "model")  # the ensemble acts on its members' mixture, which actors lack
+# A mode is a pair: who acts (the collector) and how the learner is placed. The vector env steps in the
+# learner's process (and in each worker of a parameter-server job); apex actor processes feed one shared replay
+# (Horgan et al. 2018); async actors ask for every action and hand in rollouts (Mnih et al. 2016). The
+# placements: one device, data parallel, model parallel, an ensemble (one network per device), a
+# parameter-server worker (ps: parameters on the kvstore servers), or the rollout learner of async actors.
+COLLECTORS = ("vector", "apex", "async")
+PLACEMENTS = ("single", "data", "model", "ensemble", "ps", "rollout")
+MODE_PAIRS = {"single": ("vector", "single"), "data": ("vector", "data"), "model": ("vector", "model"),
+              "ensemble": ("vector", "ensemble"), "apex": ("apex", "single"), "async": ("async", "rollout"),
+              "dist": ("vector", "ps")}
+# Why a pair is refused, for every pair that is (the rest combine freely).
+REFUSED_PAIRS = {
+    **{("apex", p): "apex actors act on one network's parameters, an ensemble acts on its members' mixture"
+       for p in ("ensemble",)},
+    ("apex", "ps"): "apex actors on each worker of a parameter-server job are not built yet",
+    ("apex", "rollout"): "apex actors feed a replay; the rollout learner learns from async actors' rollouts",
+    **{("async", p): "async actors hand in rollouts, which only the rollout learner learns from"
+       for p in ("single", "data", "model", "ensemble", "ps")},
+    ("vector", "rollout"): "the rollout learner learns from async actors' rollouts, not from a replay",
+}
+KVSTORES = ("device", "local", "nccl", "dist_sync", "dist_async")  # run.kvstore: data parallel's, then ps's
 ASYNC_ALGOS = ("one-step-q", "n-step-q", "a3c")  # algorithms of mode async (Mnih et al. 2016)
 REPLAY_ALGOS = ("dqn", "c51", "qr-dqn")  # what the replay learners' networks estimate (distributional.py)
 PRECISIONS = ("fp32", "bf16", "fp16")  # compute precisions of updates (see networks/precision.py)
@@ -135,9 +148,10 @@ class ActorsConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    mode: str = "single"  # parallelism mode: one of MODES
-    # The learner topology: `auto` (the mode's own: single, data, model, ensemble; `single` for apex), or for
-    # mode apex one of APEX_LEARNERS (`--mode apex --learner data --ctx gpu:0-3`)
+    mode: str = "single"  # parallelism mode: one of MODES, a named pair of collector and learner placement
+    # Who acts: `auto` (the mode's own) or one of COLLECTORS
+    collector: str = "auto"
+    # How the learner is placed: `auto` (the mode's own) or one of PLACEMENTS (`--mode apex --learner data`)
     learner: str = "auto"
     ctx: str = "cpu:0"  # MXNet contexts: `cpu:0`, `gpu:0`, `gpu:0-3`, `gpu:0,gpu:2`
     kvstore: str = "device"  # data: `device`, `local` or `nccl` (GPU builds); dist: `dist_sync` or `dist_async`
@@ -308,15 +322,52 @@ def load_preset(name: str) -> Config:
     return from_dict(data, preset=name)
 
 
-def learner_topology(run: RunConfig) -> str:
-    """How the learner is spread: single, data, model, ensemble, ps (mode dist) or async (mode async)."""
-    if run.mode == "dist":
-        return "ps"
-    if run.mode == "async":
-        return "async"
-    if run.mode == "apex":
-        return "single" if run.learner == "auto" else run.learner
-    return run.mode
+@dataclass(frozen=True)
+class Pair:
+    """Who acts (one of COLLECTORS) and how the learner is placed (one of PLACEMENTS)."""
+
+    collector: str
+    placement: str
+
+    def __str__(self) -> str:
+        return f"{self.collector} collector, {self.placement} learner"
+
+    @property
+    def is_job(self) -> bool:
+        """A worker of a parameter-server job (started by ``gluon-pdqn launch``; its workers share a run directory)."""
+        return self.placement == "ps"
+
+    @property
+    def has_replay(self) -> bool:
+        """Whether experience goes through a replay (the rollout learner learns from rollouts as they arrive)."""
+        return self.placement != "rollout"
+
+    @property
+    def one_device(self) -> bool:
+        """Whether the learner uses one device (data, model and the ensemble spread over several)."""
+        return self.placement in ("single", "ps", "rollout")
+
+    @property
+    def has_actors(self) -> bool:
+        """Whether actors act (``actors.count`` of them), not the in-process vector env."""
+        return self.collector != "vector"
+
+    @property
+    def refused(self) -> str | None:
+        """Why the pair makes no sense, or None."""
+        return REFUSED_PAIRS.get((self.collector, self.placement))
+
+
+def pair_of(run: RunConfig) -> Pair:
+    """The pair of ``run``: its mode's (``MODE_PAIRS``), with ``run.collector`` and ``run.learner`` where set."""
+    return mode_pair(run.mode, None if run.learner == "auto" else run.learner,
+                     None if run.collector == "auto" else run.collector)
+
+
+def mode_pair(mode: str, learner: str | None = None, collector: str | None = None) -> Pair:
+    """The pair of ``mode``, with the collector or learner placement named instead of the mode's own."""
+    own_collector, own_placement = MODE_PAIRS[mode]
+    return Pair(collector or own_collector, learner or own_placement)
 
 
 def validate(cfg: Config) -> None:
@@ -368,27 +419,11 @@ def validate(cfg: Config) -> None:
         (cfg.run.checkpoint_every >= 0, "run.checkpoint_every must not be negative"),
         (cfg.run.keep_checkpoints >= 1, "run.keep_checkpoints must be at least 1"),
         (cfg.run.log_every >= 1, "run.log_every must be at least 1"),
-        (cfg.run.kvstore in ("device", "local", "nccl", "dist_sync", "dist_async"),
-         "run.kvstore must be device, local, nccl, dist_sync or dist_async"),
-        ((cfg.run.mode == "dist") == cfg.run.kvstore.startswith("dist_"),
-         "mode dist takes --kvstore dist_sync or dist_async, and only mode dist does"),
-        (cfg.run.mode in MODES, f"run.mode must be one of {', '.join(MODES)}"),
-        (cfg.run.learner in ("auto", *REPLAY_LEARNERS), f"run.learner must be auto or one of "
-                                                       f"{', '.join(REPLAY_LEARNERS)}"),
-        (cfg.run.learner in ("auto", cfg.run.mode) or cfg.run.mode == "apex",
-         f"--mode {cfg.run.mode} names its learner itself; --learner chooses the learner of --mode apex "
-         f"(--mode {cfg.run.learner} is the in-process pair)"),
-        (cfg.run.mode != "apex" or cfg.run.learner in ("auto", *APEX_LEARNERS),
-         f"--mode apex learns with {', '.join(APEX_LEARNERS)}: apex actors act on one network's parameters, an "
-         "ensemble acts on its members' mixture"),
+        (cfg.run.kvstore in KVSTORES, f"run.kvstore must be one of {', '.join(KVSTORES)}"),
         (cfg.actors.sync_every >= 1 and cfg.actors.send_every >= 1,
          "actors.sync_every and actors.send_every must be at least 1"),
-        (not (cfg.run.mode == "apex" and cfg.run.overlap_acting), "run.overlap_acting is for the in-process "
-                                                                   "modes; apex actors always act while it learns"),
         (cfg.run.microbatches >= 1, "run.microbatches must be at least 1"),
         (cfg.run.precision in PRECISIONS, f"run.precision must be one of {', '.join(PRECISIONS)}"),
-        (cfg.run.mode != "async" or cfg.run.precision == "fp32", "run.precision bf16 and fp16 are for the replay "
-                                                                  "modes; mode async computes in fp32"),
         (cfg.run.push_every >= 1 and cfg.run.pull_every >= 1, "run.push_every and run.pull_every must be >= 1"),
         (cfg.run.ensemble_temperature > 0, "run.ensemble_temperature must be positive"),
         (cfg.run.ensemble_acting in ("mean", "member"), "run.ensemble_acting must be mean or member"),
@@ -400,23 +435,48 @@ def validate(cfg: Config) -> None:
         (cfg.agent.atoms >= 2 and cfg.agent.v_min < cfg.agent.v_max,
          "agent.atoms must be at least 2 and agent.v_min below agent.v_max"),
         (cfg.agent.quantiles >= 1, "agent.quantiles must be at least 1"),
-        (not cfg.network.noisy or cfg.run.mode != "async",
-         "network.noisy is for the replay modes; mode async's actors explore with their own epsilons"),
-        (cfg.agent.algo == "dqn" or cfg.run.mode != "async",
-         f"--algo {cfg.agent.algo} is for the replay modes; mode async learns with "
-         f"{', '.join(ASYNC_ALGOS)}"),
-        (cfg.agent.algo == "dqn" or learner_topology(cfg.run) != "ensemble",
-         f"--algo {cfg.agent.algo} learns with the single, data, model and ps learners (modes single, data, "
-         "model, apex, dist); the ensemble mixes its members' target Q-values, which has no distributional form "
-         "here"),
         (cfg.actors.backend in ("thread", "process"), "actors.backend must be thread or process"),
         (cfg.actors.t_max >= 1 and cfg.actors.target_update_every >= 1,
          "actors.t_max and actors.target_update_every must be at least 1"),
         (cfg.actors.epsilons in ("sampled", "apex"), "actors.epsilons must be sampled or apex"),
         (cfg.actors.entropy_beta >= 0 and cfg.actors.value_coef > 0,
          "actors.entropy_beta must not be negative and actors.value_coef must be positive"),
-        (not (cfg.run.mode == "async" and cfg.run.overlap_acting), "run.overlap_acting is for the replay modes; "
-                                                                    "async actors always act while it learns"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UserError(message)
+    _validate_pair(cfg)
+
+
+def _validate_pair(cfg: Config) -> None:
+    """Reject a pair of collector and learner placement that makes no sense, and settings its pair cannot use."""
+    run = cfg.run
+    if run.mode not in MODES:
+        raise UserError(f"run.mode must be one of {', '.join(MODES)}")
+    if run.collector not in ("auto", *COLLECTORS):
+        raise UserError(f"run.collector must be auto or one of {', '.join(COLLECTORS)}")
+    if run.learner not in ("auto", *PLACEMENTS):
+        raise UserError(f"run.learner must be auto or one of {', '.join(PLACEMENTS)}")
+    pair = pair_of(run)
+    if pair.refused:
+        raise UserError(f"--mode {run.mode} with the {pair} makes no sense: {pair.refused}")
+    rollout = not pair.has_replay
+    checks = [
+        (pair.is_job == run.kvstore.startswith("dist_"),
+         "mode dist takes --kvstore dist_sync or dist_async, and only mode dist does"),
+        (not (pair.has_actors and run.overlap_acting),
+         f"run.overlap_acting is for the in-process vector env; {pair.collector} actors always act while it "
+         "learns"),
+        (not rollout or run.precision == "fp32", "run.precision bf16 and fp16 are for the replay learners; mode "
+                                                 "async computes in fp32"),
+        (not (rollout and cfg.network.noisy),
+         "network.noisy is for the replay modes; mode async's actors explore with their own epsilons"),
+        (not (rollout and cfg.agent.algo != "dqn"),
+         f"--algo {cfg.agent.algo} is for the replay modes; mode async learns with {', '.join(ASYNC_ALGOS)}"),
+        (not (pair.placement == "ensemble" and cfg.agent.algo != "dqn"),
+         f"--algo {cfg.agent.algo} learns with the single, data, model and ps learners (modes single, data, "
+         "model, apex, dist); the ensemble mixes its members' target Q-values, which has no distributional form "
+         "here"),
     ]
     for ok, message in checks:
         if not ok:

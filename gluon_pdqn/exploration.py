@@ -73,6 +73,28 @@ def apex_epsilons(num_actors: int, base: float = 0.4, alpha: float = 7.0) -> np.
     return base ** (1.0 + alpha * np.arange(num_actors) / (num_actors - 1))
 
 
+def actor_schedules(exploration: ExplorationConfig, actors, total: int, ladder: str = "apex", *, offset: int = 0,
+                    noisy: bool = False, seed: int = 0) -> list[EpsilonSchedule]:
+    """The exploration schedule of each actor in ``actors`` (indices among the ``total`` actors of a run or job).
+
+    Every actor starts at ``epsilon_start`` (random until ``offset`` env steps, when learning starts) and
+    ends at its own final epsilon: the Ape-X ladder (``apex_epsilons`` over all ``total`` actors: a job's
+    actor rank x N + i has its own rung, Horgan et al. 2018; a lone actor ends at ``epsilon_final``, so it
+    explores as mode single does), or finals ``sampled`` from {0.1, 0.01, 0.5} as in Mnih et al. 2016 (drawn
+    from ``seed`` alone, so a resumed run keeps them). A ``noisy`` network explores by itself: no epsilon once
+    learning starts.
+    """
+    if noisy:
+        return [EpsilonSchedule.noisy_nets(offset) for _ in actors]
+    ladders = {"sampled": lambda: sampled_final_epsilons(total, np.random.default_rng(seed)),
+               "apex": lambda: [exploration.epsilon_final] if total == 1 else apex_epsilons(total)}
+    if ladder not in ladders:
+        raise ValueError(f"unknown epsilon ladder {ladder!r}")
+    finals = ladders[ladder]()
+    e = exploration
+    return [EpsilonSchedule(e.schedule, e.epsilon_start, float(finals[i]), e.decay_steps, offset) for i in actors]
+
+
 def sampled_final_epsilons(num_actors: int, rng: np.random.Generator, values=(0.1, 0.01, 0.5),
                            probabilities=(0.4, 0.3, 0.3)) -> np.ndarray:
     """Final epsilon per actor drawn as in asynchronous one-step Q-learning (Mnih et al. 2016)."""

@@ -15,7 +15,7 @@ from mxnet import gluon
 
 from . import checkpoint, envs
 from .errors import UserError
-from .learners import load_policy
+from .build import exportable, load_policy
 
 FORMATS = ("mxnet", "onnx")
 PREFIX = "qnetwork"  # files: qnetwork-symbol.json, qnetwork-0000.params, qnetwork.onnx, preprocessing.json
@@ -42,7 +42,7 @@ def _without_noise(learner, cfg, spec) -> gluon.HybridBlock:
     from dataclasses import replace
 
     from . import networks
-    from .learners.base import structural_params
+    from .networks import structural_params
 
     plain = networks.build(replace(cfg.network, noisy=False), spec, prefix="deployed_",
                            per_action=learner.return_model.per_action)
@@ -86,11 +86,7 @@ def preprocessing(cfg, spec) -> dict:
 def export(bundle: str, out_dir: str, formats: tuple[str, ...]) -> dict[str, str]:
     """Write the greedy Q-network of ``bundle`` in ``formats`` to ``out_dir``; returns the files written."""
     cfg = checkpoint.config_of(bundle)
-    if cfg.run.mode == "ensemble":
-        raise UserError("export takes one Q-network; an ensemble's members are not exported yet (evaluate or "
-                        "resume it instead)")
-    if cfg.run.mode == "async" and cfg.actors.algo == "a3c":
-        raise UserError("export writes Q-networks; an A3C checkpoint holds a policy and a value head")
+    exportable(cfg)
     spec = envs.describe(cfg.env)
     learner = load_policy(bundle, cfg, spec, [mx.cpu(0)])
     try:

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
 
-from . import logging as metrics  # noqa: E402
+from . import metrics  # noqa: E402
 
 
 def _read(path: str) -> dict[str, np.ndarray]:

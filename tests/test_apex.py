@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from gluon_pdqn import checkpoint
-from gluon_pdqn.apex import ApexCollector, _flush, _Outbox, actor_epsilons
-from gluon_pdqn.collectors import Collected
+from gluon_pdqn.acting import Collected
+from gluon_pdqn.acting.apex import ApexCollector, _flush, _Outbox
+from gluon_pdqn.build import apex_adder, apex_schedules
 from gluon_pdqn.config import load_preset
 from gluon_pdqn.replay import ReplayBuffer
 
@@ -72,7 +73,7 @@ def test_stored_transitions_take_the_actors_priority_unless_the_learner_ranks_by
                                            "replay.prioritized": True, "replay.n_step": 1})
     replay = ReplayBuffer(100, 1, (2,), np.float32, n_step=1, prioritized=True, alpha=1.0)
     replay.max_priority = 5.0
-    collector = ApexCollector(cfg, None, replay, _ParametersOnly(), seed=0)
+    collector = ApexCollector(cfg, None, apex_adder(cfg, replay, 1), _ParametersOnly(), 0, apex_schedules(cfg))
     try:
         outbox = _Outbox()
         outbox.begin(0, np.zeros(2, np.float32))
@@ -86,9 +87,9 @@ def test_stored_transitions_take_the_actors_priority_unless_the_learner_ranks_by
 
 def test_the_apex_ladder_and_a_single_actor_explore_like_mode_single():
     cfg = load_preset("cartpole").replace({"run.mode": "apex", "actors.count": 4})
-    finals = [s.final for s in actor_epsilons(cfg)]
+    finals = [s.final for s in apex_schedules(cfg)]
     np.testing.assert_allclose(finals, [0.4 ** (1 + 7 * i / 3) for i in range(4)])
-    single = actor_epsilons(cfg.replace({"actors.count": 1}))
+    single = apex_schedules(cfg.replace({"actors.count": 1}))
     assert [s.final for s in single] == [cfg.exploration.epsilon_final]
     assert single[0](cfg.replay.learning_starts - 1) == 1.0  # random until learning starts
 
@@ -167,7 +168,8 @@ def test_a_fault_in_an_actors_environment_is_the_users_with_the_actors_traceback
 
 
 @pytest.mark.parametrize("args,fragment", [
-    (["--mode", "single", "--learner", "data"], "--learner chooses the learner of --mode apex"),
+    (["--mode", "async", "--learner", "data"], "async actors hand in rollouts"),
+    (["--mode", "single", "--learner", "rollout"], "the rollout learner learns from async actors"),
     (["--mode", "apex", "--ctx", "cpu:0,cpu:1"], "the single learner trains on one device"),
     (["--mode", "apex", "--set", "run.learner=ensemble"], "apex actors act on one network"),
     (["--mode", "apex", "--set", "actors.sync_every=0"], "actors.sync_every"),
@@ -197,3 +199,44 @@ def _wait_for_actors(process, run_dir, count: int, seconds: float = 120) -> list
     actors = [pid for pid in children_of(process.pid) if "spawn_main" in cmdline(pid)]
     assert len(actors) == count, actors
     return actors
+
+
+def _descendants(pid: int) -> list[int]:
+    found, frontier = [], [pid]
+    while frontier:
+        children = children_of(frontier.pop())
+        found += children
+        frontier += children
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for its reaper counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("collector", [APEX, ["--mode", "async", "--actors", "2", "--actor-backend", "process"]],
+                         ids=["apex", "async-processes"])
+def test_no_process_outlives_a_learner_killed_by_sigkill(tmp_path, collector):
+    """As the kernel's OOM killer does: every process the run started ends within seconds, and no shared memory
+    of the run is left in /dev/shm."""
+    run_dir = tmp_path / "run"
+    shm_before = set(os.listdir("/dev/shm"))
+    process = subprocess.Popen([sys.executable, "-m", "gluon_pdqn.cli", "train", *collector, "--run-dir",
+                                str(run_dir), "--steps", "10000000", "--quiet", "--set", "run.eval_every=0",
+                                "--set", "run.log_every=500"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    _wait_for_actors(process, run_dir, 2)
+    everyone = _descendants(process.pid)  # the actors, and whatever else it started (multiprocessing's helpers)
+    assert len(everyone) >= 2, everyone
+    process.kill()
+    process.wait(10)
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in everyone) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in everyone if _alive(pid)], [cmdline(pid) for pid in everyone if _alive(pid)]
+    assert set(os.listdir("/dev/shm")) <= shm_before, set(os.listdir("/dev/shm")) - shm_before

@@ -12,8 +12,11 @@ import numpy as np
 import pytest
 
 from gluon_pdqn import checkpoint
-from gluon_pdqn.actors import Rollout, actor_epsilon_schedules, run_actor
-from gluon_pdqn.loops import Training
+from gluon_pdqn import envs
+from gluon_pdqn.acting import Rollout
+from gluon_pdqn.acting.async_actors import run_actor
+from gluon_pdqn.build import async_schedules
+from gluon_pdqn.run.loop import Training
 from gluon_pdqn.config import load_preset
 from gluon_pdqn.envs import EnvSpec
 from gluon_pdqn.errors import EnvironmentFault, TrainingStopped, UserError
@@ -84,7 +87,7 @@ def test_an_actor_hands_in_consecutive_rollouts_of_at_most_t_max_steps():
     """Driven by hand over a pipe: rollouts chain state to state, cut at t_max and at episode ends."""
     cfg = async_cfg(env__id="toy_envs:Counting-v0", actors__t_max=3, actors__count=1)
     ours, theirs = multiprocessing.Pipe()
-    actor = threading.Thread(target=run_actor, args=(0, cfg, actor_epsilon_schedules(cfg)[0], 0, theirs))
+    actor = threading.Thread(target=run_actor, args=(0, theirs, cfg, envs.describe(cfg.env), async_schedules(cfg)[0], 0))
     actor.start()
     rollouts, requests = [], 0
     while len(rollouts) < 6:
@@ -124,7 +127,7 @@ def test_async_runs_with_processes_and_logs_per_actor_figures(tmp_path):
 
 def test_a_failing_actor_ends_the_run_with_its_error(tmp_path):
     cfg = async_cfg(env__id="toy_envs:Failing-v0", actors__count=2, run__total_env_steps=10_000)
-    with pytest.raises(EnvironmentFault, match="actor .*RuntimeError: the environment broke.*checkpoint"):
+    with pytest.raises(EnvironmentFault, match="RuntimeError: the environment broke.*[(]actor [0-9][)].*checkpoint"):
         Training(cfg, str(tmp_path)).run()
     assert checkpoint.list_complete(str(tmp_path))  # the work done is kept
 
@@ -136,7 +139,7 @@ def test_a_killed_actor_process_ends_the_run_promptly(tmp_path):
                                            multiprocessing.active_children()[:1]])
     killer.start()
     start = time.monotonic()
-    with pytest.raises(TrainingStopped, match="actor .* ended unexpectedly; the work so far is in checkpoint"):
+    with pytest.raises(TrainingStopped, match="async actor [0-9] ended unexpectedly.*; the work so far is in checkpoint"):
         training.run()
     assert time.monotonic() - start < 30
     assert checkpoint.list_complete(str(tmp_path))

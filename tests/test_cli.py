@@ -45,7 +45,7 @@ def test_loop_phases_account_for_the_loops_time(trained_run):
     """act + env + store + learn (ms per env step) are parts of each window's time per env step."""
     import csv
 
-    from gluon_pdqn import logging as metrics
+    from gluon_pdqn import metrics
 
     with open(trained_run / "metrics.csv") as f:
         rows = list(csv.DictReader(f))

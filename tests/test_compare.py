@@ -78,7 +78,7 @@ def test_plot_groups_run_directories_under_the_labels_given(comparison, tmp_path
 @pytest.mark.parametrize("args, fragment", [
     (["--budget-steps", "10", "--budget-seconds", "5"], "exactly one"),
     (["--modes", "single,warp", "--budget-steps", "10"], "unknown mode 'warp'"),
-    (["--modes", "single:data", "--budget-steps", "10"], "only apex takes a learner"),
+    (["--modes", "async:data", "--budget-steps", "10"], "cannot learn with the data learner"),
     (["--modes", "apex@0", "--budget-steps", "10"], "@N gives the actors"),
     (["--preset", "nope", "--budget-steps", "10"], "unknown preset"),
 ])

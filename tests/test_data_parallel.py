@@ -5,7 +5,8 @@ import pytest
 from gluon_pdqn.config import Config
 from gluon_pdqn.envs import EnvSpec
 from gluon_pdqn.errors import UserError
-from gluon_pdqn.learners import DataParallelLearner, SingleLearner, make_learner
+from gluon_pdqn.build import make_learner
+from gluon_pdqn.learners import DataParallelLearner, SingleLearner
 from tests_helpers import a_batch
 
 SPEC = EnvSpec("v", (4,), np.dtype(np.float32), (4,), 1, 3, False)
@@ -62,7 +63,7 @@ def test_data_mode_trains_and_records_per_device_figures(tmp_path):
     import csv
 
     from gluon_pdqn.config import load_preset
-    from gluon_pdqn.loops import Training
+    from gluon_pdqn.run.loop import Training
 
     cfg = load_preset("cartpole").replace({
         "run.mode": "data", "run.ctx": "cpu:0,cpu:1", "run.total_env_steps": 1500, "run.eval_every": 0,

@@ -8,7 +8,7 @@ from gluon_pdqn.config import Config, load_preset
 from gluon_pdqn.envs import EnvSpec
 from gluon_pdqn.learners import EnsembleLearner
 from gluon_pdqn.learners.ensemble import mixing_weights
-from gluon_pdqn.loops import Training
+from gluon_pdqn.run.loop import Training
 from tests_helpers import a_batch
 
 SPEC = EnvSpec("v", (4,), np.dtype(np.float32), (4,), 1, 3, False)

@@ -56,7 +56,7 @@ def test_unusable_environments_are_refused_with_a_clear_message(env_id, fragment
 
 
 def test_atari_training_runs_end_to_end_on_the_nature_cnn(tmp_path):
-    from gluon_pdqn.loops import Training
+    from gluon_pdqn.run.loop import Training
 
     cfg = load_preset("atari-modern").replace({
         "env.id": "ALE/Pong-v5", "replay.capacity": 2000, "replay.learning_starts": 150, "replay.batch_size": 8,

@@ -6,11 +6,12 @@ import os
 import numpy as np
 import pytest
 
-from gluon_pdqn import checkpoint, loops
+from gluon_pdqn import checkpoint
+from gluon_pdqn.run import loop
 from gluon_pdqn.config import load_preset
 from gluon_pdqn.envs import make_env, protocols
 from gluon_pdqn.errors import UserError
-from gluon_pdqn.loops import Training
+from gluon_pdqn.run.loop import Training
 
 from test_cli import assert_one_line_error, gluon_pdqn
 from test_training import small_cfg
@@ -49,7 +50,7 @@ def scripted_evaluations(monkeypatch, means):
     def evaluate(q_values, env_cfg, n_actions, episodes, epsilon, seed, interrupted=None):
         taken.append(None)
         return np.array([means.pop(0)])
-    monkeypatch.setattr(loops, "evaluate", evaluate)
+    monkeypatch.setattr(loop, "evaluate", evaluate)
     return taken
 
 

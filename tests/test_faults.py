@@ -29,6 +29,13 @@ def assert_environment_fault(result, *fragments):
         assert fragment in errors[0], errors[0]
 
 
+FAULTY_ENVS = [
+    ("toy_envs:Failing-v0", ["RuntimeError: the environment broke", "during a training step"]),
+    ("toy_envs:NanReward-v0", ["non-finite reward (nan)"]),
+    ("toy_envs:WrongShapeOnce-v0", ["shape"]),  # (a vector env of several fails to stack it first)
+]
+
+
 @pytest.mark.parametrize("env_id,fragments", [
     ("toy_envs:Failing-v0", ["RuntimeError: the environment broke", "during a training step", "env step 200"]),
     ("toy_envs:NanReward-v0", ["non-finite reward (nan)", "env step 300"]),
@@ -43,6 +50,25 @@ def test_a_fault_in_the_users_environment_ends_with_a_checkpoint_and_a_log(tmp_p
     bundle = checkpoint.resolve(str(run_dir))  # the work done so far, complete and loadable
     steps = checkpoint.read_state(bundle)["counters"]["env_steps"]
     assert steps >= 200 and checkpoint.read_state(bundle)["replay"] is not None  # the replay kept too
+    evaluated = gluon_pdqn("evaluate", str(run_dir), "--episodes", "2", "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+
+
+@pytest.mark.parametrize("collector", [["--mode", "apex", "--actors", "2"],
+                                       ["--mode", "async", "--actors", "2", "--actor-backend", "thread"],
+                                       ["--mode", "async", "--actors", "2", "--actor-backend", "process"]],
+                         ids=["apex", "async-threads", "async-processes"])
+@pytest.mark.parametrize("env_id,fragments", FAULTY_ENVS, ids=["exception", "nan-reward", "wrong-shape"])
+def test_a_fault_inside_an_actor_ends_the_run_as_it_does_in_the_vector_env(tmp_path, collector, env_id, fragments):
+    """Every collector's environment calls go through the same checks: one line naming the environment, the
+    actor and the env step, exit 4, the traceback in environment-error.log, and a checkpoint that resumes."""
+    run_dir = tmp_path / "run"
+    result = gluon_pdqn("train", *collector, "--env", env_id, "--run-dir", str(run_dir), *FAST[:1], *FAST[3:], "--steps",
+                        "5000")
+    assert_environment_fault(result, env_id, *fragments, "(actor ", "at env step", "--resume")
+    assert (run_dir / "environment-error.log").read_text().strip()
+    bundle = checkpoint.resolve(str(run_dir))
+    assert checkpoint.read_state(bundle)["counters"]["env_steps"] > 0
     evaluated = gluon_pdqn("evaluate", str(run_dir), "--episodes", "2", "--json")
     assert evaluated.returncode == 0, evaluated.stderr
 
@@ -85,8 +111,18 @@ def _corrupt_copy(trained_run, tmp_path, damage):
     copy = tmp_path / "copy"
     shutil.copytree(trained_run, copy)
     os.remove(copy / ".owner.lock")
-    damage(pathlib.Path(checkpoint.resolve(str(copy))))
+    bundle = pathlib.Path(checkpoint.resolve(str(copy)))
+    damage(bundle)
+    _reseal(bundle)  # as a foreign or buggy writer would: the files are consistent with the marker, but wrong
     return copy
+
+
+def _reseal(bundle):
+    """Record the bundle's files as they are now in its marker, so what follows the checksums is tested."""
+    marker = json.loads((bundle / checkpoint.MARKER).read_text())
+    for name, entry in marker["files"].items():
+        entry.update(size=(bundle / name).stat().st_size, sha256=checkpoint._digest(str(bundle / name)))
+    (bundle / checkpoint.MARKER).write_text(json.dumps(marker))
 
 
 def _edit_json(name, change):
@@ -196,7 +232,7 @@ def test_a_failed_checkpoint_write_removes_its_partial_bundle(tmp_path, monkeypa
     import numpy as np
 
     from gluon_pdqn.errors import StorageFault
-    from gluon_pdqn.loops import Training
+    from gluon_pdqn.run.loop import Training
     from test_training import small_cfg
 
     training = Training(small_cfg(run__total_env_steps=600, run__checkpoint_every=200), str(tmp_path))

@@ -4,7 +4,7 @@ import statistics
 import pytest
 
 from gluon_pdqn.config import load_preset
-from gluon_pdqn.loops import Training
+from gluon_pdqn.run.loop import Training
 
 
 def test_cartpole_preset_solves(tmp_path):

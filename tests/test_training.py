@@ -7,7 +7,7 @@ import pytest
 from gluon_pdqn import checkpoint
 from gluon_pdqn.config import load_preset
 from gluon_pdqn.errors import TrainingStopped, UserError
-from gluon_pdqn.loops import Training
+from gluon_pdqn.run.loop import Training
 from gluon_pdqn.replay.buffer import FIRST, LAST
 
 SMALL = {"run.eval_every": 0, "run.checkpoint_every": 0, "run.log_every": 250, "replay.learning_starts": 300,
@@ -74,16 +74,27 @@ def test_metric_files_are_written(tmp_path):
     assert os.listdir(tmp_path / "tensorboard")
 
 
-def test_repeated_non_finite_updates_stop_with_the_last_good_checkpoint(tmp_path):
+def test_repeated_non_finite_updates_stop_with_a_checkpoint_of_the_last_good_parameters(tmp_path):
+    """A network whose outputs overflow (finite but huge observations) has NaN gradients: the run stops and keeps
+    its work, with the parameters of the last applied update, and a resumed run continues from there."""
     import toy_envs  # noqa: F401
 
     cfg = small_cfg(env__id="toy_envs:HugeObservation-v0", run__total_env_steps=5000, run__checkpoint_every=200,
                     replay__learning_starts=100, run__max_nonfinite_updates=5, replay__capacity=400)
-    with pytest.raises(TrainingStopped, match="last good checkpoint: .*ckpt-000000000200"):
+    with pytest.raises(TrainingStopped, match="5 consecutive updates had NaN .*last good parameters in checkpoint "
+                                              ".*ckpt-0000000003"):
         Training(cfg, str(tmp_path)).run()
     bundle = checkpoint.resolve(str(tmp_path))
-    assert bundle.endswith("ckpt-000000000200")
-    assert checkpoint.read_state(bundle)["counters"]["skipped_updates"] == 0
+    state = checkpoint.read_state(bundle)
+    assert state["counters"]["skipped_updates"] == 5 and state["counters"]["env_steps"] > 300
+    params = mx.nd.load(os.path.join(bundle, "params.params"))
+    assert all(np.isfinite(p.asnumpy()).all() for p in params.values())  # skipped updates changed nothing
+    resumed = Training(cfg, str(tmp_path), resume_bundle=bundle)
+    assert resumed.counters.env_steps == state["counters"]["env_steps"]
+    with pytest.raises(TrainingStopped):  # (its replay still holds the huge observations)
+        resumed.run()
+    assert checkpoint.read_state(checkpoint.resolve(str(tmp_path)))["counters"]["env_steps"] > \
+        state["counters"]["env_steps"]
 
 
 def test_only_complete_checkpoints_are_loaded_and_old_ones_pruned(tmp_path):

@@ -1,6 +1,8 @@
 """Learners of mode ``async`` (Mnih et al. 2016): they learn from actors' rollouts instead of a replay.
 
-Both run on one device in the one thread that owns MXNet. Every update consumes the rollouts that arrived
+A rollout is what an async actor hands in (``acting.Rollout``: ``obs``, ``actions``, ``rewards``,
+``bootstrap_obs``, ``terminated``); learners read those fields and import nothing of acting. Both run on one
+device in the one thread that owns MXNet. Every update consumes the rollouts that arrived
 since the last one, so a rollout's actions were chosen by parameters a few updates old: ``policy lag``.
 The optimizer, and with it RMSProp's statistics, is shared by all actors, as in the paper's "shared RMSProp".
 """
@@ -13,7 +15,6 @@ import numpy as np
 from mxnet import gluon
 
 from .. import networks
-from ..actors import Rollout
 from ..config import Config
 from ..envs import EnvSpec
 from ..losses import ActorCriticLoss, QRegressionLoss
@@ -22,7 +23,7 @@ from .optimizers import make_optimizer
 from .single import SingleLearner
 
 
-def discounted_returns(rollout: Rollout, bootstrap: float, gamma: float) -> np.ndarray:
+def discounted_returns(rollout, bootstrap: float, gamma: float) -> np.ndarray:
     """The forward view: R_t = r_t + gamma r_{t+1} + ... + gamma^(T-t) V(s_T), with V(s_T) = ``bootstrap``."""
     returns = np.empty(len(rollout.rewards), dtype=np.float32)
     running = 0.0 if rollout.terminated else float(bootstrap)
@@ -32,7 +33,7 @@ def discounted_returns(rollout: Rollout, bootstrap: float, gamma: float) -> np.n
     return returns
 
 
-def _inputs(rollouts: list[Rollout], targets: np.ndarray, ctx: mx.Context):
+def _inputs(rollouts: list, targets: np.ndarray, ctx: mx.Context):
     """The loss graph's inputs: observations, actions and targets of every step, as zero-copy NDArrays.
 
     (``nd.array`` copies cost about 0.2 ms each here, 0.6 ms of every update; the views about 30 us.)
@@ -74,11 +75,11 @@ class RolloutLearner(SingleLearner):
     def _rollout_loss(self, cfg: Config) -> gluon.HybridBlock:
         raise NotImplementedError
 
-    def targets(self, rollouts: list[Rollout]) -> np.ndarray:
+    def targets(self, rollouts: list) -> np.ndarray:
         """The regression target of every step of ``rollouts``, concatenated."""
         raise NotImplementedError
 
-    def learn(self, rollouts: list[Rollout], env_steps: int) -> StepResult:
+    def learn(self, rollouts: list, env_steps: int) -> StepResult:
         """One update from ``rollouts`` (their steps' gradients together, averaged).
 
         ``env_steps`` is the run's count with these rollouts: the target network is refreshed after the update
@@ -136,7 +137,7 @@ class AsyncQLearner(RolloutLearner):
             self._target_stale = False
         return self._target_policy(obs)
 
-    def targets(self, rollouts: list[Rollout]) -> np.ndarray:
+    def targets(self, rollouts: list) -> np.ndarray:
         """Each step's target: the n-step return bootstrapped from max_a Q_target(s_T), or r + gamma max_a Q_target(s')."""
         gamma = self.cfg.agent.gamma
         if self.n_step:
@@ -195,7 +196,7 @@ class A3CLearner(RolloutLearner):
         z = np.exp(logits - logits.max(axis=1, keepdims=True))
         return z / z.sum(axis=1, keepdims=True)
 
-    def targets(self, rollouts: list[Rollout]) -> np.ndarray:
+    def targets(self, rollouts: list) -> np.ndarray:
         """n-step returns bootstrapped from V(s_T) of the current parameters."""
         values = self._outputs(np.stack([r.bootstrap_obs for r in rollouts]))[:, self.n_actions]
         return np.concatenate([discounted_returns(r, v, self.cfg.agent.gamma) for r, v in zip(rollouts, values)])

@@ -28,6 +28,7 @@ import numpy as np
 from mxnet import gluon
 
 from ..checkpoint import reading
+from ..networks import structural_params
 from ..errors import UserError
 
 
@@ -153,6 +154,10 @@ class Learner(abc.ABC):
         """This learner as an ensemble of members (mode ensemble), or None: see the module's docstring."""
         return None
 
+    def restore_notes(self) -> list[str]:
+        """What a run resumed into this learner should be told about the state it could not restore."""
+        return []
+
     @abc.abstractmethod
     def step(self, batch) -> StepResult:
         """One gradient update from a replay batch; refreshes the target network when it is due."""
@@ -204,11 +209,6 @@ def device_figures(contexts: list[mx.Context], ready: list[float], kvstore_s: fl
     return [{"device": f"{ctx.device_type}:{ctx.device_id}", "forward_backward_ms": 1e3 * done,
              "idle_ms": 1e3 * (max(ready) - done), "kvstore_ms": 1e3 * kvstore_s, "update_ms": 1e3 * update_s,
              "step_ms": 1e3 * step_s} for ctx, done in zip(contexts, ready)]
-
-
-def structural_params(block: gluon.Block) -> dict[str, gluon.Parameter]:
-    """Parameters by their place in the block (``body.0.weight``), independent of the block's name prefix."""
-    return dict(block._collect_params_with_prefix())
 
 
 def copy_params(source: gluon.Block, destination: gluon.Block) -> None:

@@ -17,7 +17,6 @@ from ..replay import Batch
 from .optimizers import make_optimizer
 from .single import SingleLearner
 
-KVSTORES = ("device", "local", "nccl")
 
 
 def _shard(batch: Batch, parts: int) -> list[Batch]:

@@ -136,6 +136,10 @@ class DistLearner(SingleLearner):
         # No worker may exit while another still pushes or pulls: that left a worker hanging here.
         self.kvstore._barrier()
 
+    def restore_notes(self) -> list[str]:
+        return ["mode dist: the optimizer's state lives on the kvstore servers, which MXNet cannot save; it starts "
+                "afresh"]
+
     def _skips_on_device(self) -> bool:
         return False  # the servers run the optimizer; the clip and the check happen here, before the push
 

@@ -18,6 +18,11 @@ from .noisy import NoisyDense, noisy_layers, resample_noise, silence_noise
 _REGISTRY: dict[str, Callable[..., gluon.HybridBlock]] = {}
 
 
+def structural_params(block: gluon.Block) -> dict[str, gluon.Parameter]:
+    """Parameters by their place in the block (``body.0.weight``), independent of the block's name prefix."""
+    return dict(block._collect_params_with_prefix())
+
+
 def register(name: str):
     """Decorator: make a network factory ``f(cfg, spec, prefix) -> HybridBlock`` available by ``name``.
 
@@ -76,5 +81,5 @@ def build(cfg: NetworkConfig, spec: EnvSpec, prefix: str, per_action: int = 1) -
     return factory(cfg, spec, prefix) if per_action == 1 else factory(cfg, spec, prefix, per_action)
 
 
-__all__ = ["MLP", "NoisyDense", "noisy_layers", "resample_noise", "silence_noise", "ConvQNetwork", "EfficientCNN", "NatureCNN", "NumpyMLP", "QHead", "SmallCNN", "build", "image_shape", "register",
+__all__ = ["MLP", "structural_params", "NoisyDense", "noisy_layers", "resample_noise", "silence_noise", "ConvQNetwork", "EfficientCNN", "NatureCNN", "NumpyMLP", "QHead", "SmallCNN", "build", "image_shape", "register",
            "resolve_name"]

@@ -2,7 +2,7 @@
 
 The servers of a ``dist_*`` job unpickle the optimizer a worker sends them while ``mxnet`` itself is still
 being imported, so what they run must be importable then: this module imports nothing of the project but
-its error type.
+its error type and the names of the kvstores (``config``, plain Python).
 """
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import os
 import mxnet as mx
 from mxnet import ndarray  # not mx.nd: the servers' partly imported mxnet has no such attribute yet
 
+from ..config import KVSTORES
 from ..errors import UserError
 
-DIST_KVSTORES = ("dist_sync", "dist_async")
+DIST_KVSTORES = tuple(kind for kind in KVSTORES if kind.startswith("dist_"))
 # The dist kvstores this process joined, never freed: freeing one runs ps-lite's exit barrier, which blocks
 # for good when another process of the job has gone (an interrupted job, a remote worker). A worker leaves
 # with os._exit instead (see cli.main).

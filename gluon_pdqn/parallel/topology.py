@@ -3,14 +3,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import RunConfig
-
 
 @dataclass(frozen=True)
 class Topology:
     """This process's place among the workers of its run, and the job's kvstore where there is one.
 
-    Every mode but dist runs one worker (rank 0 of 1, no kvstore). In mode dist each worker process of a
+    A run that is not a parameter-server job runs one worker (rank 0 of 1, no kvstore). In a job each worker process of a
     parameter-server job has its rank; the loop derives its run directory, seed, share of the env steps and
     Ape-X epsilon from it, and the learner pushes to and pulls from ``kvstore``.
     """
@@ -25,12 +23,12 @@ class Topology:
         return self.rank == 0
 
 
-def make_topology(run: RunConfig) -> Topology:
-    """The topology of ``run``: for mode dist, join the job first (a process that joined a job after MXNet had
-    run work hung, seen here), so call this before building any network."""
-    if run.mode != "dist":
-        return Topology()
+def make_topology(kvstore_type: str) -> Topology:
+    """Join the parameter-server job of ``kvstore_type`` (dist_sync, dist_async) and return this worker's place.
+
+    Call it before building any network: a process that joined a job after MXNet had run work hung (seen here).
+    """
     from .kvstore import create_dist_kvstore
 
-    kvstore = create_dist_kvstore(run.kvstore)
+    kvstore = create_dist_kvstore(kvstore_type)
     return Topology(rank=kvstore.rank, num_workers=kvstore.num_workers, kvstore=kvstore)

@@ -1,4 +1,4 @@
-"""Mode apex (Horgan et al. 2018): actor processes feeding one shared prioritized replay that any learner samples.
+"""Apex actors (Horgan et al. 2018): actor processes feeding one shared prioritized replay that any learner samples.
 
 Each actor is a spawned process with its own vector env (``env.num_envs`` environments) and its own epsilon
 (the Ape-X ladder), acting with a local copy of the learner's online network: numpy for MLPs, MXNet (one
@@ -25,41 +25,24 @@ with 2 actors and 1,740 with 4 (against 83 with 1).
 """
 from __future__ import annotations
 
-import multiprocessing
-import os
-import signal
 import time
-import traceback
-from multiprocessing import connection, shared_memory
+from multiprocessing import shared_memory
 
 import numpy as np
 
-from . import envs
-from .collectors import ActorLost, Collected, Episode, check_step, environment_call
-from .config import Config
-from .distributional import ReturnModel
-from .envs import EnvSpec
-from .errors import EnvironmentFault
-from .exploration import EpsilonSchedule, action_rng, apex_epsilons
-from .replay import ReplayBuffer
+from .. import envs
+from .. import metrics
+from ..config import Config
+from ..distributional import ReturnModel
+from ..envs import EnvSpec
+from ..errors import EnvironmentFault
+from ..exploration import EpsilonSchedule, action_rng, epsilon_greedy
+from .adder import ReplayAdder
+from .checks import check_step, environment_call
+from .pool import POLL_SECONDS, ActorPool, total_mib
+from .protocol import Collected, Episode
 
-POLL_SECONDS = 0.5  # longest wait for experience before checking signals and that every actor lives
 BEGIN, STEP = 0, 1  # kinds of experience events
-
-
-def actor_epsilons(cfg: Config) -> list[EpsilonSchedule]:
-    """Each actor's schedule: from ``epsilon_start`` (random until learning starts) down to its final epsilon.
-
-    The final epsilons are the Ape-X ladder 0.4 ** (1 + 7 i / (N - 1)); a single actor ends at
-    ``exploration.epsilon_final``, so ``--mode apex --actors 1`` explores as mode single does. A noisy
-    network explores by itself: no epsilon after learning starts.
-    """
-    if cfg.network.noisy:
-        return [EpsilonSchedule.noisy_nets(cfg.replay.learning_starts) for _ in range(cfg.actors.count)]
-    e = cfg.exploration
-    finals = [e.epsilon_final] if cfg.actors.count == 1 else apex_epsilons(cfg.actors.count)
-    return [EpsilonSchedule(e.schedule, e.epsilon_start, float(final), e.decay_steps,
-                            offset=cfg.replay.learning_starts) for final in finals]
 
 
 class SharedParameters:
@@ -143,8 +126,7 @@ class _LocalPolicy:
     def __init__(self, cfg: Config, spec: EnvSpec, layout: list[tuple[str, tuple]], seed: int):
         import mxnet as mx
 
-        from . import networks
-        from .learners.base import structural_params
+        from .. import networks
 
         self._mx = mx
         self.return_model = ReturnModel.of(cfg.agent)  # Q-values, or a return distribution to take the mean of
@@ -152,7 +134,7 @@ class _LocalPolicy:
         self.block = networks.build(cfg.network, spec, prefix="actor_", per_action=self.return_model.per_action)
         self.block.initialize(ctx=mx.cpu())
         self.block(mx.nd.zeros((1,) + spec.obs_shape, dtype=spec.obs_dtype))
-        self._params = structural_params(self.block)
+        self._params = networks.structural_params(self.block)
         self._layout = layout
         self._numpy = networks.NumpyMLP(self.block) if isinstance(self.block, networks.MLP) else None
         if self._numpy is None and cfg.run.hybridize:
@@ -219,8 +201,8 @@ class _Outbox:
                 "priorities": np.array(self.priorities, np.float32), "episodes": self.episodes, **extra}
 
 
-def _act(index: int, cfg: Config, spec: EnvSpec, seed: int, schedule: EpsilonSchedule, shared_name: str,
-         layout: list[tuple[str, tuple]], conn) -> None:
+def _act(index: int, conn, cfg: Config, spec: EnvSpec, seed: int, schedule: EpsilonSchedule, shared_name: str,
+         layout: list[tuple[str, tuple]]) -> None:
     """The actor's loop: act, close n-step windows as their bootstrap values arrive, hand in, until stopped."""
     size = sum(int(np.prod(shape)) for _, shape in layout)
     shared = SharedParameters(size, cfg.actors.count, name=shared_name)
@@ -267,11 +249,10 @@ def _act(index: int, cfg: Config, spec: EnvSpec, seed: int, schedule: EpsilonSch
                     ended[i] = None
                 elif len(pending[i]) == n_step:
                     _flush(outbox, i, pending[i], 1, float(q[i].max()), discounts)
-            explore = rng.random(num_envs) < schedule(shared.env_steps)
-            actions = np.where(explore, rng.integers(0, spec.n_actions, size=num_envs), q.argmax(axis=1))
+            actions = epsilon_greedy(lambda: q, schedule(shared.env_steps), spec.n_actions, rng, num_envs)
             next_obs, rewards, terminated, truncated, _ = environment_call(
                 cfg.env.id, "a training step", vector_env.step, actions)
-            check_step(cfg.env.id, rewards, next_obs)
+            check_step(cfg.env.id, rewards, next_obs, spec.obs_shape, spec.obs_dtype)
             for i in range(num_envs):
                 if resetting[i]:  # next-step autoreset: this step only reset env i
                     outbox.begin(i, frame_of(next_obs[i]))
@@ -316,58 +297,33 @@ def _flush(outbox: _Outbox, env: int, pending: list[tuple], count: int, bootstra
     del pending[:count]
 
 
-def _actor_main(index: int, cfg: Config, spec: EnvSpec, seed: int, schedule: EpsilonSchedule, shared_name: str,
-                layout: list, conn) -> None:
-    """The body of an actor process. Ctrl-C is the learner's to handle: it stops the actors."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # One thread per actor: the actors and the learner share the machine's cores.
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    try:
-        _act(index, cfg, spec, seed, schedule, shared_name, layout, conn)
-    except (EOFError, BrokenPipeError, ConnectionResetError):
-        pass  # the learner has gone: nothing left to tell it
-    except BaseException as error:  # reported, so the learner can end the run with one clear line
-        try:
-            conn.send(("error", f"actor {index}: {type(error).__name__}: {error}" if not
-                       isinstance(error, EnvironmentFault) else f"{error} (actor {index})",
-                       isinstance(error, EnvironmentFault), traceback.format_exc()))
-        except (OSError, ValueError):
-            pass
-    finally:
-        conn.close()
-
-
 class ApexCollector:
-    """The learner's side of mode apex: start the actors, store what they hand in, publish parameters.
+    """The learner's side of apex actors: start them, store what they hand in, publish parameters.
 
     Args:
         cfg: the run's configuration (``actors.count`` actors of ``env.num_envs`` envs each).
         spec: the environment's spaces.
-        replay: the shared replay, with ``streams(cfg)`` streams.
-        learner: whose online parameters the actors copy (``Learner.policy_parameters``).
+        adder: the writer into the shared replay, which has ``actors.count * env.num_envs`` streams.
+        variables: where the actors' parameters come from: ``policy_parameters()`` (name -> numpy array) and
+            ``learner_steps`` (the learner; Acme calls this a variable source).
         seed: the actors' seeds derive from it (see ``open_session``).
+        schedules: each actor's exploration schedule (``exploration.actor_schedules``).
     """
 
     checkpoint_arrays = ()  # the actors' envs are not captured: a resumed run starts new episodes
 
-    @staticmethod
-    def streams(cfg: Config) -> int:
-        return cfg.actors.count * cfg.env.num_envs
-
-    def __init__(self, cfg: Config, spec: EnvSpec, replay: ReplayBuffer, learner, seed: int):
-        self.cfg, self.spec, self.replay, self.learner = cfg, spec, replay, learner
-        self.schedules = actor_epsilons(cfg)
-        # A distributional learner's priorities are its loss (cross-entropy, quantile Huber), not comparable to
-        # the actors' |TD| of the expected Q: its new transitions enter at the largest priority, as in PER.
-        self._actor_priorities = replay.prioritized and not ReturnModel.of(cfg.agent).distributional
+    def __init__(self, cfg: Config, spec: EnvSpec, adder: ReplayAdder, variables, seed: int,
+                 schedules: list[EpsilonSchedule]):
+        self.cfg, self.spec, self.adder, self.variables = cfg, spec, adder, variables
+        self.schedules = schedules
         self.seed = seed
-        layout = [(name, tuple(array.shape)) for name, array in learner.policy_parameters().items()]
+        layout = [(name, tuple(array.shape)) for name, array in variables.policy_parameters().items()]
         self.layout = layout
         self.shared = SharedParameters(sum(int(np.prod(shape)) for _, shape in layout), cfg.actors.count)
         self.publish()
         self.env_steps = 0  # the run's env steps, for the actors' epsilon schedules
         self._last_published_env_steps = 0
-        self._connections, self._processes = [], []
+        self.pool: ActorPool | None = None
         self.actor_steps = np.zeros(cfg.actors.count, dtype=np.int64)  # env steps each actor handed in
         self.actor_epsilon = np.array([s(0) for s in self.schedules])
         self._window = self._new_window()
@@ -375,31 +331,23 @@ class ApexCollector:
 
     def publish(self) -> None:
         """Copy the learner's online parameters to the actors' shared block."""
-        arrays = self.learner.policy_parameters()
+        arrays = self.variables.policy_parameters()
         flat = np.concatenate([arrays[name].ravel() for name, _ in self.layout]).astype(np.float32, copy=False)
-        self.shared.publish(flat, self.learner.learner_steps)
+        self.shared.publish(flat, self.variables.learner_steps)
 
     def start(self, seed: int) -> None:
         """A fresh run: nothing to do here, the actors begin their episodes themselves."""
 
     def open_session(self) -> None:
-        """Spawn the actors (not fork: this process holds MXNet's engine threads); each begins its episodes.
+        """Spawn the actors; each begins its episodes.
 
         Actor i seeds its envs and exploration from ``seed + 1000 * (i + 1)`` plus the run's env steps, so a
         resumed run's actors do not replay the first session's episodes.
         """
         seed = self.seed + self.env_steps
-        context = multiprocessing.get_context("spawn")
-        for i in range(self.cfg.actors.count):
-            ours, theirs = context.Pipe(duplex=False)
-            process = context.Process(target=_actor_main, name=f"apex-actor-{i}", daemon=True, args=(
-                i, self.cfg, self.spec, seed + 1000 * (i + 1), self.schedules[i], self.shared.name, self.layout,
-                theirs))
-            process.start()
-            theirs.close()  # the child holds its own end; ours must close for EOF to reach us when it dies
-            self._connections.append(ours)
-            self._processes.append(process)
-        self._index_of = {conn: i for i, conn in enumerate(self._connections)}
+        self.pool = ActorPool("apex actor", _act, lambda i: (self.cfg, self.spec, seed + 1000 * (i + 1),
+                                                             self.schedules[i], self.shared.name, self.layout),
+                              self.cfg.actors.count, backend="process")
 
     def collect(self, env_steps: int, learning: bool, phase_seconds: dict) -> Collected:
         """Store what the actors handed in since the last call (waiting up to POLL_SECONDS for some).
@@ -407,26 +355,15 @@ class ApexCollector:
         The actors explore by their own schedules. Waiting counts as acting in ``phase_seconds``.
         """
         started = time.perf_counter()
-        ready = connection.wait(self._connections, timeout=POLL_SECONDS)
+        try:
+            messages = self.pool.receive(POLL_SECONDS)
+        except EnvironmentFault:
+            self.broken = True
+            raise
         waited = time.perf_counter()
         collected = Collected()
-        if not ready:
-            self._check_alive()
-        for conn in ready:
-            index = self._index_of[conn]
-            try:
-                message = conn.recv()
-            except (EOFError, OSError):
-                raise ActorLost(self._died(index)) from None
-            if message[0] == "error":
-                _, text, environment_fault, remote_traceback = message
-                self.broken = environment_fault
-                if environment_fault:
-                    fault = EnvironmentFault(text)
-                    fault.remote_traceback = remote_traceback
-                    raise fault
-                raise ActorLost(text)
-            self._store(index, message[1], collected)
+        for index, (_, experience) in messages:
+            self._store(index, experience, collected)
         self.env_steps += collected.env_steps
         self.shared.env_steps = self.env_steps
         phase_seconds["act"] += waited - started
@@ -441,12 +378,11 @@ class ApexCollector:
         for k in range(len(kinds)):
             stream = base + int(envs_[k])
             if kinds[k] == BEGIN:
-                self.replay.begin_episode_frame(stream, frames[k])
+                self.adder.begin(stream, frames[k])
                 continue
             terminated, truncated = bool(experience["terminated"][k]), bool(experience["truncated"][k])
-            self.replay.add_frame(stream, int(experience["actions"][k]), float(experience["rewards"][k]), frames[k],
-                                  terminated, truncated,
-                                  priority=float(experience["priorities"][k]) if self._actor_priorities else None)
+            self.adder.add(stream, int(experience["actions"][k]), float(experience["rewards"][k]), frames[k],
+                           terminated, truncated, priority=float(experience["priorities"][k]))
             collected.env_steps += 1
             if terminated or truncated:
                 env, episode_return, length = next(episodes)
@@ -458,7 +394,7 @@ class ApexCollector:
         self.actor_epsilon[actor] = experience["epsilon"]
         window = self._window
         window["steps"][actor] += received
-        window["lag_sum"] += received * max(self.learner.learner_steps - experience["policy_steps"], 0)
+        window["lag_sum"] += received * max(self.variables.learner_steps - experience["policy_steps"], 0)
 
     def after_updates(self, env_steps: int) -> None:
         """Publish the parameters when ``actors.sync_every`` env steps passed since the last publication."""
@@ -485,8 +421,6 @@ class ApexCollector:
 
     def window_figures(self) -> tuple[dict, list[dict]]:
         """(metrics: the policy lag over the window, rows of actors.csv: one per actor), and a new window."""
-        from . import logging as metrics
-
         window, self._window = self._window, self._new_window()
         elapsed = max(time.perf_counter() - window["start"], 1e-9)
         total = int(window["steps"].sum())
@@ -495,7 +429,10 @@ class ApexCollector:
                  "mean_return": float(np.mean(window["returns"][i])) if window["returns"][i] else float("nan")}
                 for i, schedule in enumerate(self.schedules)]
         lag = window["lag_sum"] / total if total else float("nan")
-        return {metrics.ACTOR_POLICY_LAG: lag}, rows
+        memory = self.pool.resident_mib() if self.pool is not None else [""] * len(rows)
+        for row, mib in zip(rows, memory):
+            row["rss_mib"] = mib
+        return {metrics.ACTOR_POLICY_LAG: lag, metrics.ACTORS_RSS_MIB: total_mib(memory)}, rows
 
     # --- checkpoints and the end ------------------------------------------------------------------
 
@@ -505,33 +442,14 @@ class ApexCollector:
     def restore(self, arrays, env_state, env_steps: int, notes: list[str]) -> None:
         """Continue at ``env_steps``: the saved replay's open episodes end as truncated, the actors start new ones."""
         self.set_env_steps(env_steps)
-        self.replay.truncate_open_episodes()
+        self.adder.truncate_open_episodes()
         notes.append("mode apex: the actors' environments are not captured in checkpoints; episodes restart")
 
-    def _died(self, index: int) -> str:
-        code = self._processes[index].exitcode
-        return f"apex actor {index} ended unexpectedly" + (f" (exit code {code})" if code is not None else "")
-
-    def _check_alive(self) -> None:
-        for i, process in enumerate(self._processes):
-            if not process.is_alive():
-                raise ActorLost(self._died(i))
-
     def close(self, timeout: float = 10.0) -> None:
-        """Stop the actors (raise the flag, drain their pipes so none blocks in a send), join, kill what is left."""
+        """Stop the actors (raise the flag; the pool drains their pipes so none blocks in a send), then free
+        the shared block."""
         self.shared.stop()
-        deadline = time.monotonic() + timeout
-        while any(p.is_alive() for p in self._processes) and time.monotonic() < deadline:
-            for conn in connection.wait(self._connections, timeout=0.05):
-                try:
-                    conn.recv()
-                except (EOFError, OSError):
-                    self._connections.remove(conn)
-        for process in self._processes:
-            process.join(max(0.0, deadline - time.monotonic()))
-            if process.is_alive():
-                process.kill()
-                process.join(timeout)
-        for conn in self._connections:
-            conn.close()
+        if self.pool is not None:
+            self.pool.close(timeout)
+            self.pool = None
         self.shared.close()

@@ -41,6 +41,9 @@ POLICY_LAG = "async/policy_lag"
 INFERENCE_BATCH = "async/inference_batch"
 # Mode apex: how many updates old the parameters were that chose the actions handed in over the window.
 ACTOR_POLICY_LAG = "actors/policy_lag"
+# Resident memory (MiB) of the learner's process and of its actor processes together: what a long run holds.
+RSS_MIB = "system/rss_mib"
+ACTORS_RSS_MIB = "system/actors_rss_mib"
 # Transitions sampled per transition collected so far (updates x batch / env steps), in every mode.
 REPLAY_RATIO = "charts/replay_ratio"
 # Mode dist, per worker: an upper bound on the server updates the last gradients of a pull interval missed
@@ -58,7 +61,7 @@ PUSHES = dist_metric("pushes")
 METRIC_COLUMNS = [ENV_STEPS, FRAMES, LEARNER_STEPS, EPISODES, WALL_SECONDS, EPISODIC_RETURN, EPSILON,
                   ENV_STEPS_PER_S, UPDATES_PER_S, TD_LOSS, MEAN_Q, GRAD_NORM, SKIPPED_UPDATES, *LOOP_PHASES.values(),
                   POLICY_LAG, INFERENCE_BATCH, STALENESS, STALENESS_MAX, ROUND_TRIP_MS, PUSHES, ACTOR_POLICY_LAG,
-                  REPLAY_RATIO]
+                  REPLAY_RATIO, RSS_MIB, ACTORS_RSS_MIB]
 EPISODE_COLUMNS = [ENV_STEPS, EPISODES, "env_index", "return", "length"]
 EVAL_COLUMNS = [ENV_STEPS, LEARNER_STEPS, WALL_SECONDS, "mean_return", "median_return", "min_return",
                 "max_return", "std_return", "episodes", "protocol"]
@@ -79,7 +82,17 @@ WORKER_FIGURES = [ENV_STEPS, LEARNER_STEPS, EPISODES, ENV_STEPS_PER_S, UPDATES_P
 WORKER_COLUMNS = [ENV_STEPS, "rank", *(f"worker/{name.split('/')[-1]}" for name in WORKER_FIGURES)]
 ACTORS_CSV = "actors.csv"
 ACTOR_COLUMNS = [ENV_STEPS, "actor", "final_epsilon", "actor_env_steps", "env_steps_per_s", "episodes",
-                 "mean_return"]
+                 "mean_return", "rss_mib"]
+_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+
+
+def resident_mib(pid: int | str = "self") -> float:
+    """Resident memory of process ``pid`` in MiB (from /proc; NaN when it is gone or /proc is not there)."""
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * _PAGE_BYTES / 2**20
+    except (OSError, IndexError, ValueError):
+        return float("nan")
 
 
 def worker_run_dir(run_dir: str, rank: int) -> str:

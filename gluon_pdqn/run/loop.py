@@ -1,4 +1,4 @@
-"""The training loop, evaluation, and checkpoint/resume of a run.
+"""The training loop of every pair of collector and learner, with its checkpoint and resume.
 
 All randomness of the loop lives in numpy Generators whose states are checkpointed (MXNet cannot save
 its RNG state; it is used only to initialize parameters), so a resumed run on the CPU continues exactly
@@ -14,29 +14,21 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, field
 
-import mxnet as mx
 import numpy as np
 
-from . import checkpoint, envs, networks
-from . import logging as metrics
-from .actors import ActorPoolCollector
-from .apex import ApexCollector
-from .collectors import ActorLost, Collected, VectorCollector, environment_call
-from .config import COLLECTOR_OF_MODE, Config, learner_topology
-from .envs import protocols
-from .errors import EnvironmentFault, TrainingStopped, UserError
-from .exploration import EpsilonSchedule, action_rng, apex_epsilons, epsilon_greedy
-from .learners import Learner, make_learner
-from .parallel import make_topology, parse_contexts
-from .replay import ReplayBuffer
+from .. import build, checkpoint, metrics, networks
+from ..acting import ActorLost, Collected
+from ..config import Config
+from ..envs import protocols
+from ..errors import EnvironmentFault, TrainingStopped, UserError
+from .evaluation import evaluate, report_evaluation
 
-MAX_EVAL_ENVS = 16
 ENVIRONMENT_ERROR_LOG = "environment-error.log"  # tracebacks of the environment's faults, in the run directory
 
 
 @dataclass
 class Counters:
-    """Progress of a run, by unit (see logging.py for the names)."""
+    """Progress of a run, by unit (see metrics.py for the names)."""
 
     env_steps: int = 0
     learner_steps: int = 0
@@ -78,57 +70,6 @@ class Summary:
     notes: list = field(default_factory=list)
 
 
-def evaluate(greedy_values, env_cfg, n_actions: int, episodes: int, epsilon: float, seed: int,
-             interrupted=lambda: False) -> np.ndarray | None:
-    """Returns of ``episodes`` evaluation episodes (the full game for Atari), played in parallel envs.
-
-    ``greedy_values(obs)`` gives the values the policy maximizes (``Learner.greedy_values``).
-
-    ``env_cfg`` and ``epsilon`` come from an evaluation protocol (``envs.protocols.resolve``). Each
-    environment plays a fixed share of the episodes, so short episodes are not over-represented. Returns
-    None as soon as ``interrupted()`` is true (it is asked before every step).
-    """
-    num_envs = min(episodes, MAX_EVAL_ENVS)
-    quota = np.full(num_envs, episodes // num_envs) + (np.arange(num_envs) < episodes % num_envs)
-    vector_env = envs.make_vector_env(env_cfg, num_envs, evaluation=True)
-    rng = action_rng(seed)
-    try:
-        obs, _ = environment_call(env_cfg.id, "evaluation", vector_env.reset, seed=seed)
-        running = np.zeros(num_envs)
-        finished: list[list[float]] = [[] for _ in range(num_envs)]
-        resetting = np.zeros(num_envs, dtype=bool)
-        while any(len(f) < q for f, q in zip(finished, quota)):
-            if interrupted():
-                return None
-            actions = epsilon_greedy(lambda: greedy_values(obs), epsilon, n_actions, rng, num_envs)
-            obs, rewards, terminated, truncated, _ = environment_call(env_cfg.id, "evaluation", vector_env.step,
-                                                                      actions)
-            running += np.where(resetting, 0.0, rewards)
-            done = (terminated | truncated) & ~resetting
-            for i in np.flatnonzero(done):
-                if len(finished[i]) < quota[i]:
-                    finished[i].append(float(running[i]))
-                running[i] = 0.0
-            resetting = done
-        return np.array([r for f in finished for r in f])
-    finally:
-        vector_env.close()
-
-
-def report_evaluation(returns: np.ndarray, counters: Counters, writer: metrics.MetricsWriter,
-                      display: metrics.ProgressDisplay, protocol: str) -> float:
-    """Log an evaluation's returns (eval.csv, TensorBoard, a line on the display); return their mean."""
-    mean = float(returns.mean())
-    writer.evaluation({metrics.ENV_STEPS: counters.env_steps, metrics.LEARNER_STEPS: counters.learner_steps,
-                       metrics.WALL_SECONDS: round(counters.wall_seconds, 3),
-                       "mean_return": mean, "median_return": float(np.median(returns)),
-                       "min_return": float(returns.min()), "max_return": float(returns.max()),
-                       "std_return": float(returns.std()), "episodes": len(returns), "protocol": protocol})
-    display.message(f"eval at {counters.env_steps:,} env steps: mean {mean:.1f}, "
-                    f"median {np.median(returns):.1f}, min {returns.min():.1f}, max {returns.max():.1f}")
-    return mean
-
-
 @contextlib.contextmanager
 def graceful_interrupts():
     """Turn SIGINT and SIGTERM into a flag the loop checks, so it can checkpoint before it exits."""
@@ -148,11 +89,11 @@ def graceful_interrupts():
 class Training:
     """One training run of every mode: a collector, a learner, a replay between them, and the run's bookkeeping.
 
-    Who acts is the collector (``collectors.py``: an in-process vector env, apex actor processes, or mode
-    async's actors), who learns is the learner (``learners.make_learner``: single, data, model, ensemble, ps,
-    or a rollout learner); the loop is the same for every pair: collect, learn from the new experience (the
-    updates it makes due from the replay, or one update from a rollout learner's rollouts), log, evaluate,
-    checkpoint.
+    The builder (``build.build``) wires the parts for the run's pair: who acts is the collector (``acting``: an
+    in-process vector env, apex actor processes, or async actors), who learns is the learner (single, data,
+    model, ensemble, ps, or a rollout learner). The loop is the same for every pair: collect, learn from the
+    new experience (the updates it makes due from the replay, or one update from a rollout learner's
+    rollouts), log, evaluate, checkpoint.
 
     Args:
         cfg: resolved configuration.
@@ -165,12 +106,14 @@ class Training:
                  display: metrics.ProgressDisplay | None = None):
         self.cfg, self.run_dir = cfg, run_dir
         self.display = display or metrics.ProgressDisplay(enabled=False)
-        self.spec = envs.describe(cfg.env)
-        contexts = parse_contexts(cfg.run.ctx)
-        self.topology = make_topology(cfg.run)  # first: a dist worker joins its job before any MXNet work
-        mx.random.seed(cfg.run.seed)  # parameter initialization only
-        self.learner: Learner = make_learner(cfg, self.spec, contexts, self.topology)
+        parts = build.build(cfg)
+        self.spec, self.topology, self.learner, self.job = parts.spec, parts.topology, parts.learner, parts.job
+        self.collector, self.replay, self.adder = parts.acting.collector, parts.acting.replay, parts.acting.adder
+        self.rng, self.env_step_budget = parts.rng, parts.env_step_budget
+        self.member_evaluations = parts.member_evaluations  # an ensemble's members, evaluated one by one
         self.notes: list[str] = []
+        for note in parts.notes:
+            self.display.message(f"note: {note}")
         self.best_eval: float | None = None
         self.last_eval: float | None = None
         self.solved: tuple[int, float] | None = None  # (env steps, seconds) of the first evaluation >= stop_return
@@ -178,31 +121,26 @@ class Training:
         self._interrupt: dict = {"signal": None}  # the loop's graceful_interrupts flag, while it runs
         self._stop_on_return = True  # whether reaching run.stop_return ends the run
         self._consecutive_skips = 0  # updates in a row whose gradient was not finite
-        # A worker of a parameter-server job (mode dist) acts with its own seed and epsilon, runs its share
-        # of the env steps, and writes its figures under workers/ (rank 0 writes the run directory).
-        rank, workers = self.topology.rank, self.topology.num_workers
-        seed = cfg.run.seed + 1000 * rank
-        self.env_step_budget = cfg.run.total_env_steps // workers
-        if rank > 0:
-            self.run_dir = run_dir = metrics.worker_run_dir(run_dir, rank)
+        self._nonfinite_stop: int | None = None  # the skips in a row that stopped the run (run.max_nonfinite_updates)
+        # A worker of a parameter-server job acts with its own seed and epsilon, runs its share of the env
+        # steps, and writes its figures under workers/ (rank 0 writes the run directory).
+        seed = parts.seed
+        if self.topology.rank > 0:
+            self.run_dir = run_dir = metrics.worker_run_dir(run_dir, self.topology.rank)
             os.makedirs(run_dir, exist_ok=True)
             if resume_bundle is not None:  # each worker continues from its own checkpoint
                 resume_bundle = checkpoint.resolve(run_dir)
-        if self.learner.job is not None and not self.learner.job.stops_together:
+        if not self.job.stops_together:
             # Only rank 0 evaluates. In dist_sync its wish to stop once solved is a vote that ends every worker
             # at the same update; in dist_async no vote reaches the others, which would run on alone.
             self._stop_on_return = False
             self.notes.append("mode dist with dist_async runs the whole step budget (run.stop_return is not "
                               "applied)")
-        # A rollout learner (mode async) learns from the actors' rollouts as they arrive: no replay.
-        self.replay = None if learner_topology(cfg.run) == "async" else self._make_replay(seed + 1)
         converted = f" ({self.spec.conversion})" if self.spec.conversion else ""
         memory = ("no replay (it learns from the actors' rollouts)" if self.replay is None else
                   f"replay {cfg.replay.capacity:,} transitions, {self.replay.nbytes / 2**20:,.1f} MiB")
         self.display.message(f"observations {self.spec.obs_shape} {self.spec.obs_dtype}{converted}: network "
                              f"{networks.resolve_name(cfg.network, self.spec)}, {cfg.run.precision} updates; {memory}")
-        self.rng = action_rng(seed)
-        self.collector = self._make_collector(seed)
         self.counters = Counters()
         self._last_logged = {"loss": float("nan"), "returns": []}
         self._timing_due = True  # time the next update per device
@@ -220,36 +158,6 @@ class Training:
             self.collector.close()
             raise
         self.writer = metrics.MetricsWriter(run_dir, self.counters.env_steps if resume_bundle else None)
-
-    def _make_replay(self, seed: int) -> ReplayBuffer:
-        """The replay the collector fills and the learner samples: one stream per environment that acts."""
-        cfg = self.cfg
-        apex = COLLECTOR_OF_MODE[cfg.run.mode] == "actor-processes"
-        streams = ApexCollector.streams(cfg) if apex else cfg.env.num_envs
-        return ReplayBuffer(cfg.replay.capacity, streams, self.spec.frame_shape, self.spec.obs_dtype,
-                            frame_stack=self.spec.frame_stack, n_step=cfg.replay.n_step, gamma=cfg.agent.gamma,
-                            seed=seed, prioritized=cfg.replay.prioritized, alpha=cfg.replay.alpha,
-                            priority_epsilon=cfg.replay.priority_epsilon)
-
-    def _make_collector(self, seed: int):
-        """Who acts in this run (``config.COLLECTOR_OF_MODE``); a new collector is added here."""
-        cfg = self.cfg
-        kind = COLLECTOR_OF_MODE[cfg.run.mode]
-        if kind == "actor-processes":
-            return ApexCollector(cfg, self.spec, self.replay, self.learner, seed)
-        if kind == "actors":
-            if cfg.env.num_envs != 1:
-                self.display.message("note: mode async gives each actor one environment; env.num_envs is ignored")
-            return ActorPoolCollector(cfg, self.learner)
-        # The in-process vector env, also of each worker of a parameter-server job ("ps-worker"), which acts
-        # with the Ape-X ladder's epsilon of its rank: 0.4 for rank 0 down to 0.4^8 for the last.
-        if cfg.network.noisy:
-            return VectorCollector(cfg, self.spec, self.replay, self.learner, self.rng,
-                                   EpsilonSchedule.noisy_nets(cfg.replay.learning_starts))
-        epsilon = EpsilonSchedule.from_config(cfg.exploration, offset=cfg.replay.learning_starts)
-        if self.topology.num_workers > 1:
-            epsilon.final = float(apex_epsilons(self.topology.num_workers)[self.topology.rank])
-        return VectorCollector(cfg, self.spec, self.replay, self.learner, self.rng, epsilon)
 
     # --- the loop ---------------------------------------------------------------------------------
 
@@ -271,13 +179,13 @@ class Training:
             collector.open_session()
             with graceful_interrupts() as interrupt:
                 self._interrupt = interrupt
-                job = self.learner.job  # mode dist: this worker's part in its parameter-server job
+                job = self.job  # a parameter-server worker's part in its job (Solo for a whole run)
                 while True:
                     if interrupt["signal"] is not None:
                         interrupted_by = signal.Signals(interrupt["signal"]).name
                     done = (interrupted_by is not None or self.counters.env_steps >= limit
-                            or self.solved is not None or self._out_of_time())
-                    if job.agree_to_stop(done) if job is not None else done:  # dist_sync: all workers at once
+                            or self.solved is not None or self._out_of_time() or self._nonfinite_stop is not None)
+                    if job.agree_to_stop(done):  # dist_sync: all workers at once
                         break
                     before = self.counters.env_steps
                     # Experience: random actions during warm-up, epsilon-greedy after (apex actors keep their own).
@@ -316,18 +224,25 @@ class Training:
                     bundle = self._newest_bundle[1]  # a signal during the periodic checkpoint: it is the final one
                 else:
                     bundle = self.save_checkpoint()  # still under the guard: a second Ctrl-C cannot cut it short
-                if interrupted_by is None and fault is None and lost is None and self.learner.job is not None:
-                    self.learner.job.leave()  # no worker of a parameter-server job may leave before the others
+                if interrupted_by is None and fault is None and lost is None:
+                    job.leave()  # no worker of a parameter-server job may leave before the others
         finally:
             self.writer.close()
             collector.close()
-        stopped_by = interrupted_by or (None if fault is None else "EnvironmentFault") or (lost and "ActorLost")
+        stopped_by = (interrupted_by or (None if fault is None else "EnvironmentFault") or (lost and "ActorLost")
+                      or (self._nonfinite_stop and "NonFiniteUpdates"))
         summary = self._finish(stopped_by, bundle)
         if fault is not None:
             raise self._report_fault(fault, bundle)
         if lost is not None:
             raise TrainingStopped(f"{lost}; the work so far is in checkpoint {bundle}; continue with gluon-pdqn "
                                   f"train --resume {self.run_dir}")
+        if self._nonfinite_stop is not None:
+            # A skipped update changes no parameter: the checkpoint holds the last good ones.
+            raise TrainingStopped(f"{self._nonfinite_stop} consecutive updates had NaN or infinite gradients at env "
+                                  f"step {self.counters.env_steps:,}; stopped with the last good parameters in "
+                                  f"checkpoint {bundle}. Lower optim.learning_rate or set optim.max_grad_norm in a "
+                                  f"new run, or continue this one with gluon-pdqn train --resume {self.run_dir}")
         return summary
 
     def _count(self, collected: Collected, window: LogWindow) -> None:
@@ -392,8 +307,8 @@ class Training:
         """
         pending, self._pending = self._pending, []
         for indices, result in pending:
-            if self._take_in_outcome(result) and self.cfg.replay.prioritized:
-                self.replay.update_priorities(indices, result.td_errors())
+            if self._take_in_outcome(result) and self.replay.prioritized:
+                self.adder.learned(indices, result.td_errors())
         self.counters.learner_steps = self.learner.learner_steps
 
     # --- evaluation and logging -------------------------------------------------------------------
@@ -401,18 +316,17 @@ class Training:
     def _evaluate(self) -> None:
         self.learner.refresh_policy()  # evaluate the latest parameters, also when acting from a snapshot
         seed = self._greedy_evaluation()
-        ensemble = self.learner.ensemble
-        if ensemble is not None:  # each member's own greedy return sets the mixing weights of the targets
-            cfg = self.cfg
-            members = ensemble.member_q_functions()
+        for q_functions, take_returns in self.member_evaluations:
+            # Each ensemble member's own greedy return sets the mixing weights of the targets.
             protocol = self.eval_protocol
             with self.learner.without_noise():
-                member_returns = [evaluate(q, protocol.env, self.spec.n_actions, cfg.run.eval_episodes,
-                                           protocol.epsilon, seed, interrupted=self._interrupted) for q in members]
+                member_returns = [evaluate(q, protocol.env, self.spec.n_actions, self.cfg.run.eval_episodes,
+                                           protocol.epsilon, seed, interrupted=self._interrupted)
+                                  for q in q_functions()]
             if any(r is None for r in member_returns):
                 return
             member_means = [float(r.mean()) for r in member_returns]
-            weights = ensemble.set_member_returns(member_means)
+            weights = take_returns(member_means)
             self.writer.members(self.counters.env_steps, member_means, weights)
 
     def _log(self, window: LogWindow, result, epsilon: float, frame_skip: int) -> None:
@@ -421,8 +335,8 @@ class Training:
         c = self.counters
         loss = result.loss() if result else float("nan")
         self._last_logged = {"loss": loss, "returns": window.returns}
-        job = self.learner.job  # mode dist: this worker's part in its parameter-server job
-        traffic = job.traffic_figures() if job is not None else {}
+        job = self.job
+        traffic = job.traffic_figures()
         collector_figures, actor_rows = self.collector.window_figures()  # mode apex: policy lag, per-actor rows
         if actor_rows:
             self.writer.actors(c.env_steps, actor_rows)
@@ -438,6 +352,7 @@ class Training:
             metrics.MEAN_Q: result.mean_q() if result else float("nan"),
             metrics.GRAD_NORM: result.grad_norm if result else float("nan"),
             metrics.SKIPPED_UPDATES: c.skipped_updates,
+            metrics.RSS_MIB: metrics.resident_mib(),
             **{metrics.LOOP_PHASES[phase]: 1e3 * seconds / max(c.env_steps - window.env_steps, 1)
                for phase, seconds in window.phase_seconds.items()},
             **{metrics.dist_metric(key): value for key, value in traffic.items()},
@@ -446,10 +361,10 @@ class Training:
         if self.replay is not None:
             row[metrics.REPLAY_RATIO] = c.learner_steps * self.cfg.replay.batch_size / max(c.env_steps, 1)
         self.writer.scalars(row)
-        if job is not None:  # each worker posts its figures, and rank 0 gets them all
-            board = job.exchange_figures({name: row.get(name, float("nan")) for name in metrics.WORKER_FIGURES})
-            if board:
-                self.writer.workers(c.env_steps, board)
+        # Each worker of a job posts its figures, and rank 0 gets them all (a whole run gets none).
+        board = job.exchange_figures({name: row.get(name, float("nan")) for name in metrics.WORKER_FIGURES})
+        if board:
+            self.writer.workers(c.env_steps, board)
         window.restart(now, c.env_steps, c.learner_steps)
         self._timing_due = True
 
@@ -474,7 +389,7 @@ class Training:
         """Count a finished update; return whether it applied.
 
         A skipped update (non-finite gradient) is counted as such (the learner uncounts it from its
-        ``learner_steps``), and after ``run.max_nonfinite_updates`` in a row stops the run.
+        ``learner_steps``), and after ``run.max_nonfinite_updates`` in a row the loop stops and checkpoints.
         """
         if self.learner.settle(result):
             self._consecutive_skips = 0
@@ -482,16 +397,8 @@ class Training:
         self.counters.skipped_updates += 1
         self._consecutive_skips += 1
         if self._consecutive_skips >= self.cfg.run.max_nonfinite_updates:
-            self._stop_nonfinite(self._consecutive_skips)
+            self._nonfinite_stop = self._consecutive_skips
         return False
-
-    def _stop_nonfinite(self, count: int):
-        bundles = checkpoint.list_complete(self.run_dir)
-        last_good = bundles[-1] if bundles else "none written yet"
-        self.writer.close()
-        raise TrainingStopped(f"{count} consecutive updates had NaN or infinite gradients at env step "
-                              f"{self.counters.env_steps}; stopped (last good checkpoint: {last_good}). "
-                              "Lower optim.learning_rate or set optim.max_grad_norm")
 
     def _greedy_evaluation(self) -> int:
         """Evaluate the learner's greedy policy, log it, note whether the run is solved; return the seed used."""
@@ -612,9 +519,7 @@ class Training:
             raise UserError(f"checkpoint {bundle} is for {state['env_spec']['id']}, not {self.spec.id}")
         with checkpoint.reading(bundle, "its parameter or optimizer files"):
             self.learner.load(bundle)
-        if self.learner.job is not None:
-            self.notes.append("mode dist: the optimizer's state lives on the kvstore servers, which MXNet cannot "
-                              "save; it starts afresh")
+        self.notes.extend(self.learner.restore_notes())
         self.counters = Counters(**state["counters"])
         self._resumed_bundle = (self.counters.env_steps, bundle)
         self.learner.learner_steps = self.counters.learner_steps

@@ -1,0 +1,1 @@
+"""A training run: the loop (``loop.Training``) and evaluation episodes (``evaluation``)."""
