@@ -196,6 +196,7 @@ def verify(bundle: str) -> None:
     except OSError as e:
         raise UserError(f"checkpoint {bundle} is corrupt: its {MARKER} marker cannot be read ({e.strerror})") from None
     if text.strip() == "ok":  # the marker of bundles written before checksums
+        read_state(bundle)  # (a foreign directory is named as such first)
         if bundle not in _UNVERIFIED_NOTED:
             _UNVERIFIED_NOTED.add(bundle)
             print(f"note: checkpoint {bundle} was written before bundles carried checksums; its files are not "
