@@ -55,7 +55,7 @@ def test_ensemble_mode_trains_and_logs_each_member(tmp_path):
     def record(env_index):
         start_episode(env_index)
         picked.append(int(learner.acting_member[env_index]))
-    learner.episode_started = record
+    training.collector.episode_started = record  # (the hook the builder gave the vector env)
     summary = training.run()
     assert summary.counters["learner_steps"] > 0
     rows = list(csv.DictReader(open(tmp_path / "members.csv")))
