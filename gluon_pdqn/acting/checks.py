@@ -47,12 +47,3 @@ def check_step(env_id: str, rewards: np.ndarray, observations: np.ndarray, obs_s
     if observations.dtype.kind == "f" and not np.all(np.isfinite(observations)):
         raise EnvironmentFault(f"environment {env_id} returned an observation with NaN or infinite values")
 
-
-def as_observation_batch(observation) -> np.ndarray:
-    """One environment's observation as a batch of one (for ``check_step``), whatever the env returned."""
-    if isinstance(observation, np.ndarray):
-        return observation[None]
-    try:
-        return np.asarray(observation)[None]
-    except Exception:  # noqa: BLE001 (the user's object; check_step names its type)
-        return observation
