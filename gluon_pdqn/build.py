@@ -77,10 +77,9 @@ def describe(cfg: Config) -> str:
 # --- learner placements -------------------------------------------------------------------------
 
 
-def _one_device(kind: str, contexts: list) -> None:
+def _one_device(kind: str, contexts: list, hint: str = " (--learner data or model spreads it)") -> None:
     if len(contexts) != 1:
-        raise UserError(f"the {kind} learner trains on one device; --ctx names {len(contexts)} (--learner data or "
-                        "model spreads it)")
+        raise UserError(f"the {kind} learner trains on one device; --ctx names {len(contexts)}{hint}")
 
 
 def _spread(kind: str, contexts: list) -> None:
@@ -119,8 +118,7 @@ def _ensemble(cfg, spec, contexts, topology):
 def _ps(cfg, spec, contexts, topology):
     from .learners import DistLearner
 
-    if len(contexts) != 1:
-        raise UserError(f"mode dist trains on one device per worker; --ctx names {len(contexts)}")
+    _one_device("ps", contexts, hint=" (one device per worker of the job)")
     if topology.kvstore is None:
         raise UserError("mode dist learns on the servers of a parameter-server job; this process joined none")
     return DistLearner(cfg, spec, contexts[0], topology.kvstore)
@@ -129,8 +127,7 @@ def _ps(cfg, spec, contexts, topology):
 def _rollout(cfg, spec, contexts, topology):
     from .learners.async_learners import A3CLearner, AsyncQLearner
 
-    if len(contexts) != 1:
-        raise UserError(f"mode 'async' learns on one device; --ctx names {len(contexts)}")
+    _one_device("rollout", contexts, hint=" (mode async learns in the one thread that owns MXNet)")
     return (A3CLearner if cfg.actors.algo == "a3c" else AsyncQLearner)(cfg, spec, contexts[0])
 
 

@@ -154,12 +154,17 @@ def _write_bundle(final: str, state: dict, write_files: Callable[[str], None]) -
 CHUNK = 1 << 22  # bytes read at a time while digesting
 
 
-def _digest(path: str) -> str:
+def _sha256(f) -> str:
+    """The SHA-256 of an open binary file, read from where it stands to its end."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
+    while chunk := f.read(CHUNK):
+        digest.update(chunk)
     return digest.hexdigest()
+
+
+def _digest(path: str) -> str:
+    with open(path, "rb") as f:
+        return _sha256(f)
 
 
 def _fsync_and_digest(directory: str) -> dict[str, dict]:
@@ -172,12 +177,9 @@ def _fsync_and_digest(directory: str) -> dict[str, dict]:
         for name in sorted(files):
             path = os.path.join(root, name)
             with open(path, "rb") as f:
-                digest = hashlib.sha256()
-                while chunk := f.read(CHUNK):
-                    digest.update(chunk)
+                sha256 = _sha256(f)
                 os.fsync(f.fileno())
-            manifest[os.path.relpath(path, directory)] = {"size": os.path.getsize(path),
-                                                          "sha256": digest.hexdigest()}
+            manifest[os.path.relpath(path, directory)] = {"size": os.path.getsize(path), "sha256": sha256}
     return manifest
 
 

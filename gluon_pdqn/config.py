@@ -29,8 +29,7 @@ MODE_PAIRS = {"single": ("vector", "single"), "data": ("vector", "data"), "model
               "dist": ("vector", "ps")}
 # Why a pair is refused, for every pair that is (the rest combine freely).
 REFUSED_PAIRS = {
-    **{("apex", p): "apex actors act on one network's parameters, an ensemble acts on its members' mixture"
-       for p in ("ensemble",)},
+    ("apex", "ensemble"): "apex actors act on one network's parameters, an ensemble acts on its members' mixture",
     ("apex", "ps"): "apex actors on each worker of a parameter-server job are not built yet",
     ("apex", "rollout"): "apex actors feed a replay; the rollout learner learns from async actors' rollouts",
     **{("async", p): "async actors hand in rollouts, which only the rollout learner learns from"

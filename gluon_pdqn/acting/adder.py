@@ -40,9 +40,12 @@ class ReplayAdder:
                               priority=priority if self.actor_priorities else None)
 
     def learned(self, indices: np.ndarray, td_errors: np.ndarray) -> None:
-        """New priorities of transitions the learner sampled (prioritized replay only)."""
-        if self.replay.prioritized:
-            self.replay.update_priorities(indices, td_errors)
+        """New priorities of transitions the learner sampled (the caller reads them only under ``prioritized``)."""
+        self.replay.update_priorities(indices, td_errors)
+
+    @property
+    def prioritized(self) -> bool:
+        return self.replay.prioritized
 
     def truncate_open_episodes(self) -> None:
         """A resumed run starts new episodes: the saved ones in progress end as truncated."""

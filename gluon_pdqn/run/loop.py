@@ -307,7 +307,7 @@ class Training:
         """
         pending, self._pending = self._pending, []
         for indices, result in pending:
-            if self._take_in_outcome(result) and self.replay.prioritized:
+            if self._take_in_outcome(result) and self.adder.prioritized:
                 self.adder.learned(indices, result.td_errors())
         self.counters.learner_steps = self.learner.learner_steps
 
