@@ -3,8 +3,8 @@
 A mode is a named pair (``config.MODE_PAIRS``) of a collector (who acts) and a learner placement (how the
 learner is spread), which ``run.collector`` and ``run.learner`` can choose freely where the pair makes
 sense (``config.REFUSED_PAIRS`` says why the others do not). Below the builder nothing asks which mode it is
-in: the loop gets a collector, a learner, a replay (or none: the rollout learner has none), a job role,
-and the hooks it needs.
+in: the loop gets a collector, a learner, how the one learns from the other (``updates``: from a replay, or
+from rollouts), a job role, and the hooks it needs.
 
 Adding a collector or a placement is its own module plus one line in ``COLLECTORS`` or ``PLACEMENTS`` here
 (and its name in ``config.COLLECTORS`` / ``config.PLACEMENTS``).
@@ -19,6 +19,7 @@ from .config import MODE_PAIRS, Config, Pair, mode_pair, pair_of
 from .envs import EnvSpec
 from .errors import UserError
 from .exploration import EpsilonSchedule, action_rng, actor_schedules
+from .updates import FromReplay, FromRollouts
 
 # What each multi-device placement spreads over its devices (for the error when it is given only one).
 _SPREAD = {"data": "splits each batch over devices", "model": "places network stages on devices",
@@ -297,6 +298,7 @@ class Parts:
     seed: int  # this worker's seed (the run's seed for every process that is the whole run)
     rng: object  # the loop's action Generator (checkpointed)
     env_step_budget: int  # this worker's share of run.total_env_steps
+    updates: object  # updates.FromReplay or updates.FromRollouts: how the learner learns from the collector
     member_evaluations: list = field(default_factory=list)  # (q functions, take returns): ensemble members
     notes: list = field(default_factory=list)
 
@@ -321,9 +323,11 @@ def build(cfg: Config) -> Parts:
     rng = action_rng(seed)
     notes: list[str] = []
     acting = COLLECTORS[p.collector](cfg, spec, learner, topology, seed, rng, notes)
+    budget = cfg.run.total_env_steps // topology.num_workers
+    updates = (FromReplay(cfg, learner, acting.replay, acting.adder, acting.collector, rng, budget) if p.has_replay
+               else FromRollouts(learner, rng))
     ensemble = learner.ensemble
     members = [(ensemble.member_q_functions, ensemble.set_member_returns)] if ensemble is not None else []
     return Parts(pair=p, spec=spec, topology=topology, learner=learner, acting=acting,
                  job=learner.job if learner.job is not None else Solo(), seed=seed, rng=rng,
-                 env_step_budget=cfg.run.total_env_steps // topology.num_workers, member_evaluations=members,
-                 notes=notes)
+                 env_step_budget=budget, updates=updates, member_evaluations=members, notes=notes)

@@ -11,7 +11,6 @@ is ``ok``) still load, unverified.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -31,35 +30,6 @@ MARKER = "COMPLETE"
 STATE_FILE = "state.json"
 PREFIX = "ckpt-"
 BEST = "best"  # the bundle of the best greedy evaluation (``save_best``)
-
-
-LOCK_FILE = ".owner.lock"
-
-
-def claim_run_dir(run_dir: str):
-    """Make this process the owner of ``run_dir``; returns the open lock file, to keep for the process's life.
-
-    The lock (``flock``) dies with its process, so a run that crashed can be resumed at once; a second process
-    on the same run directory gets one line naming the owner's PID.
-    """
-    path = os.path.join(run_dir, LOCK_FILE)
-    try:
-        handle = open(path, "a+")
-    except OSError as e:
-        raise UserError(f"cannot write in run directory {run_dir}: {e.strerror}") from None
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.seek(0)
-        owner = handle.read().strip() or "unknown"
-        handle.close()
-        raise UserError(f"run directory {run_dir} is in use by process {owner}, which is training it; wait for "
-                        "it to end or stop it (Ctrl-C leaves a checkpoint) before resuming") from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"{os.getpid()}\n")
-    handle.flush()
-    return handle
 
 
 def checkpoint_dir(run_dir: str) -> str:

@@ -1,12 +1,9 @@
 """The ``gluon-pdqn`` command line: a thin adapter from options to a Config and the library's entry points."""
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import platform
-import re
-import shutil
 import signal
 import sys
 import threading
@@ -15,16 +12,11 @@ import click
 
 from . import __version__, build, checkpoint, give_mxnet_every_core
 from .metrics import ProgressDisplay
+from .run import directory
 from .parallel.launcher import STALL_SECONDS, Job, JobFailed, ProgressReports
 from .config import (ASYNC_ALGOS, COLLECTORS, EVAL_PROTOCOLS, KVSTORES, MODES, PLACEMENTS, REPLAY_ALGOS, Config,
                      load_preset, preset_names)
 from .errors import EnvironmentFault, StorageFault, TrainingStopped, UserError
-
-# Settings that may change when a run is resumed; the rest define the run and must stay as they were.
-RESUMABLE_SETTINGS = ("run.total_env_steps", "run.max_seconds", "run.eval_every", "run.eval_episodes",
-                      "run.stop_return", "run.checkpoint_every", "run.keep_checkpoints", "run.log_every",
-                      "run.max_nonfinite_updates", "run.eval_protocol")
-
 
 def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
     overrides = {}
@@ -45,21 +37,6 @@ def _check_writable_file(path: str, option: str) -> None:
         raise UserError(f"{option} {path}: directory {directory} does not exist")
     if not os.access(directory, os.W_OK):
         raise UserError(f"{option} {path}: directory {directory} is not writable")
-
-
-def _slug(env_id: str) -> str:
-    """An environment id as a file-name piece: ``ALE/Pong-v5`` -> ``ALE-Pong-v5``."""
-    return re.sub(r"[^A-Za-z0-9]+", "-", env_id).strip("-")
-
-
-def _now_stamp() -> str:
-    return datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-
-
-def _default_run_dir(cfg: Config) -> str:
-    # The workers of one launched job share the launcher's time stamp, and so one run directory.
-    stamp = os.environ.get("GLUON_PDQN_JOB_STAMP") or _now_stamp()
-    return os.path.join("runs", f"{_slug(cfg.env.id)}-{build.run_label(cfg)}-s{cfg.run.seed}-{stamp}")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -120,47 +97,15 @@ def train(preset, env_id, mode, learner, collector, ctx, kvstore, actors, algo, 
                "actors.algo" if algo in ASYNC_ALGOS else "agent.algo": algo, "actors.backend": actor_backend}
     overrides = {k: v for k, v in options.items() if v is not None}
     overrides.update(_parse_sets(sets))
-    created = False
-    # One process trains a run directory at a time; the workers of a launched dist job share theirs (rank 0
-    # writes it), and their launcher watches over them instead.
-    claim = os.environ.get("DMLC_ROLE") != "worker"
-    owner = None  # the run directory's lock, held until this process exits
     if resume_path:
-        if claim and os.path.isdir(resume_path):
-            owner = checkpoint.claim_run_dir(checkpoint.run_dir_of(resume_path) if checkpoint.is_bundle(resume_path)
-                                             else resume_path)
-        bundle = checkpoint.resolve(resume_path)
-        saved = checkpoint.config_of(bundle)
-        # Repeating the run's own settings is fine (the command that started a run resumes it); changing one
-        # that the checkpoint depends on is not.
-        fixed = sorted(k for k, v in overrides.items()
-                       if k not in RESUMABLE_SETTINGS and saved.replace({k: v}) != saved)
-        if fixed:
-            raise UserError(f"cannot change {', '.join(fixed)} when resuming; resumable: "
-                            f"{', '.join(RESUMABLE_SETTINGS)}")
-        cfg = saved.replace(overrides)
-        run_dir = checkpoint.run_dir_of(bundle)
+        run = directory.resume(resume_path, overrides)
     else:
-        bundle = None
         if preset is None:
             preset = build.default_preset(mode, algo, env_id)
             if env_id and not quiet:
                 click.echo(f"preset {preset} (the default for {env_id}; --preset chooses another)")
-        cfg = load_preset(preset).replace(overrides)
-        run_dir = run_dir or _default_run_dir(cfg)
-        shared = build.is_job(cfg)  # the job's workers share one run directory (rank 0 writes it)
-        if os.path.exists(run_dir) and not os.path.isdir(run_dir):
-            raise UserError(f"--run-dir {run_dir} is a file, not a directory")
-        if os.path.exists(run_dir) and os.listdir(run_dir) and not shared:
-            raise UserError(f"run directory {run_dir} already exists; continue it with --resume {run_dir} or "
-                            "choose another --run-dir")
-        created = not shared and not os.path.exists(run_dir)
-        try:
-            os.makedirs(run_dir, exist_ok=True)
-        except OSError as e:
-            raise UserError(f"cannot create run directory {run_dir}: {e.strerror}") from None
-    if claim and owner is None:
-        owner = checkpoint.claim_run_dir(run_dir)  # noqa: F841 (held until this process exits)
+        run = directory.create(load_preset(preset).replace(overrides), run_dir)
+    cfg, bundle, run_dir = run.cfg, run.bundle, run.path
     display = ProgressDisplay(enabled=not quiet)
     try:
         _choose_mxnet_threads(cfg)
@@ -169,8 +114,7 @@ def train(preset, env_id, mode, learner, collector, ctx, kvstore, actors, algo, 
 
         training = Training(cfg, run_dir, resume_bundle=bundle, display=display)
     except BaseException:
-        if created:
-            shutil.rmtree(run_dir, ignore_errors=True)  # leave nothing behind for a run that never started
+        run.discard()
         raise
     run_dir = training.run_dir  # a dist worker other than rank 0 writes under workers/rank-R/
     with open(os.path.join(run_dir, "config.json"), "w") as f:
@@ -324,7 +268,7 @@ def compare(env_id, modes, seeds, budget_steps, budget_seconds, preset, async_pr
                            threshold=threshold if threshold is not None else comparison.default_threshold(preset),
                            sets=tuple(sets))
     if out_dir is None:
-        out_dir = os.path.join("compare", f"{_slug(env_id)}-{_now_stamp()}")
+        out_dir = os.path.join("compare", f"{directory.slug(env_id)}-{directory.now_stamp()}")
     try:
         results = comparison.run_comparison(plan, out_dir, echo=click.echo)
     except KeyboardInterrupt:
@@ -437,7 +381,7 @@ def launch(workers, servers, launcher, hostfile, interface, port, deadline, stal
     # The job's time stamp (one run directory for all workers), and what the user set for ps-lite and MXNet
     # here (PS_VERBOSE, MXNET_*, ...): local processes inherit it, remote ones get it from the launcher.
     passed_on = {k: v for k, v in os.environ.items() if k.startswith(("PS_", "MXNET_"))}
-    stamp = {**passed_on, "GLUON_PDQN_JOB_STAMP": _now_stamp()}
+    stamp = {**passed_on, "GLUON_PDQN_JOB_STAMP": directory.now_stamp()}
     job = Job(workers, servers, [sys.executable, "-m", "gluon_pdqn.cli", *command], launcher=launcher, hosts=hosts,
               interface=interface, port=port, deadline=deadline, environment=stamp, stall_timeout=stall_timeout,
               ssh_config=ssh_config)

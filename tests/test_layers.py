@@ -21,14 +21,14 @@ LAYERS = [
     {"envs", "replay", "exploration", "distributional", "architecture", "checkpoint", "parallel", "plots"},
     {"networks", "losses"},
     {"learners", "acting"},
-    {"build"},
+    {"build", "updates"},
     {"run", "export", "compare"},
     {"cli"},
 ]
 NEVER = {("learners", "acting"), ("acting", "learners"), ("replay", "networks"), ("replay", "learners"),
          ("envs", "networks"), ("envs", "learners")}
 WITHOUT_MXNET = ["gluon_pdqn.config", "gluon_pdqn.metrics", "gluon_pdqn.envs", "gluon_pdqn.replay",
-                 "gluon_pdqn.exploration", "gluon_pdqn.checkpoint", "gluon_pdqn.build", "gluon_pdqn.acting.vector",
+                 "gluon_pdqn.exploration", "gluon_pdqn.checkpoint", "gluon_pdqn.build", "gluon_pdqn.updates", "gluon_pdqn.acting.vector",
                  "gluon_pdqn.acting.apex", "gluon_pdqn.acting.async_actors", "gluon_pdqn.acting.pool",
                  "gluon_pdqn.parallel.remote"]
 
