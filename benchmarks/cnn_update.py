@@ -32,6 +32,7 @@ warnings.filterwarnings("ignore")
 from gluon_pdqn.config import load_preset  # noqa: E402
 from gluon_pdqn.envs import EnvSpec  # noqa: E402
 from gluon_pdqn.learners import SingleLearner  # noqa: E402
+from gluon_pdqn.learners.single import batch_inputs  # noqa: E402
 from gluon_pdqn.networks.precision import cpu_has_bf16  # noqa: E402
 from gluon_pdqn.replay import Batch  # noqa: E402
 
@@ -81,7 +82,7 @@ def phases(learner: SingleLearner, data: list[Batch], repeats: int) -> dict:
         batch = data[i % len(data)]
         mx.nd.waitall()
         t0 = time.perf_counter()
-        obs, next_obs, scalars = learner._inputs(batch, learner.contexts[0], BATCH)
+        obs, next_obs, scalars = batch_inputs(batch, learner.contexts[0], BATCH)
         mx.nd.waitall()
         t1 = time.perf_counter()
         targets = learner.target_block(next_obs, scalars)
@@ -92,7 +93,7 @@ def phases(learner: SingleLearner, data: list[Batch], repeats: int) -> dict:
         losses.backward()
         mx.nd.waitall()
         t3 = time.perf_counter()
-        _, scale = learner._grad_norm_and_scale()
+        _, scale = learner.gradients.norm_and_scale()
         mx.nd.waitall()
         t4 = time.perf_counter()
         learner.trainers[0]._optimizer.gradient_scale = scale

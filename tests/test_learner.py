@@ -65,9 +65,9 @@ def test_clipping_on_the_device_equals_clipping_in_python():
     """Adam's device-side clip and skip (no wait) gives the parameters of MXNet's Adam after a Python-side clip."""
     cfg = Config().replace({"network.hidden": "16,16", "optim.max_grad_norm": 0.5})
     on_device, in_python = make(cfg), make(cfg)
-    in_python.trainers = [gluon.Trainer(in_python.online.collect_params(),
+    in_python.gradients.trainers = [gluon.Trainer(in_python.online.collect_params(),
                                         mx.optimizer.Adam(learning_rate=cfg.optim.learning_rate), update_on_kvstore=False)]
-    assert on_device._skips_on_device() and not in_python._skips_on_device()
+    assert on_device.gradients.skips_on_device() and not in_python.gradients.skips_on_device()
     for seed in range(4):
         batch = a_batch(rewards=np.full(32, 50.0), seed=seed)
         norms = [learner.step(batch).grad_norm for learner in (on_device, in_python)]

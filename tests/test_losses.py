@@ -86,8 +86,8 @@ def test_gradient_without_a_backward_over_next_obs_equals_the_reference(double_q
     learner.sync_target()
     for p in learner.target.collect_params().values():  # a target unlike the online network
         p.set_data(p.data() * 0.9)
-    learner._forward_backward(batch)
-    ours = [p.grad().asnumpy().copy() for p in learner._params]
+    learner.forward_backward(batch)
+    ours = [p.grad().asnumpy().copy() for p in learner.nets.params]
 
     online, target = learner.online, learner.target
     obs, next_obs = nd.array(batch.obs, dtype="uint8"), nd.array(batch.next_obs, dtype="uint8")
@@ -99,6 +99,6 @@ def test_gradient_without_a_backward_over_next_obs_equals_the_reference(double_q
         td = nd.pick(q, nd.array(batch.actions), axis=1) - targets
         loss = (huber(nd, td) * nd.array(batch.weights) / len(batch.actions)).sum()
     loss.backward()
-    for param, grad in zip(learner._params, ours):
+    for param, grad in zip(learner.nets.params, ours):
         np.testing.assert_allclose(grad, param.grad().asnumpy(), rtol=1e-4, atol=1e-6, err_msg=param.name)
     assert any(np.abs(g).max() > 0 for g in ours)

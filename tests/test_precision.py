@@ -125,7 +125,7 @@ def test_loss_scaling_gives_the_unscaled_update_and_skips_an_overflow():
                                    rtol=1e-5, atol=1e-7)
     before = {k: v.data().asnumpy().copy() for k, v in scaled.online.collect_params().items()}
     scaled.loss_scale.scale = 1e38  # the scaled gradient overflows float32
-    scaled._loss_scale_array[:] = 1e38
+    scaled.gradients.loss_scale_array[:] = 1e38
     scaled.loss_scale._finite_in_a_row = 0
     overflowed = scaled.step(a_batch(spec, seed=9))
     assert overflowed.skipped

@@ -1,4 +1,4 @@
-"""The learner interface every learner topology implements, and the pieces they share.
+"""The learner interface, and the pieces every learner shares.
 
 A training loop uses a replay learner like this::
 
@@ -8,7 +8,9 @@ A training loop uses a replay learner like this::
     replay.update_priorities(batch.indices, result.td_errors())
     learner.save(directory); learner.load(directory)
 
-Topologies differ only inside ``step`` (how the batch's gradient is computed over devices). Two of them take
+A learner is an algorithm (``algorithms``: the target and the loss) and a placement (``single.OneDevice``,
+``data_parallel.DataParallel``, ``model_parallel.ModelParallel``, ``distributed.ParameterServer``: how the
+batch's gradient is computed and applied over devices) put together around its networks (``qnets``). Two take
 part in something beyond one update, and say so through an optional role instead of hooks every learner
 would have to stub: ``Learner.job`` (a parameter-server worker: ``agree_to_stop``, ``stops_together``,
 ``leave``, ``traffic_figures``, ``exchange_figures``) and ``Learner.ensemble`` (``member_q_functions``,
@@ -127,13 +129,14 @@ class DynamicLossScale:
 
 
 class Learner(abc.ABC):
-    """One DQN learner: an online and a target network, an optimizer, and a device placement."""
+    """What every learner does beside updating: act, count its updates, refresh its target, save and load.
+
+    How it updates is the verb of its kind: ``step(batch)`` and ``timed_step(batch)`` for the replay learners
+    (``single.ReplayLearner``, ``ensemble.EnsembleLearner``), ``learn(rollouts, env_steps)`` for the rollout
+    learners (``async_learners.RolloutLearner``). Learners of Q-values also give ``q_values(obs)``.
+    """
 
     learner_steps: int
-
-    @abc.abstractmethod
-    def q_values(self, obs: np.ndarray) -> np.ndarray:
-        """Q-values (batch, n_actions) of the online network for a batch of observations."""
 
     def greedy_values(self, obs: np.ndarray) -> np.ndarray:
         """What acting and evaluation maximize (batch, n_actions): the Q-values (A3C: its policy's logits)."""
@@ -157,14 +160,6 @@ class Learner(abc.ABC):
     def restore_notes(self) -> list[str]:
         """What a run resumed into this learner should be told about the state it could not restore."""
         return []
-
-    @abc.abstractmethod
-    def step(self, batch) -> StepResult:
-        """One gradient update from a replay batch; refreshes the target network when it is due."""
-
-    @abc.abstractmethod
-    def timed_step(self, batch) -> tuple[StepResult, list[dict]]:
-        """``step``, also returning per-device timings (one dict per device; see SingleLearner)."""
 
     def settle(self, result: StepResult) -> bool:
         """Take in whether ``result``'s update applied (reading it waits for the update); return that.

@@ -25,11 +25,12 @@ from ..envs import EnvSpec
 from ..parallel.kvstore import ServerOptimizer
 from .base import StepResult
 from .optimizers import make_optimizer
-from .single import SingleLearner
+from .single import OneDevice, ReplayLearner
 
 
-class DistLearner(SingleLearner):
-    """The single learner with its optimizer on the kvstore servers, and its traffic batched.
+class ParameterServer(OneDevice):
+    """The placement of a learner on one worker of a parameter-server job: its optimizer on the kvstore servers,
+    its traffic batched, and the worker's part in the job (``job``).
 
     Every update computes and clips a gradient here and adds it to a local sum; every ``run.push_every``
     updates the sum is pushed (the servers apply the optimizer to its mean), and every ``run.pull_every``
@@ -50,7 +51,6 @@ class DistLearner(SingleLearner):
 
     Args:
         cfg: the run's configuration.
-        spec: the environment's spaces.
         ctx: this worker's device.
         kvstore: the job's ``dist_sync`` or ``dist_async`` kvstore.
     """
@@ -58,18 +58,25 @@ class DistLearner(SingleLearner):
     ROUND_TRIP_EVERY = 20  # pulls between timed round trips (a timed one waits, so not every one)
     BOARD_WIDTH = 16  # figures a worker can report (plus the "reporting" column)
 
-    def __init__(self, cfg: Config, spec: EnvSpec, ctx: mx.Context, kvstore):
-        self.contexts = [ctx]
-        self.kvstore = kvstore
-        self._build_networks(cfg, spec, self.contexts)
-        self.target_block, self.loss_block = self._loss_blocks(self.online, self.target, hybridize=cfg.run.hybridize)
-        self.trainers = []  # no local optimizer: the servers run it
+    def __init__(self, cfg: Config, ctx: mx.Context, kvstore):
+        super().__init__(ctx)
+        self.cfg, self.kvstore = cfg, kvstore
+        self.params: list = []  # the trained parameters, one key each (``place``)
+
+    @staticmethod
+    def trainers(nets, cfg: Config) -> list:
+        return []  # no local optimizer: the servers run it
+
+    def place(self, nets, cfg: Config):
+        """Set up the keys and the servers' optimizer for ``nets``' trained parameters."""
+        kvstore, ctx = self.kvstore, self.contexts[0]
+        self.params = nets.params
         self.push_every, self.pull_every = cfg.run.push_every, cfg.run.pull_every
         optimizer = make_optimizer(cfg.optim, on_kvstore_servers=True)
         # A push carries the sum of push_every gradients; dist_sync also sums one push per worker.
         workers = kvstore.num_workers if kvstore.type == "dist_sync" else 1
         optimizer.rescale_grad = 1.0 / (self.push_every * workers)
-        self._keys = list(range(len(self._params)))
+        self._keys = list(range(len(self.params)))
         self._counter_key, self._board_key, self._vote_key = len(self._keys), len(self._keys) + 1, len(self._keys) + 2
         self._measures_staleness = kvstore.type == "dist_async" and cfg.run.measure_staleness
         self._pushed_keys = self._keys + ([self._counter_key] if self._measures_staleness else [])
@@ -81,7 +88,7 @@ class DistLearner(SingleLearner):
         self._stop_agreed = False
         self._votes_pulled = mx.nd.zeros(1, ctx=ctx)  # the votes' total, pulled with the parameters
         self._vote_values = {wish: mx.nd.full(1, float(wish), ctx=ctx) for wish in (False, True)}  # never written
-        self._gradient_sum = [mx.nd.zeros(p.shape, ctx=ctx) for p in self._params]
+        self._gradient_sum = [mx.nd.zeros(p.shape, ctx=ctx) for p in self.params]
         self._summed = 0  # gradients in the sum
         self.pushes = 0
         self.pulls = 0
@@ -89,6 +96,7 @@ class DistLearner(SingleLearner):
         self._pulled_counts: list[mx.nd.NDArray] = []  # update counts pulled since the figures were last read
         self._count_before: int | None = None  # the last update count read
         self._round_trips_ms: list[float] = []
+        return super().place(nets, cfg)
 
     @property
     def rank(self) -> int:
@@ -140,12 +148,9 @@ class DistLearner(SingleLearner):
         return ["mode dist: the optimizer's state lives on the kvstore servers, which MXNet cannot save; it starts "
                 "afresh"]
 
-    def _skips_on_device(self) -> bool:
-        return False  # the servers run the optimizer; the clip and the check happen here, before the push
-
     def _join(self) -> None:
         """First push: rank 0's parameters (fresh, or from its checkpoint) become the servers'; all pull them."""
-        weights = [p.data(self.contexts[0]) for p in self._params]
+        weights = [p.data(self.contexts[0]) for p in self.params]
         ctx = self.contexts[0]
         board = mx.nd.zeros((self.num_workers, 1 + self.BOARD_WIDTH), ctx=ctx)
         self.kvstore.init(self._keys + [self._counter_key, self._board_key, self._vote_key],
@@ -155,7 +160,7 @@ class DistLearner(SingleLearner):
 
     def _pull(self) -> None:
         """Pull the parameters (and, for staleness, the update count)."""
-        out = [p.data(self.contexts[0]) for p in self._params]
+        out = [p.data(self.contexts[0]) for p in self.params]
         keys = list(self._pushed_keys)
         if self._measures_staleness:
             self._pulled_counts.append(mx.nd.zeros(1, ctx=self.contexts[0]))
@@ -193,7 +198,7 @@ class DistLearner(SingleLearner):
         if pulling:
             self._pull()
             if timed:
-                for param in self._params:
+                for param in self.params:
                     param.data(self.contexts[0]).wait_to_read()
                 self._round_trips_ms.append(1000.0 * (time.perf_counter() - start))
 
@@ -234,17 +239,37 @@ class DistLearner(SingleLearner):
         return [{"rank": rank, **{name: float(v) for name, v in zip(names, row[1:])}}
                 for rank, row in enumerate(pulled.asnumpy()) if row[0] != 0]
 
-    def _apply_update(self, losses, q_taken, td_abs) -> StepResult:
+    def apply_update(self, learner, losses, q_taken, td_abs) -> StepResult:
+        """Clip the gradient and add it to the sum; push and pull when due. The host reads the norm (one wait):
+        the servers' optimizer cannot skip a non-finite gradient, so it is left out of the sum here."""
         if not self._joined:
             self._join()
-        grad_norm, scale = self._read_grad_norm_and_scale()
+        grad_norm, scale = learner.gradients.read_norm_and_scale()
         if math.isfinite(grad_norm):  # a non-finite gradient is left out of the sum
-            self._scale_gradients(scale)
-            for total, param in zip(self._gradient_sum, self._params):
+            learner.gradients.scale(scale)
+            for total, param in zip(self._gradient_sum, self.params):
                 total += param.grad(self.contexts[0])
         self._summed += 1
         if self._summed == self.push_every:
             # In dist_sync the servers wait for a push from every worker: a sum of zeros is pushed too.
             self._push_and_pull()
-        self._count_update()
+        learner.count_update()
         return StepResult(grad_norm, losses, q_taken, td_abs, counted=True)
+
+
+class DistLearner(ReplayLearner):
+    """The replay learner of one worker of a parameter-server job (``ParameterServer``).
+
+    Args:
+        cfg: the run's configuration.
+        spec: the environment's spaces.
+        ctx: this worker's device.
+        kvstore: the job's ``dist_sync`` or ``dist_async`` kvstore.
+    """
+
+    def __init__(self, cfg: Config, spec: EnvSpec, ctx: mx.Context, kvstore):
+        super().__init__(cfg, spec, ParameterServer(cfg, ctx, kvstore))
+
+    @property
+    def rank(self) -> int:
+        return self.placement.rank

@@ -22,10 +22,9 @@ from mxnet import autograd
 from ..config import Config
 from ..envs import EnvSpec
 from ..errors import UserError
-from ..losses import TDTarget
 from ..replay import Batch
 from .base import Learner, StepResult, device_figures
-from .single import SingleLearner, apply_update_rule
+from .single import SingleLearner, apply_update_rule, batch_inputs
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -55,19 +54,18 @@ class EnsembleLearner(Learner):
 
     def __init__(self, cfg: Config, spec: EnvSpec, contexts: list[mx.Context]):
         self.cfg, self.spec, self.contexts = cfg, spec, list(contexts)
-        self.members = [SingleLearner(cfg, spec, ctx) for ctx in self.contexts]  # a device may hold several
-        for member in self.members:  # a member's target Q-values of s' come mixed from the others' targets
-            member.target_block = TDTarget(member.online, None, double_q=cfg.agent.double_q)
-            if cfg.run.hybridize:
-                member.target_block.hybridize(static_alloc=True, static_shape=True)
+        # A device may hold several members; noisy members draw noise of their own.
+        self.members = [SingleLearner(cfg, spec, ctx, noise_seed=[cfg.run.seed + 11, k])
+                        for k, ctx in enumerate(self.contexts)]
+        # A member's target Q-values of s' come mixed from the others' targets.
+        self.mixed_targets = [member.algorithm.mixed_target_graph(member.online, cfg.run.hybridize)
+                              for member in self.members]
         self.member_returns = np.zeros(len(self.members))
         self.weights = mixing_weights(self.member_returns, cfg.run.ensemble_temperature)
         self._weights_on_device = self._device_weights()
         self.learner_steps = 0
         self.rng = np.random.default_rng(cfg.run.seed + 7)
         self.acting_member = np.zeros(cfg.env.num_envs, dtype=np.int64)
-        for k, member in enumerate(self.members):  # noisy members draw noise of their own
-            member._noise_rng = np.random.default_rng([cfg.run.seed + 11, k])
 
     # --- acting -----------------------------------------------------------------------------------
 
@@ -114,15 +112,15 @@ class EnsembleLearner(Learner):
 
     def _forward_backward(self, batch: Batch):
         size = len(batch.actions)
-        inputs = [SingleLearner._inputs(batch, ctx, size) for ctx in self.contexts]
+        inputs = [batch_inputs(batch, ctx, size) for ctx in self.contexts]
         next_q_targets = [member.target(next_obs) for member, (_, next_obs, _) in zip(self.members, inputs)]
         mixed = []
         for k, ctx in enumerate(self.contexts):
             terms = [next_q_targets[j].as_in_context(ctx) * self._weights_on_device[k][j]
                      for j in range(len(self.members)) if j != k]
             mixed.append(mx.nd.add_n(*terms) if len(terms) > 1 else terms[0])
-        targets = [member.target_block(next_obs, scalars, next_q_target)
-                   for member, (_, next_obs, scalars), next_q_target in zip(self.members, inputs, mixed)]
+        targets = [target_graph(next_obs, scalars, next_q_target)
+                   for target_graph, (_, next_obs, scalars), next_q_target in zip(self.mixed_targets, inputs, mixed)]
         with autograd.record():
             outputs = [member.loss_block(obs, scalars, member_targets)
                        for member, (obs, _, scalars), member_targets in zip(self.members, inputs, targets)]
@@ -131,18 +129,18 @@ class EnsembleLearner(Learner):
 
     def step(self, batch: Batch) -> StepResult:
         for member in self.members:
-            member._resample_for_update()
+            member.nets.resample_for_update()
         outputs = self._forward_backward(batch)
         return self._apply_update(outputs)
 
     def timed_step(self, batch: Batch):
         start = time.perf_counter()
         for member in self.members:
-            member._resample_for_update()
+            member.nets.resample_for_update()
         outputs = self._forward_backward(batch)
         ready = []
         for member in self.members:
-            for param in member._params:
+            for param in member.nets.params:
                 param.grad().wait_to_read()
             ready.append(time.perf_counter() - start)
         update_start = time.perf_counter()
@@ -158,12 +156,12 @@ class EnsembleLearner(Learner):
         losses = [losses / k for losses, _, _ in outputs]  # so the result's loss is the members' mean
         q_taken = [q for _, q, _ in outputs]
         td_mean = mx.nd.add_n(*[td.as_in_context(first) for _, _, td in outputs]) / k
-        return apply_update_rule(self.members, self._count_update, losses, q_taken, [td_mean])
+        return apply_update_rule([member.gradients for member in self.members], self._count_update, losses, q_taken,
+                                 [td_mean])
 
     def _count_update(self) -> None:
         for member in self.members:
-            if not member.overlap:
-                member._policy_stale = True
+            member.nets.updated()
         self.learner_steps += 1
         if self.learner_steps % self.cfg.agent.target_update_every == 0:
             self.sync_target()
