@@ -23,8 +23,8 @@ from .. import envs, metrics
 from ..config import Config
 from ..envs import EnvSpec
 from ..errors import EnvironmentFault
-from ..exploration import EpsilonSchedule, action_rng, epsilon_greedy
-from .checks import check_step, environment_call
+from ..exploration import EpsilonSchedule, action_rng, epsilon_greedy_one
+from .checks import check_one, environment_call
 from .pool import POLL_SECONDS, ActorPool, total_mib
 from .protocol import Collected, Episode, Rollout
 
@@ -43,8 +43,11 @@ def run_actor(index: int, conn, cfg: Config, spec: EnvSpec, epsilon: EpsilonSche
     sample_policy = cfg.actors.algo == "a3c"
     t_max, n_actions = cfg.actors.t_max, spec.n_actions
 
-    def checked(observation, reward: float = 0.0) -> np.ndarray:
-        check_step(env_id, np.array([reward]), np.asarray(observation)[None], spec.obs_shape, spec.obs_dtype)
+    obs_shape, obs_dtype = tuple(spec.obs_shape), np.dtype(spec.obs_dtype)
+
+    def checked(observation, reward=0.0) -> np.ndarray:
+        observation = np.asarray(observation)
+        check_one(env_id, reward, observation, obs_shape, obs_dtype)
         return observation
 
     try:
@@ -61,7 +64,7 @@ def run_actor(index: int, conn, cfg: Config, spec: EnvSpec, epsilon: EpsilonSche
             if sample_policy:  # a3c: the policy's own probabilities explore
                 action = int(rng.choice(n_actions, p=values))
             else:
-                action = int(epsilon_greedy(lambda: values[None], epsilon(env_steps), n_actions, rng, 1)[0])
+                action = epsilon_greedy_one(lambda: values, epsilon(env_steps), n_actions, rng)
             next_obs, reward, terminated, truncated, _ = environment_call(env_id, "a training step", env.step, action)
             checked(next_obs, reward)
             steps.append((obs, action, float(reward), version))

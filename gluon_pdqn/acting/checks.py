@@ -7,6 +7,8 @@ traceback to the run directory, and the command line prints one line and exits w
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..errors import EnvironmentFault
@@ -33,17 +35,42 @@ def check_step(env_id: str, rewards: np.ndarray, observations: np.ndarray, obs_s
     """
     rewards = np.asarray(rewards)
     if not np.all(np.isfinite(rewards)):
-        bad = rewards[~np.isfinite(rewards)][0]
-        raise EnvironmentFault(f"environment {env_id} returned a non-finite reward ({bad})")
+        _non_finite_reward(env_id, rewards[~np.isfinite(rewards)][0])
     if not isinstance(observations, np.ndarray):
-        raise EnvironmentFault(f"environment {env_id} returned an observation of type "
-                               f"{type(observations).__name__}, not a numpy array")
-    if observations.shape[1:] != tuple(obs_shape):
-        raise EnvironmentFault(f"environment {env_id} returned an observation of shape {observations.shape[1:]}, "
-                               f"not {tuple(obs_shape)} as its observation space says")
-    if observations.dtype != np.dtype(obs_dtype):
+        _not_an_array(env_id, observations)
+    _check_observations(env_id, observations, observations.shape[1:], obs_shape, obs_dtype)
+
+
+def check_one(env_id: str, reward, observation, obs_shape: tuple[int, ...], obs_dtype) -> None:
+    """``check_step`` for one environment's step (an async actor's), without building batch arrays."""
+    try:
+        finite = math.isfinite(reward)
+    except TypeError:
+        raise EnvironmentFault(f"environment {env_id} returned a reward of type {type(reward).__name__}, not a "
+                               "number") from None
+    if not finite:
+        _non_finite_reward(env_id, reward)
+    if not isinstance(observation, np.ndarray):
+        _not_an_array(env_id, observation)
+    _check_observations(env_id, observation, observation.shape, obs_shape, obs_dtype)
+
+
+def _non_finite_reward(env_id: str, reward) -> None:
+    raise EnvironmentFault(f"environment {env_id} returned a non-finite reward ({reward})")
+
+
+def _not_an_array(env_id: str, observation) -> None:
+    raise EnvironmentFault(f"environment {env_id} returned an observation of type {type(observation).__name__}, "
+                           "not a numpy array")
+
+
+def _check_observations(env_id: str, observations: np.ndarray, shape: tuple, obs_shape, obs_dtype) -> None:
+    """Shape (``shape``: of one observation), dtype and, for floats, finiteness, against the space's."""
+    if shape != tuple(obs_shape):
+        raise EnvironmentFault(f"environment {env_id} returned an observation of shape {shape}, not "
+                               f"{tuple(obs_shape)} as its observation space says")
+    if observations.dtype != obs_dtype:
         raise EnvironmentFault(f"environment {env_id} returned an observation of dtype {observations.dtype}, "
                                f"not {np.dtype(obs_dtype)} as its observation space says")
-    if observations.dtype.kind == "f" and not np.all(np.isfinite(observations)):
+    if observations.dtype.kind == "f" and not np.isfinite(observations).all():
         raise EnvironmentFault(f"environment {env_id} returned an observation with NaN or infinite values")
-
