@@ -150,8 +150,10 @@ class ParameterServer(OneDevice):
 
     def _join(self) -> None:
         """First push: rank 0's parameters (fresh, or from its checkpoint) become the servers'; all pull them."""
-        weights = [p.data(self.contexts[0]) for p in self.params]
         ctx = self.contexts[0]
+        # Copies in MXNet's default layout: a convolution's weights may be held in oneDNN's layout after a forward
+        # pass, which the kvstore cannot send ("We can't generate TBlob for MKLDNN data").
+        weights = [mx.nd.array(p.data(ctx).asnumpy(), ctx=ctx) for p in self.params]
         board = mx.nd.zeros((self.num_workers, 1 + self.BOARD_WIDTH), ctx=ctx)
         self.kvstore.init(self._keys + [self._counter_key, self._board_key, self._vote_key],
                           weights + [mx.nd.zeros(1, ctx=ctx), board, mx.nd.zeros(1, ctx=ctx)])
