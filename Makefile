@@ -10,11 +10,12 @@ venv: $(STAMP)
 
 # gluonnlp 0.10.0 ships only as a source package whose build needs cython, numpy and wheel already
 # installed, hence the first install and --no-build-isolation for the second.
-$(STAMP): requirements.txt requirements-export.txt constraints.txt setup.py
+$(STAMP): requirements.txt requirements-export.txt requirements-test.txt constraints.txt setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt numpy==1.23.5 cython==3.3.1 wheel==0.48.0 setuptools==65.5.0
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-build-isolation -c constraints.txt -r requirements.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -r requirements-export.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -c constraints.txt -r requirements-test.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-build-isolation --no-deps -e .
 	touch $(STAMP)
 

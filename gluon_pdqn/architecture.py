@@ -50,11 +50,14 @@ def image_shape(spec: EnvSpec) -> tuple[int, int, int] | None:
 def resolve_name(cfg: NetworkConfig, spec: EnvSpec) -> str:
     """The registered network ``cfg.name`` stands for.
 
-    ``auto``: the Nature CNN for images it fits (Atari's 84x84 and anything from 36x36), the small CNN for
-    smaller images (MinAtar's 10x10 grids), an MLP for everything else.
+    ``auto``: for packed observations (Discrete, Dict...) the encoded network (a CNN for each image part, dense
+    layers over all parts); the Nature CNN for images it fits (Atari's 84x84 and anything from 36x36), the small
+    CNN for smaller images (MinAtar's 10x10 grids), an MLP for everything else.
     """
     if cfg.name != "auto":
         return cfg.name
+    if spec.parts:
+        return "encoded"
     image = image_shape(spec)
     if image is None:
         return "mlp"

@@ -31,15 +31,22 @@ def pair(cfg: Config) -> Pair:
     return pair_of(cfg.run)
 
 
+# Presets tuned for one environment, picked by its id (RL Zoo's hyperparameters in this toolkit's units).
+ENV_PRESETS = {"CartPole-v1": "cartpole", "MountainCar-v0": "mountaincar", "Acrobot-v1": "acrobot"}
+
+
 def default_preset(mode: str | None, algo: str | None, env_id: str | None) -> str:
     """The preset a train command without --preset starts from.
 
-    Mode async has its own (it has no replay). Otherwise the environment's family picks it, as RL Zoo picks
-    hyperparameters per environment: ``minatar`` for MinAtar ids, ``atari-cpu`` for ALE ids, ``cartpole`` for
-    the rest (vector observations; an image env gets a CNN from ``network.name=auto`` either way).
+    Mode async has its own (it has no replay). Otherwise the environment picks it, as RL Zoo picks
+    hyperparameters per environment: its own tuned preset (``ENV_PRESETS``), else its family's: ``minatar`` for
+    MinAtar ids, ``atari-cpu`` for ALE ids, ``cartpole`` for the rest (an image env gets a CNN from
+    ``network.name=auto`` either way).
     """
     if mode == "async":
         return "async-a3c" if algo == "a3c" else "async"
+    if env_id in ENV_PRESETS:
+        return ENV_PRESETS[env_id]
     if env_id and envs.is_minatar(env_id):
         return "minatar"
     if env_id and envs.is_atari(env_id):
@@ -230,9 +237,12 @@ def apex_adder(cfg: Config, replay, frame_stack: int):
     return ReplayAdder(replay, frame_stack, actor_priorities=not ReturnModel.of(cfg.agent).distributional)
 
 
-def apex_schedules(cfg: Config) -> list[EpsilonSchedule]:
-    """Apex actors' exploration: the Ape-X ladder over the run's actors, random until learning starts."""
-    return actor_schedules(cfg.exploration, range(cfg.actors.count), cfg.actors.count, "apex",
+def apex_schedules(cfg: Config, rank: int = 0, num_workers: int = 1) -> list[EpsilonSchedule]:
+    """Apex actors' exploration: the Ape-X ladder over every actor of the run, or of the job (worker ``rank``'s
+    actor i is actor ``rank * actors.count + i`` of ``num_workers * actors.count``), random until learning
+    starts."""
+    count = cfg.actors.count
+    return actor_schedules(cfg.exploration, range(rank * count, (rank + 1) * count), num_workers * count, "apex",
                            offset=cfg.replay.learning_starts, noisy=cfg.network.noisy)
 
 
@@ -247,7 +257,8 @@ def _apex(cfg, spec, learner, topology, seed, rng, notes) -> Acting:
 
     replay = _replay(cfg, spec, cfg.actors.count * cfg.env.num_envs, seed + 1)
     adder = apex_adder(cfg, replay, spec.frame_stack)
-    return Acting(ApexCollector(cfg, spec, adder, learner, seed, apex_schedules(cfg)), replay, adder)
+    schedules = apex_schedules(cfg, topology.rank, topology.num_workers)
+    return Acting(ApexCollector(cfg, spec, adder, learner, seed, schedules), replay, adder)
 
 
 def _async(cfg, spec, learner, topology, seed, rng, notes) -> Acting:

@@ -5,6 +5,7 @@ updates. Library code receives a resolved :class:`Config` and never reads the co
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
 import math
@@ -30,7 +31,6 @@ MODE_PAIRS = {"single": ("vector", "single"), "data": ("vector", "data"), "model
 # Why a pair is refused, for every pair that is (the rest combine freely).
 REFUSED_PAIRS = {
     ("apex", "ensemble"): "apex actors act on one network's parameters, an ensemble acts on its members' mixture",
-    ("apex", "ps"): "apex actors on each worker of a parameter-server job are not built yet",
     ("apex", "rollout"): "apex actors feed a replay; the rollout learner learns from async actors' rollouts",
     **{("async", p): "async actors hand in rollouts, which only the rollout learner learns from"
        for p in ("single", "data", "model", "ensemble", "ps")},
@@ -58,6 +58,15 @@ class EnvConfig:
     episodic_life: bool = True  # Atari training: a lost life ends the training episode (not the game)
     clip_rewards: bool = True  # Atari training: rewards clipped to their sign
     max_episode_frames: int = 0  # Atari: emulator frames per episode before truncation; 0 keeps ALE's 108,000
+    # Modules imported before the env is made, for ids a package registers when imported (RL Zoo's
+    # --gym-packages); ids of well-known packages (MiniGrid-, MinAtar/, ALE/) need none
+    packages: tuple[str, ...] = ()
+    # Gymnasium wrappers applied to every env of the run (training, evaluation, every actor), innermost first,
+    # by import path with keyword arguments: `minigrid.wrappers.ImgObsWrapper`,
+    # `gymnasium.wrappers.TimeLimit(max_episode_steps=100)` (RL Zoo's env_wrapper)
+    wrappers: tuple[str, ...] = ()
+    # Dict observations: the keys the agent takes (nested keys as `a.b`); empty: every key whose values are numbers
+    observation_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -135,7 +144,7 @@ class ActorsConfig:
     algo: str = "n-step-q"  # `one-step-q`, `n-step-q` or `a3c`
     backend: str = "thread"  # actors as `thread`s of the learner's process, or as `process`es
     t_max: int = 5  # env steps per rollout an actor hands in (the paper's t_max and I_AsyncUpdate)
-    target_update_every: int = 2_000  # env steps (all actors together) between target-network refreshes
+    target_update_env_steps: int = 2_000  # env steps (all actors together) between target-network refreshes
     epsilons: str = "sampled"  # final epsilon per actor: `sampled` from {0.1, 0.01, 0.5}, or the `apex` ladder
     entropy_beta: float = 0.01  # a3c: weight of the policy's entropy bonus
     value_coef: float = 0.5  # a3c: weight of the value loss
@@ -244,6 +253,12 @@ def _coerce(key: str, kind, value):
             if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
                 return None
             return _coerce(key, inner, value)
+        if origin is tuple and typing.get_args(kind)[0] is str:
+            if isinstance(value, str):
+                value = _split_top_level(value)
+            if not isinstance(value, (list, tuple)):
+                raise ValueError(value)
+            return tuple(str(v).strip() for v in value if str(v).strip())
         if origin is tuple:
             if isinstance(value, str):
                 value = [v for v in value.replace("(", "").replace(")", "").split(",") if v.strip()]
@@ -276,10 +291,61 @@ def _coerce(key: str, kind, value):
     raise UserError(f"setting '{key}' takes a {type_name}, not {value!r}")
 
 
+def _split_top_level(text: str) -> list[str]:
+    """``text`` split at the commas outside parentheses, brackets, braces and quotes (``a(x=1, y=2),b``)."""
+    pieces, depth, quote, start = [], 0, None, 0
+    for i, char in enumerate(text):
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            pieces.append(text[start:i])
+            start = i + 1
+    return pieces + [text[start:]]
+
+
+def parse_wrapper(text: str) -> tuple[str, dict]:
+    """The import path and keyword arguments of one ``env.wrappers`` entry: ``module.Class`` or
+    ``module.Class(key=value, ...)`` with literal values."""
+    def dotted(node) -> str:
+        if isinstance(node, ast.Name):
+            return node.id
+        if isinstance(node, ast.Attribute):
+            return f"{dotted(node.value)}.{node.attr}"
+        raise ValueError(text)
+
+    problem = (f"env.wrappers takes entries like module.Class or module.Class(key=value), with literal values; "
+               f"not {text!r}")
+    try:
+        node = ast.parse(text.strip(), mode="eval").body
+        call = node if isinstance(node, ast.Call) else None
+        path = dotted(call.func if call else node)
+        if call and call.args:
+            raise ValueError(text)
+        kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords} if call else {}
+    except (SyntaxError, ValueError):
+        raise UserError(problem) from None
+    if "." not in path or None in kwargs:
+        raise UserError(problem)
+    return path, kwargs
+
+
+# Settings renamed since runs were saved with them: (section, old name) -> new name. A saved config.json keeps
+# loading (resume, evaluate, export).
+RENAMED = {("actors", "target_update_every"): "target_update_env_steps"}
+
+
 def from_dict(data: dict, preset: str | None = None) -> Config:
     """Build a Config from nested dicts (a preset file or a saved ``config.json``); unknown keys are errors."""
     sections = {}
     for section, values in data.items():
+        if isinstance(values, dict):
+            values = {RENAMED.get((section, name), name): value for name, value in values.items()}
         if section == "preset":
             continue
         if section not in _SECTION_CLASSES:
@@ -435,8 +501,8 @@ def validate(cfg: Config) -> None:
          "agent.atoms must be at least 2 and agent.v_min below agent.v_max"),
         (cfg.agent.quantiles >= 1, "agent.quantiles must be at least 1"),
         (cfg.actors.backend in ("thread", "process"), "actors.backend must be thread or process"),
-        (cfg.actors.t_max >= 1 and cfg.actors.target_update_every >= 1,
-         "actors.t_max and actors.target_update_every must be at least 1"),
+        (cfg.actors.t_max >= 1 and cfg.actors.target_update_env_steps >= 1,
+         "actors.t_max and actors.target_update_env_steps must be at least 1"),
         (cfg.actors.epsilons in ("sampled", "apex"), "actors.epsilons must be sampled or apex"),
         (cfg.actors.entropy_beta >= 0 and cfg.actors.value_coef > 0,
          "actors.entropy_beta must not be negative and actors.value_coef must be positive"),
@@ -444,6 +510,8 @@ def validate(cfg: Config) -> None:
     for ok, message in checks:
         if not ok:
             raise UserError(message)
+    for wrapper in cfg.env.wrappers:
+        parse_wrapper(wrapper)
     _validate_pair(cfg)
 
 

@@ -94,6 +94,14 @@ def test_the_apex_ladder_and_a_single_actor_explore_like_mode_single():
     assert single[0](cfg.replay.learning_starts - 1) == 1.0  # random until learning starts
 
 
+def test_the_ladder_of_a_job_gives_each_of_its_workers_actors_its_own_rung():
+    """Horgan et al. 2018: worker r's actor i is actor r x N + i of the job's W x N, not actor i of each host."""
+    cfg = load_preset("cartpole").replace({"run.mode": "apex", "actors.count": 2})
+    job = [s.final for rank in range(3) for s in apex_schedules(cfg, rank=rank, num_workers=3)]
+    np.testing.assert_allclose(job, [0.4 ** (1 + 7 * i / 5) for i in range(6)])
+    assert len(set(job)) == 6
+
+
 def test_apex_learns_cartpole_with_two_actor_processes(tmp_path):
     run_dir = tmp_path / "run"
     result = gluon_pdqn("train", *APEX, "--run-dir", str(run_dir), "--steps", "40000", "--quiet",

@@ -61,9 +61,9 @@ def test_q_targets_use_the_target_network(algo):
     else:
         expected = [1 + 0.5 * q_next[0], 2 + 0.5 * q_next[1]]
     np.testing.assert_allclose(targets, expected, rtol=1e-5)
-    # The target network stays put until the env steps cross a multiple of actors.target_update_every:
+    # The target network stays put until the env steps cross a multiple of actors.target_update_env_steps:
     # updates change the online network only, then the crossing update refreshes it.
-    every = cfg.actors.target_update_every
+    every = cfg.actors.target_update_env_steps
     assert every > 10
     for k in range(5):
         learner.learn([rollout([5.0, 5.0], terminated=True)], env_steps=2 * (k + 1))

@@ -201,8 +201,7 @@ def test_a_users_image_environment_trains_with_default_settings_and_learns(tmp_p
 
 
 @pytest.mark.parametrize("env_id,sets,fragment", [
-    ("toy_envs:DictObs-v0", [], "FlattenObservation"),
-    ("toy_envs:TextObs-v0", [], "needs a Box"),
+    ("toy_envs:TextObs-v0", [], "Text"),
     ("toy_envs:PixelChoice-v0", ["--set", "network.name=nature_cnn"], "too small for network.name=nature_cnn"),
 ])
 def test_observations_that_cannot_be_taken_get_one_line(tmp_path, env_id, sets, fragment):

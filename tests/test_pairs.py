@@ -56,11 +56,13 @@ def test_an_accepted_pair_trains_checkpoints_and_resumes(tmp_path, collector, pl
     assert resumed.counters["learner_steps"] > first.counters["learner_steps"]
 
 
-def test_the_parameter_server_pair_trains_checkpoints_and_resumes_in_a_job(tmp_path):
-    (collector, placement), = [p for p in ACCEPTED if p[1] == mode_pair("dist").placement]
+@pytest.mark.parametrize("collector,placement", [pytest.param(*p, id="-".join(p)) for p in ACCEPTED
+                                                 if p[1] == mode_pair("dist").placement])
+def test_a_parameter_server_pair_trains_checkpoints_and_resumes_in_a_job(tmp_path, collector, placement):
+    """Each worker of a launched job is the pair: its collector (the vector env, or apex actor processes of
+    its own) and the ps learner."""
     _, settings = _settings(collector, placement)
-    sets = [arg for key, value in settings.items() if not key.startswith("run.collector")
-            for arg in ("--set", f"{key}={value}")]
+    sets = [arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")]
     (tmp_path / "run").mkdir()
     run_dir = str(tmp_path / "run")
 

@@ -121,6 +121,34 @@ class PixelChoiceEnv(gym.Env):
         return self._obs(), reward, self.t >= self.length, False, {}
 
 
+class DictChoiceEnv(PixelChoiceEnv):
+    """A user's own Dict environment, MiniGrid's shape: an image, a direction and a text mission.
+
+    The image shows a red or green patch (as PixelChoice-v0's); the direction, 0 or 1, says whether the colours'
+    meaning is swapped: action 0 is right for red when the direction is 0 and for green when it is 1. Only a
+    policy that reads both the pixels and the direction scores 20; either alone scores about 0. The mission is
+    text the agent cannot take (dropped with a note).
+    """
+
+    def __init__(self, size=8, length=20):
+        super().__init__(size, length)
+        self.observation_space = gym.spaces.Dict({
+            "image": gym.spaces.Box(0, 255, (size, size, 3), np.uint8),
+            "direction": gym.spaces.Discrete(2),
+            "mission": gym.spaces.Text(20, charset="abcdefghijklmnopqrstuvwxyz ")})
+        self.direction = 0
+
+    def _obs(self):
+        image = super()._obs()
+        self.direction = int(self.np_random.integers(2))
+        return {"image": image, "direction": self.direction, "mission": "match the colour"}
+
+    def step(self, action):
+        reward = 1.0 if int(action) == self.colour ^ self.direction else -1.0
+        obs, _, terminated, truncated, info = super().step(action)
+        return obs, reward, terminated, truncated, info
+
+
 class SpaceEnv(gym.Env):
     """An environment with a given observation space (for the refusal tests): observations are samples."""
 
@@ -145,10 +173,17 @@ gym.register("WrongShapeOnce-v0", entry_point=WrongShapeOnceEnv)
 gym.register("Endless-v0", entry_point=EndlessEnv, max_episode_steps=None)
 gym.register("PixelChoice-v0", entry_point=PixelChoiceEnv)
 gym.register("PixelChoiceLarge-v0", entry_point=PixelChoiceEnv, kwargs={"size": 40})
+gym.register("DictChoice-v0", entry_point=DictChoiceEnv)
 gym.register("DictObs-v0", entry_point=SpaceEnv,
              kwargs={"space": gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (8, 8, 3), np.uint8)})})
 gym.register("TupleObs-v0", entry_point=SpaceEnv,
              kwargs={"space": gym.spaces.Tuple((gym.spaces.Discrete(3), gym.spaces.Discrete(2)))})
+# Every kind of part: a bool grid channels last, a Discrete with a start, a MultiDiscrete, a MultiBinary, a float Box.
+gym.register("MixedSpaces-v0", entry_point=SpaceEnv, kwargs={"space": gym.spaces.Dict({
+    "grid": gym.spaces.Box(0, 1, (5, 5, 2), bool), "level": gym.spaces.Discrete(3, start=1),
+    "keys": gym.spaces.MultiDiscrete([2, 4]), "flags": gym.spaces.MultiBinary(3),
+    "position": gym.spaces.Tuple((gym.spaces.Box(-1, 1, (2,), np.float32), gym.spaces.Discrete(2)))})})
+gym.register("TextInDictObs-v0", entry_point=SpaceEnv, kwargs={"space": gym.spaces.Dict({"m": gym.spaces.Text(8)})})
 gym.register("TextObs-v0", entry_point=SpaceEnv, kwargs={"space": gym.spaces.Text(8)})
 gym.register("MinAtarLike-v0", entry_point=SpaceEnv, kwargs={"space": gym.spaces.Box(0, 1, (10, 10, 4), bool)})
 gym.register("Float64Vector-v0", entry_point=SpaceEnv, kwargs={"space": gym.spaces.Box(-1, 1, (3,), np.float64)})
@@ -162,3 +197,14 @@ class FailingResetEnv(NanRewardEnv):
 
 
 gym.register("FailingReset-v0", entry_point=FailingResetEnv)
+
+
+class ScaleReward(gym.RewardWrapper):
+    """Rewards times ``factor``: a wrapper a test applies by name (env.wrappers) and recognises in the returns."""
+
+    def __init__(self, env, factor: float = 1.0):
+        super().__init__(env)
+        self.factor = factor
+
+    def reward(self, reward):
+        return reward * self.factor

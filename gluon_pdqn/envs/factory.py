@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import functools
+import importlib
 from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
 
-from ..config import EnvConfig
+from ..config import EnvConfig, parse_wrapper
 from ..errors import UserError
 from . import atari, observations
 
@@ -34,6 +35,8 @@ class EnvSpec:
     n_actions: int
     is_atari: bool
     conversion: str = ""  # what envs/observations.py did to the env's observations ("" when nothing)
+    parts: tuple = ()  # observations.Part of each part of a packed observation (Discrete, Dict...); () for a Box
+    dropped_keys: tuple = ()  # keys of a Dict observation left out (their values are not numbers)
 
 
 def _register_ale() -> None:
@@ -51,12 +54,58 @@ def _register_minatar() -> None:
     """Register MinAtar's gymnasium ids: gymnasium 1.x no longer loads plugin entry points by itself."""
     if "MinAtar/Breakout-v1" in gym.registry:
         return
-    try:
-        import minatar.gym
-    except ImportError:
-        raise UserError("MinAtar ids need the minatar package (pip install minatar==1.0.15, as requirements.txt "
-                        "pins it)") from None
+    import minatar.gym
+
     minatar.gym.register_envs()
+
+
+def _register_minigrid() -> None:
+    import minigrid
+
+    minigrid.register_minigrid_envs()
+
+
+# Packages that provide well-known environments, by the prefix of their ids, with what registers their ids
+# (gymnasium 1.x loads no plugin entry points, and minigrid 3.2 declares none): a bare id of theirs works when
+# the package is installed, as RL Zoo's --gym-packages does for any package. Others: env.packages.
+KNOWN_PACKAGES = {
+    "ALE/": ("ale-py", _register_ale),
+    "MinAtar/": ("minatar", _register_minatar),
+    "MiniGrid-": ("minigrid", _register_minigrid),
+    "BabyAI-": ("minigrid", _register_minigrid),
+}
+
+
+def import_packages(cfg: EnvConfig) -> None:
+    """Import what registers ``cfg.id``: its known package, and every module of ``env.packages``."""
+    for prefix, (package, register) in KNOWN_PACKAGES.items():
+        if cfg.id.startswith(prefix) and cfg.id not in gym.registry:
+            try:
+                register()
+            except ImportError:
+                raise UserError(f"{cfg.id} is an environment of the package {package}, which is not installed "
+                                f"(pip install {package})") from None
+    for module in cfg.packages:
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise UserError(f"env.packages names {module}, which cannot be imported: {e}") from None
+
+
+def apply_wrappers(env: gym.Env, cfg: EnvConfig) -> gym.Env:
+    """``env`` inside the wrappers ``env.wrappers`` names, first innermost (RL Zoo's ``env_wrapper``)."""
+    for text in cfg.wrappers:
+        path, kwargs = parse_wrapper(text)
+        module, _, name = path.rpartition(".")
+        try:
+            wrapper = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError) as e:
+            raise UserError(f"env.wrappers: cannot import {path}: {e}") from None
+        try:
+            env = wrapper(env, **kwargs)
+        except Exception as e:  # noqa: BLE001 (whatever the user's wrapper raises)
+            raise UserError(f"env.wrappers: {text} could not wrap {cfg.id}: {type(e).__name__}: {e}") from None
+    return env
 
 
 def is_minatar(env_id: str) -> bool:
@@ -77,11 +126,10 @@ def is_atari(env_id: str) -> bool:
 
 def _make_raw(cfg: EnvConfig, evaluation: bool, render_mode: str | None) -> gym.Env:
     """One environment with its pipeline; gymnasium's errors become a one-line UserError."""
-    if is_minatar(cfg.id):
-        _register_minatar()
+    import_packages(cfg)
     try:
         if is_atari(cfg.id):
-            return atari.make_atari(cfg, evaluation=evaluation, render_mode=render_mode)
+            return apply_wrappers(atari.make_atari(cfg, evaluation=evaluation, render_mode=render_mode), cfg)
         kwargs = {"render_mode": render_mode} if render_mode else {}
         if cfg.max_episode_steps > 0:
             kwargs["max_episode_steps"] = cfg.max_episode_steps
@@ -90,12 +138,14 @@ def _make_raw(cfg: EnvConfig, evaluation: bool, render_mode: str | None) -> gym.
             # An evaluation must end: an environment without a time limit of its own gets this one.
             env = gym.wrappers.TimeLimit(env, EVAL_EPISODE_STEP_CAP)
         try:
-            observations.check_observation_space(env.observation_space, cfg.id)
+            env = apply_wrappers(env, cfg)
+            env = _agent_observations(env, cfg)
         except UserError:
             env.close()
             raise
-        if observations.needs_wrapping(env.observation_space):
-            env = observations.AgentObservation(env, cfg.channels)
+    except (gym.error.NameNotFound, gym.error.NamespaceNotFound) as e:
+        raise UserError(f"cannot make environment '{cfg.id}': {e} (if a package registers it, name the package: "
+                        f"--env PACKAGE:{cfg.id} or --set env.packages=PACKAGE)") from None
     except gym.error.Error as e:
         raise UserError(f"cannot make environment '{cfg.id}': {e}") from None
     except ModuleNotFoundError as e:
@@ -106,6 +156,19 @@ def _make_raw(cfg: EnvConfig, evaluation: bool, render_mode: str | None) -> gym.
         raise UserError(f"cannot make environment '{cfg.id}': {e}") from None
     if cfg.frame_stack > 1:
         env = gym.wrappers.FrameStackObservation(env, cfg.frame_stack, padding_type="reset")
+    return env
+
+
+def _agent_observations(env: gym.Env, cfg: EnvConfig) -> gym.Env:
+    """``env`` with its observations in the form the agent takes (see ``envs.observations``)."""
+    space = env.observation_space
+    if observations.needs_packing(space):
+        if cfg.frame_stack > 1:
+            raise UserError(f"env.frame_stack stacks Box observations; {cfg.id}'s are {type(space).__name__}")
+        return observations.PackedObservation(env, cfg.channels, cfg.observation_keys)
+    observations.check_observation_space(space, cfg.id)
+    if observations.needs_wrapping(space):
+        return observations.AgentObservation(env, cfg.channels)
     return env
 
 
@@ -140,12 +203,14 @@ def describe(cfg: EnvConfig) -> EnvSpec:
         obs_shape = tuple(space.shape)
         frame_shape = obs_shape[1:] if stack > 1 else obs_shape
         wrapper = env
-        while isinstance(wrapper, gym.Wrapper) and not isinstance(wrapper, observations.AgentObservation):
+        while isinstance(wrapper, gym.Wrapper) and not isinstance(wrapper, observations.AGENT_WRAPPERS):
             wrapper = wrapper.env
-        conversion = wrapper.conversion if isinstance(wrapper, observations.AgentObservation) else ""
+        converted = isinstance(wrapper, observations.AGENT_WRAPPERS)
+        packed = isinstance(wrapper, observations.PackedObservation)
         return EnvSpec(id=cfg.id, obs_shape=obs_shape, obs_dtype=np.dtype(space.dtype), frame_shape=frame_shape,
                        frame_stack=stack, n_actions=int(env.action_space.n), is_atari=is_atari(cfg.id),
-                       conversion=conversion)
+                       conversion=wrapper.conversion if converted else "", parts=wrapper.parts if packed else (),
+                       dropped_keys=wrapper.dropped if packed else ())
     finally:
         env.close()
 

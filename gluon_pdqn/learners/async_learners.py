@@ -88,7 +88,7 @@ class RolloutLearner(Learner):
         """One update from ``rollouts`` (their steps' gradients together, averaged).
 
         ``env_steps`` is the run's count with these rollouts: the target network is refreshed after the update
-        whenever they crossed a multiple of ``actors.target_update_every`` (as in Mnih et al. 2016).
+        whenever they crossed a multiple of ``actors.target_update_env_steps`` (as in Mnih et al. 2016).
         """
         inputs = _inputs(rollouts, self.targets(rollouts), self.contexts[0])
         with mx.autograd.record():
@@ -96,7 +96,7 @@ class RolloutLearner(Learner):
         loss.backward()
         result = apply_update_rule([self.gradients], self._count_update, [loss], [values], [errors])
         before = env_steps - sum(len(r.rewards) for r in rollouts)
-        every = self.cfg.actors.target_update_every
+        every = self.cfg.actors.target_update_env_steps
         if env_steps // every > before // every:
             self.sync_target()
         return result

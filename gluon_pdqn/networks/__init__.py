@@ -11,6 +11,7 @@ from ..config import NetworkConfig
 from ..envs import EnvSpec
 from ..errors import UserError
 from .cnn import ConvQNetwork, EfficientCNN, NatureCNN, SmallCNN
+from .encoded import EncodedQNetwork, ObservationEncoder
 from .heads import QHead
 from .mlp import MLP, NumpyMLP
 from .noisy import NoisyDense, noisy_layers, resample_noise, silence_noise
@@ -56,6 +57,14 @@ def _mlp(cfg: NetworkConfig, spec: EnvSpec, prefix: str, per_action: int = 1) ->
     return MLP(spec.n_actions, cfg.hidden, cfg.dueling, per_action, noisy_in_units, prefix=prefix)
 
 
+@register("encoded")
+def _encoded(cfg: NetworkConfig, spec: EnvSpec, prefix: str, per_action: int = 1) -> gluon.HybridBlock:
+    if not spec.parts:
+        raise UserError(f"network.name=encoded reads packed observations (Discrete, Dict...); {spec.id}'s are a "
+                        "Box: use network.name=auto")
+    return EncodedQNetwork(spec.parts, spec.n_actions, cfg.hidden, cfg.dueling, per_action, cfg.noisy, prefix=prefix)
+
+
 @register("nature_cnn")
 def _nature_cnn(cfg: NetworkConfig, spec: EnvSpec, prefix: str, per_action: int = 1) -> gluon.HybridBlock:
     return _cnn(NatureCNN, "nature_cnn", spec, cfg, prefix, per_action)
@@ -75,11 +84,14 @@ def build(cfg: NetworkConfig, spec: EnvSpec, prefix: str, per_action: int = 1) -
     """An uninitialized Q-network for ``spec``: observations in, ``per_action`` outputs per action out (1: the
     Q-values; a return distribution's atoms or quantiles, see ``distributional.py``)."""
     name = resolve_name(cfg, spec)
+    if spec.parts and name != "encoded":
+        raise UserError(f"{spec.id}'s observations are packed from {len(spec.parts)} part(s) (Discrete, Dict...): "
+                        f"network.name={name} cannot read them; use network.name=auto (or encoded)")
     if name not in _REGISTRY:
         raise UserError(f"unknown network {name!r}; registered: {', '.join(sorted(_REGISTRY))}")
     factory = _REGISTRY[name]
     return factory(cfg, spec, prefix) if per_action == 1 else factory(cfg, spec, prefix, per_action)
 
 
-__all__ = ["MLP", "structural_params", "NoisyDense", "noisy_layers", "resample_noise", "silence_noise", "ConvQNetwork", "EfficientCNN", "NatureCNN", "NumpyMLP", "QHead", "SmallCNN", "build", "image_shape", "register",
+__all__ = ["MLP", "structural_params", "NoisyDense", "noisy_layers", "resample_noise", "silence_noise", "ConvQNetwork", "EfficientCNN", "EncodedQNetwork", "ObservationEncoder", "NatureCNN", "NumpyMLP", "QHead", "SmallCNN", "build", "image_shape", "register",
            "resolve_name"]
