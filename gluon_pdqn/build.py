@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass, field
 
 from . import envs
-from .config import MODE_PAIRS, Config, Pair, mode_pair, pair_of
+from .config import MODE_PAIRS, Config, Pair, load_preset, mode_pair, pair_of
 from .envs import EnvSpec
 from .errors import UserError
 from .exploration import EpsilonSchedule, action_rng, actor_schedules
@@ -35,13 +35,14 @@ def pair(cfg: Config) -> Pair:
 ENV_PRESETS = {"CartPole-v1": "cartpole", "MountainCar-v0": "mountaincar", "Acrobot-v1": "acrobot"}
 
 
-def default_preset(mode: str | None, algo: str | None, env_id: str | None) -> str:
+def default_preset(mode: str | None, algo: str | None, env_id: str | None, overrides: dict | None = None) -> str:
     """The preset a train command without --preset starts from.
 
     Mode async has its own (it has no replay). Otherwise the environment picks it, as RL Zoo picks
     hyperparameters per environment: its own tuned preset (``ENV_PRESETS``), else its family's: ``minatar`` for
-    MinAtar ids, ``atari-cpu`` for ALE ids, ``cartpole`` for the rest (an image env gets a CNN from
-    ``network.name=auto`` either way).
+    MinAtar ids, ``atari-cpu`` for ALE ids, ``image`` for other environments whose observations are images
+    (the environment made as the run's settings ``overrides`` make it, wrappers included, when given),
+    ``cartpole`` for the rest.
     """
     if mode == "async":
         return "async-a3c" if algo == "a3c" else "async"
@@ -51,6 +52,12 @@ def default_preset(mode: str | None, algo: str | None, env_id: str | None) -> st
         return "minatar"
     if env_id and envs.is_atari(env_id):
         return "atari-cpu"
+    if env_id and overrides is not None:
+        from .architecture import image_shape
+
+        spec = envs.describe(load_preset("cartpole").replace(overrides).env)
+        if not spec.parts and image_shape(spec) is not None:
+            return "image"
     return "cartpole"
 
 

@@ -101,7 +101,7 @@ def train(preset, env_id, mode, learner, collector, ctx, kvstore, actors, algo, 
         run = directory.resume(resume_path, overrides)
     else:
         if preset is None:
-            preset = build.default_preset(mode, algo, env_id)
+            preset = build.default_preset(mode, algo, env_id, overrides)
             if env_id and not quiet:
                 click.echo(f"preset {preset} (the default for {env_id}; --preset chooses another)")
         run = directory.create(load_preset(preset).replace(overrides), run_dir)

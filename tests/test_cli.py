@@ -188,13 +188,15 @@ def test_multi_device_checkpoints_evaluate_on_one_device(tmp_path, mode):
 
 
 def test_a_users_image_environment_trains_with_default_settings_and_learns(tmp_path):
-    """A user's HWC uint8 environment through the CLI with no settings: the small CNN learns it from pixels.
+    """A user's HWC uint8 environment through the CLI with no settings: the image preset, and the small CNN
+    learns it from pixels.
 
     PixelChoice-v0 rewards reading a colour from the image (random play scores about 0, the best 20).
     """
     run_dir = tmp_path / "run"
     result = gluon_pdqn("train", "--env", "toy_envs:PixelChoice-v0", "--steps", "4000", "--run-dir", str(run_dir))
     assert result.returncode == 0, result.stderr
+    assert "preset image (the default for toy_envs:PixelChoice-v0" in result.stdout
     assert "network small_cnn" in result.stdout + result.stderr
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["best_eval_mean"] >= 15, summary

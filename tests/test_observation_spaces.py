@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 
 from gluon_pdqn import checkpoint
+from gluon_pdqn.build import default_preset
 from gluon_pdqn.config import EnvConfig, load_preset
 from gluon_pdqn.envs import describe, make_env
 from gluon_pdqn.envs.observations import PackedObservation
 from gluon_pdqn.errors import UserError
 from gluon_pdqn.networks import EncodedQNetwork
+from gluon_pdqn.run.loop import Training
 
 from test_cli import FAST, assert_one_line_error, gluon_pdqn
 from toy_envs import SpaceEnv
@@ -107,18 +109,19 @@ def test_a_users_dict_environment_trains_resumes_evaluates_and_exports(tmp_path)
     assert evaluated.returncode == 0 and np.mean(json.loads(evaluated.stdout)["returns"]) >= 15, evaluated.stderr
 
 
-MODES = [["--mode", "single"], ["--mode", "data", "--ctx", "cpu:0,cpu:1"], ["--mode", "model", "--ctx", "cpu:0,cpu:1"],
-         ["--mode", "ensemble", "--ctx", "cpu:0,cpu:1"], ["--mode", "apex", "--actors", "2"],
-         ["--mode", "async", "--actors", "2"]]
+MODES = {"single": {}, "data": {"run.ctx": "cpu:0,cpu:1"}, "model": {"run.ctx": "cpu:0,cpu:1"},
+         "ensemble": {"run.ctx": "cpu:0,cpu:1"}, "apex": {"actors.count": 2}, "async": {"actors.count": 2}}
 
 
-@pytest.mark.parametrize("mode", MODES, ids=[m[1] for m in MODES])
+@pytest.mark.parametrize("mode", MODES)
 def test_a_dict_environment_learns_in_every_mode(tmp_path, mode):
-    run_dir = tmp_path / "run"
-    trained = gluon_pdqn("train", *mode, "--env", "toy_envs:DictChoice-v0", "--steps", "4000", "--quiet",
-                         "--run-dir", str(run_dir), "--set", "run.stop_return=18", "--set", "run.eval_every=1000")
-    assert trained.returncode == 0, trained.stderr
-    assert json.loads((run_dir / "summary.json").read_text())["best_eval_mean"] >= 12
+    """The image and the direction read together (either alone scores about 0) by every learner placement
+    and collector (the parameter-server job is the test below)."""
+    cfg = load_preset(default_preset(mode, None, "toy_envs:DictChoice-v0")).replace({
+        "env.id": "toy_envs:DictChoice-v0", "run.mode": mode, "run.total_env_steps": 4000, "run.stop_return": 18,
+        "run.eval_every": 1000, **MODES[mode]})
+    summary = Training(cfg, str(tmp_path)).run()
+    assert summary.best_eval_mean >= 12, summary
 
 
 def test_a_dict_environment_learns_in_a_parameter_server_job(tmp_path):

@@ -173,6 +173,7 @@ gym.register("WrongShapeOnce-v0", entry_point=WrongShapeOnceEnv)
 gym.register("Endless-v0", entry_point=EndlessEnv, max_episode_steps=None)
 gym.register("PixelChoice-v0", entry_point=PixelChoiceEnv)
 gym.register("PixelChoiceLarge-v0", entry_point=PixelChoiceEnv, kwargs={"size": 40})
+gym.register("PixelChoice84-v0", entry_point=PixelChoiceEnv, kwargs={"size": 84})  # Atari's frame size
 gym.register("DictChoice-v0", entry_point=DictChoiceEnv)
 gym.register("DictObs-v0", entry_point=SpaceEnv,
              kwargs={"space": gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (8, 8, 3), np.uint8)})})
