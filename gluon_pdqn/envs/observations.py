@@ -36,6 +36,15 @@ def channels_first(shape: tuple[int, ...], layout: str) -> bool:
     return shape[0] <= 4 < shape[-1]
 
 
+def image_layout(shape: tuple[int, ...], layout: str) -> tuple[tuple[int, int, int] | None, tuple[int, int, int]]:
+    """How an image of ``shape`` reaches the agent: (the transpose to apply or None, its (C, H, W) shape)."""
+    if len(shape) == 2:
+        return None, (1,) + tuple(shape)
+    if channels_first(shape, layout):
+        return None, tuple(shape)
+    return (2, 0, 1), (shape[2], shape[0], shape[1])
+
+
 class AgentObservation(gym.ObservationWrapper):
     """Observations as the agent takes them (see the module's docstring): float32 vectors, CHW images.
 
@@ -55,15 +64,7 @@ class AgentObservation(gym.ObservationWrapper):
             self.conversion = f"{space.dtype} vectors cast to float32"
             return
         shape = space.shape
-        if len(shape) == 2:
-            self._axes = None
-            chw = (1,) + shape
-        elif channels_first(shape, channels):
-            self._axes = None
-            chw = shape
-        else:
-            self._axes = (2, 0, 1)
-            chw = (shape[2], shape[0], shape[1])
+        self._axes, chw = image_layout(shape, channels)
         if space.dtype == np.uint8 or space.dtype == np.bool_:
             self._to, low, high = np.uint8, 0, 255
         else:
@@ -117,9 +118,6 @@ def check_observation_space(space: gym.Space, env_id: str) -> None:
 # indices below 256, binary values) and float32 otherwise. ``Part`` records where each part lies, and the
 # network's ``ObservationEncoder`` takes the array apart again: a CNN for each image, one-hot for indices.
 
-PART_KINDS = ("image", "onehot", "flat")
-
-
 @dataclass(frozen=True)
 class Part:
     """Where one part of a packed observation lies and how the network reads it.
@@ -158,7 +156,6 @@ class Part:
     def encoded_size(self) -> int:
         """Values the part gives the dense layers, images not counted (their size depends on the CNN)."""
         return sum(self.sizes) if self.kind == "onehot" else self.size
-
 
 
 def _describe(part: Part) -> str:
@@ -271,12 +268,7 @@ class PackedObservation(gym.ObservationWrapper):
             return Part(key, "flat", (size,), offset, source_shape=space.shape), lambda v: np.asarray(v).reshape(-1)
         if is_image(space):
             shape = space.shape
-            if len(shape) == 2:
-                axes, chw = None, (1,) + shape
-            elif channels_first(shape, channels):
-                axes, chw = None, shape
-            else:
-                axes, chw = (2, 0, 1), (shape[2], shape[0], shape[1])
+            axes, chw = image_layout(shape, channels)
             byte_image = space.dtype in (np.uint8, np.bool_)
             boolean = space.dtype == np.bool_
 
