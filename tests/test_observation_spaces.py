@@ -84,10 +84,12 @@ def test_a_packed_observation_refuses_a_frame_stack_and_a_network_that_cannot_re
 
 
 def test_frozen_lake_learns_with_default_settings(tmp_path):
-    """Discrete observations (the 16 cells) one-hot inside the network: the slippery lake's greedy success rate
-    over 200 fresh episodes (random play about 0.015, the best policy about 0.8)."""
+    """Discrete observations (the 16 cells) one-hot inside the network, the frozenlake preset picked by the id:
+    the slippery lake's greedy success rate over 200 fresh episodes (random play about 0.015, the best policy
+    about 0.8)."""
     run_dir = tmp_path / "run"
-    trained = gluon_pdqn("train", "--env", "FrozenLake-v1", "--steps", "20000", "--quiet", "--run-dir", str(run_dir))
+    trained = gluon_pdqn("train", "--env", "FrozenLake-v1", "--steps", "10000", "--run-dir", str(run_dir))
+    assert "preset frozenlake" in trained.stdout
     assert trained.returncode == 0, trained.stderr
     evaluated = gluon_pdqn("evaluate", str(run_dir), "--episodes", "200", "--json")
     assert evaluated.returncode == 0, evaluated.stderr
