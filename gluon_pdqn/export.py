@@ -192,10 +192,10 @@ def _to_onnx(symbol_file: str, params_file: str, spec, path: str) -> str:
     from mxnet import onnx as mx_onnx
 
     try:
-        shapes = [tuple(x.shape[1:]) for x in example_inputs(spec)]
-        mx_onnx.export_model(symbol_file, params_file, in_shapes=[(1, *shape) for shape in shapes],
-                             in_types=[x.dtype for x in example_inputs(spec)], onnx_file_path=path, dynamic=True,
-                             dynamic_input_shapes=[(None, *shape) for shape in shapes])
+        examples = example_inputs(spec)
+        mx_onnx.export_model(symbol_file, params_file, in_shapes=[x.shape for x in examples],
+                             in_types=[x.dtype for x in examples], onnx_file_path=path, dynamic=True,
+                             dynamic_input_shapes=[(None, *x.shape[1:]) for x in examples])
     except Exception as error:  # noqa: BLE001 (the converter raises many kinds; the MXNet files are written)
         raise UserError(f"MXNet's ONNX converter failed on this network ({type(error).__name__}: "
                         f"{str(error).splitlines()[0] if str(error) else ''}); --format mxnet still works") from None

@@ -118,6 +118,7 @@ def check_observation_space(space: gym.Space, env_id: str) -> None:
 # indices below 256, binary values) and float32 otherwise. ``Part`` records where each part lies, and the
 # network's ``ObservationEncoder`` takes the array apart again: a CNN for each image, one-hot for indices.
 
+
 @dataclass(frozen=True)
 class Part:
     """Where one part of a packed observation lies and how the network reads it.
@@ -172,16 +173,17 @@ def needs_packing(space: gym.Space) -> bool:
                               gym.spaces.Dict, gym.spaces.Tuple))
 
 
-def _leaves(space: gym.Space, key: str = ""):
-    """(key, space) of every leaf of a Dict or Tuple space, in the space's own order."""
+def _leaves(space: gym.Space, path: tuple = ()):
+    """(key, path, space) of every leaf of a Dict or Tuple space, in the space's own order: ``path`` holds the
+    Dict keys and Tuple positions down to the leaf, ``key`` the same joined with dots."""
     if isinstance(space, gym.spaces.Dict):
         for name, child in space.spaces.items():
-            yield from _leaves(child, f"{key}.{name}" if key else str(name))
+            yield from _leaves(child, (*path, name))
     elif isinstance(space, gym.spaces.Tuple):
         for index, child in enumerate(space.spaces):
-            yield from _leaves(child, f"{key}.{index}" if key else str(index))
+            yield from _leaves(child, (*path, index))
     else:
-        yield key, space
+        yield ".".join(str(name) for name in path), path, space
 
 
 def _byte_sized(space: gym.Space) -> bool:
@@ -219,6 +221,8 @@ class PackedObservation(gym.ObservationWrapper):
         super().__init__(env)
         env_id = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
         leaves = list(_leaves(env.observation_space))
+        paths = {key: path for key, path, _ in leaves}
+        leaves = [(key, space) for key, _, space in leaves]
         if keys:
             known = [key for key, _ in leaves]
             missing = [key for key in keys if key not in known]
@@ -239,7 +243,7 @@ class PackedObservation(gym.ObservationWrapper):
         for key, space in chosen:
             part, reader = self._part(key, space, offset, channels)
             parts.append(part)
-            self._readers.append((key, reader))
+            self._readers.append((paths[key], reader))
             offset += part.size
         self.parts = tuple(parts)
         self._size = offset
@@ -284,10 +288,10 @@ class PackedObservation(gym.ObservationWrapper):
 
     def observation(self, observation):
         packed = np.empty(self._size, self._dtype)
-        for (key, read), part in zip(self._readers, self.parts):
+        for (path, read), part in zip(self._readers, self.parts):
             value = observation
-            for name in key.split(".") if key else ():
-                value = value[int(name)] if isinstance(value, tuple) else value[name]
+            for name in path:  # Dict keys and Tuple positions, down to the part
+                value = value[name]
             packed[part.offset:part.offset + part.size] = read(value)
         return packed
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from mxnet import gluon
 
 from ..architecture import NATURE_CNN, SMALL_CNN, conv_output_size, min_image_side
-from .heads import QHead, linear
+from .mlp import MLP
 
 
 def image_trunk(shape: tuple[int, int, int]):
@@ -62,7 +62,7 @@ class ObservationEncoder(gluon.HybridBlock):
 
 
 class EncodedQNetwork(gluon.HybridBlock):
-    """An ``ObservationEncoder``, ReLU dense layers of widths ``hidden``, and a Q head.
+    """An ``ObservationEncoder`` under an ``MLP`` (its ReLU dense layers of widths ``hidden`` and its Q head).
 
     Args:
         parts: the packed observation's parts.
@@ -79,15 +79,11 @@ class EncodedQNetwork(gluon.HybridBlock):
         self.n_actions = n_actions
         with self.name_scope():
             self.encoder = ObservationEncoder(parts, prefix="encoder_")
-            self.body = gluon.nn.HybridSequential()
-            width_in = encoded_size(parts) if noisy else 0
-            for width in hidden:
-                self.body.add(linear(width, width_in, activation="relu"))
-                width_in = width if noisy else 0
-            self.head = QHead(n_actions, dueling, per_action, noisy_in_units=width_in)
+            self.mlp = MLP(n_actions, hidden, dueling, per_action, encoded_size(parts) if noisy else 0,
+                           prefix="mlp_")
 
     def hybrid_forward(self, F, packed):
-        return self.head(self.body(self.encoder(packed)))
+        return self.mlp(self.encoder(packed))
 
     @staticmethod
     def preprocess(F, packed):
@@ -96,4 +92,4 @@ class EncodedQNetwork(gluon.HybridBlock):
 
     def layers(self) -> list:
         """The network's layers in order, the units a model-parallel split places on devices."""
-        return [self.encoder, *self.body, self.head]
+        return [self.encoder, *self.mlp.layers()]
