@@ -1,6 +1,6 @@
-"""The framework's own limit: DQN on Atari written as a bare MXNet/Gluon script, without gluon_pdqn.
+"""The framework's own limit: DQN on Atari and on MinAtar written as a bare MXNet/Gluon script, without gluon_pdqn.
 
-What a competent user writes from MXNet's documentation: the Nature CNN as a HybridSequential, hybridized
+What a competent user writes from MXNet's documentation: the Nature CNN (MinAtar's small CNN) as a HybridSequential, hybridized
 with static memory; TD targets computed outside ``autograd.record``; the Huber loss; gluonnlp's global-norm
 clip (not waiting for the norm); a Gluon Trainer. Optionally bf16 through AMP's graph conversion, with the
 fp32 parameters shared. The benchmarks run it beside gluon_pdqn doing the same work, so that a figure of ours
@@ -36,6 +36,14 @@ def nature_cnn(n_actions: int = N_ACTIONS) -> gluon.HybridSequential:
     return net
 
 
+def small_cnn(n_actions: int) -> gluon.HybridSequential:
+    """MinAtar's network (Young & Tian 2019): conv 16x3x3/1, dense 128, dense n_actions, over 0/1 cells."""
+    net = gluon.nn.HybridSequential()
+    net.add(gluon.nn.Conv2D(16, 3, strides=1, activation="relu"), gluon.nn.Flatten(),
+            gluon.nn.Dense(128, activation="relu"), gluon.nn.Dense(n_actions))
+    return net
+
+
 def _in_bf16(net: gluon.HybridBlock) -> gluon.HybridBlock:
     from mxnet.contrib import amp
 
@@ -47,9 +55,12 @@ def _in_bf16(net: gluon.HybridBlock) -> gluon.HybridBlock:
 
 
 class BareDQN:
-    """Online and target Nature CNNs, one update per call of ``update``, greedy actions from ``act``.
+    """Online and target networks, one update per call of ``update``, greedy actions from ``act``.
 
     Args:
+        network: the network's factory (``nature_cnn`` or ``small_cnn``), called with ``n_actions``.
+        obs_shape, obs_dtype: one observation's.
+        n_actions: the actions.
         optimizer: ``adam`` (lr 1e-4) or ``rmsprop`` (centred, lr 2.5e-4, as Nature DQN).
         double_q: double DQN targets.
         max_grad_norm: global-norm clip (0: none).
@@ -57,9 +68,11 @@ class BareDQN:
     """
 
     def __init__(self, optimizer: str = "adam", double_q: bool = True, max_grad_norm: float = 10.0,
-                 bf16: bool = False, gamma: float = 0.99):
-        self.net, self.target = nature_cnn(), nature_cnn()
-        dummy = nd.zeros((1, 4, 84, 84), dtype="uint8")
+                 bf16: bool = False, gamma: float = 0.99, network=nature_cnn, obs_shape=(4, 84, 84),
+                 obs_dtype: str = "uint8", n_actions: int = N_ACTIONS):
+        self.net, self.target = network(n_actions), network(n_actions)
+        self.obs_dtype = obs_dtype
+        dummy = nd.zeros((1,) + tuple(obs_shape), dtype=obs_dtype)
         for block in (self.net, self.target):
             block.initialize(mx.init.Xavier())
             block.hybridize(static_alloc=True, static_shape=True)
@@ -78,12 +91,12 @@ class BareDQN:
             destination.set_data(source.data())
 
     def act(self, obs: np.ndarray) -> int:
-        """The greedy action for one stacked observation (4, 84, 84) uint8."""
-        return int(self.net(nd.array(obs[None], dtype="uint8")).argmax(axis=1).asscalar())
+        """The greedy action for one observation (for Pong (4, 84, 84) uint8)."""
+        return int(self.net(nd.array(obs[None], dtype=self.obs_dtype)).argmax(axis=1).asscalar())
 
     def update(self, obs, actions, rewards, next_obs, dones) -> None:
-        """One update from numpy arrays (uint8 frames; actions, rewards, dones per transition)."""
-        obs, next_obs = nd.array(obs, dtype="uint8"), nd.array(next_obs, dtype="uint8")
+        """One update from numpy arrays (observations; actions, rewards, dones per transition)."""
+        obs, next_obs = nd.array(obs, dtype=self.obs_dtype), nd.array(next_obs, dtype=self.obs_dtype)
         actions, rewards, dones = nd.array(actions), nd.array(rewards), nd.array(dones)
         next_q = self.compute_target(next_obs)
         if self.double_q:
@@ -153,3 +166,53 @@ def pong_loop(agent: BareDQN, env_steps: int, learning_starts: int = 1_000, trai
     seconds = time.perf_counter() - start
     env.close()
     return {"env_steps_per_s": (env_steps - learning_starts) / seconds, "updates_per_s": updates / seconds}
+
+
+def minatar_loop(agent: BareDQN, game: str, env_steps: int, learning_starts: int = 5_000,
+                 decay_steps: int = 100_000, measure_from: int = 5_000, target_every: int = 1_000,
+                 batch_size: int = 32, capacity: int = 100_000, seed: int = 0) -> dict:
+    """DQN's loop on a MinAtar game as the paper runs it: MinAtar's own environment (sticky actions), random acting
+    until ``learning_starts``, epsilon from 1 to 0.1 over ``decay_steps`` env steps, one update per env step.
+
+    Returns env steps/s and updates/s from ``measure_from`` on.
+    """
+    from minatar import Environment
+
+    env = Environment(game)  # (seeded by numpy's global generator, as the reference does)
+    np.random.seed(seed)
+    n_actions = env.num_actions()
+    rng = np.random.default_rng(seed)
+    shape = env.state_shape()
+    obs_buffer = np.zeros((capacity, shape[2], shape[0], shape[1]), np.float32)
+    next_buffer = np.zeros_like(obs_buffer)
+    actions, rewards, dones = (np.zeros(capacity, np.int64), np.zeros(capacity, np.float32),
+                               np.zeros(capacity, np.float32))
+    env.reset()
+    obs = env.state().transpose(2, 0, 1).astype(np.float32)
+    updates, start = 0, None
+    for t in range(env_steps):
+        if t == measure_from:
+            start, updates_before = time.perf_counter(), updates
+        epsilon = max(0.1, 1.0 - 0.9 * t / decay_steps)
+        if t < learning_starts or rng.random() < epsilon:
+            action = int(rng.integers(n_actions))
+        else:
+            action = agent.act(obs)
+        reward, terminated = env.act(action)
+        next_obs = env.state().transpose(2, 0, 1).astype(np.float32)
+        i = t % capacity
+        obs_buffer[i], next_buffer[i] = obs, next_obs
+        actions[i], rewards[i], dones[i] = action, reward, float(terminated)
+        if terminated:
+            env.reset()
+            next_obs = env.state().transpose(2, 0, 1).astype(np.float32)
+        obs = next_obs
+        if t >= learning_starts:
+            index = rng.integers(0, min(t + 1, capacity), batch_size)
+            agent.update(obs_buffer[index], actions[index], rewards[index], next_buffer[index], dones[index])
+            updates += 1
+            if updates % target_every == 0:
+                agent.sync_target()
+    mx.nd.waitall()
+    seconds = time.perf_counter() - start
+    return {"env_steps_per_s": (env_steps - measure_from) / seconds, "updates_per_s": (updates - updates_before) / seconds}

@@ -8,10 +8,17 @@ against wall-clock seconds, mean and min-max over seeds, random play dashed) and
 ``benchmarks/results/minatar.json``. Finished runs are kept, so the same command continues an interrupted
 benchmark.
 
+Also reported per run, as the paper reports it: the training return averaged over the last 100 episodes (from
+episodes.csv), beside the paper's DQN at 1M frames (``PAPER_DQN_1M``). ``--name`` keeps a set of runs apart
+(``minatar_1m`` for the paper's 1M-frame budget); ``--collect`` only gathers the runs of the set that finished
+(in ``--scratch`` or already in the results), for a set whose runs take more than one session.
+
     python benchmarks/minatar_curves.py [--games Breakout,SpaceInvaders] [--seeds 0,1,2] [--steps 150000]
+    python benchmarks/minatar_curves.py --name minatar_1m --games Breakout,Freeway,SpaceInvaders --steps 1000000
 """
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -26,6 +33,22 @@ import numpy as np
 from results_file import write_results
 
 COPIED = ("eval.csv", "metrics.csv", "episodes.csv", "summary.json", "config.json")
+
+# The paper's DQN (Young & Tian 2019, with replay and target network): the training return averaged over the
+# last 100 episodes at 1M frames, read from the curves of its repository (img/learning_curves.gif; 30 seeds).
+PAPER_DQN_1M = {"Asterix": 9.0, "Breakout": 9.0, "Freeway": 48.0, "Seaquest": 1.0, "SpaceInvaders": 32.0}
+
+
+def training_curve(run_dir: str, window: int = 100) -> dict:
+    """The training return averaged over the last ``window`` episodes, after each episode (by env steps)."""
+    with open(os.path.join(run_dir, "episodes.csv")) as f:
+        rows = list(csv.DictReader(f))
+    returns = np.array([float(r["return"]) for r in rows])
+    steps = np.array([int(r["env_steps"]) for r in rows])
+    if len(returns) < window:
+        return {}
+    averages = np.convolve(returns, np.ones(window) / window, mode="valid")
+    return {"env_steps": steps[window - 1:], "mean_return": averages}
 
 
 def random_play(env_id: str, episodes: int) -> dict:
@@ -57,12 +80,21 @@ def plot(games: list[str], runs: dict, randoms: dict, path: str) -> None:
                 start, end = max(c[x][0] for c in curves), min(c[x][-1] for c in curves)
                 grid = np.linspace(start, end, 60)  # from the first evaluation: nothing is drawn before it
                 values = np.array([np.interp(grid, c[x], c["mean_return"]) for c in curves])
-                ax.plot(grid, values.mean(axis=0), label=f"gluon_pdqn, minatar preset ({len(curves)} seeds: mean, "
-                        "min-max)")
+                ax.plot(grid, values.mean(axis=0), label=f"greedy evaluation, minatar preset ({len(curves)} seeds: "
+                        "mean, min-max)")
                 ax.fill_between(grid, values.min(axis=0), values.max(axis=0), alpha=0.2)
+            if x == "env_steps":
+                for k, run_dir in enumerate(runs[game]):
+                    training = training_curve(run_dir)
+                    if training:
+                        ax.plot(training["env_steps"], training["mean_return"], color="tab:orange", linewidth=0.8,
+                                alpha=0.7, label="training return, last 100 episodes (each seed)" if k == 0 else None)
+                if game in PAPER_DQN_1M and max(c[x][-1] for c in curves) >= 500_000:
+                    ax.plot([1_000_000], [PAPER_DQN_1M[game]], marker="*", markersize=12, color="black",
+                            linestyle="none", label="paper's DQN at 1M frames (training return, 30 seeds)")
             ax.axhline(randoms[game]["mean"], color="gray", linestyle="--", label="random play")
             ax.set_xlabel("env steps (= frames)" if x == "env_steps" else "wall-clock seconds of training")
-            ax.set_ylabel("greedy return (10 episodes)")
+            ax.set_ylabel("return")
             ax.set_title(f"MinAtar/{game}-v1")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8, loc="upper left")
@@ -78,10 +110,12 @@ def plot(games: list[str], runs: dict, randoms: dict, path: str) -> None:
 @click.option("--parallel", type=click.IntRange(min=1), default=2, show_default=True, help="Runs at a time.")
 @click.option("--scratch", default="/tmp/gluon_pdqn_minatar", show_default=True, help="Where the runs live.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Setting overrides for every run.")
-def main(games, seeds, steps, parallel, scratch, sets):
+@click.option("--name", default="minatar", show_default=True, help="The set of runs: results/NAME/ and NAME.json.")
+@click.option("--collect", is_flag=True, help="Start no run: gather those of the set that finished.")
+def main(games, seeds, steps, parallel, scratch, sets, name, collect):
     games, seeds = games.split(","), [int(s) for s in seeds.split(",")]
     results_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-    out_dir = os.path.join(results_dir, "minatar")
+    out_dir = os.path.join(results_dir, name)
     load_before = os.getloadavg()
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}  # runs share the cores: one MXNet thread each
     pending = [(g, s) for g in games for s in seeds]
@@ -92,9 +126,16 @@ def main(games, seeds, steps, parallel, scratch, sets):
         while pending and len(running) < parallel:
             game, seed = pending.pop(0)
             run_dir = os.path.join(scratch, f"{game}-s{seed}")
-            runs[game].append(run_dir)
+            kept = os.path.join(out_dir, f"{game}-s{seed}")
+            if not os.path.exists(os.path.join(run_dir, "summary.json")) and os.path.exists(
+                    os.path.join(kept, "summary.json")):
+                run_dir = kept  # finished in an earlier session: its files are in the results
             if os.path.exists(os.path.join(run_dir, "summary.json")):
+                runs[game].append(run_dir)
                 continue  # finished earlier
+            if collect:
+                continue
+            runs[game].append(run_dir)
             if os.path.isdir(os.path.join(run_dir, "checkpoints")):
                 command = [sys.executable, "-m", "gluon_pdqn.cli", "train", "--quiet", "--resume", run_dir]
             else:
@@ -112,6 +153,7 @@ def main(games, seeds, steps, parallel, scratch, sets):
             click.echo(f"{game} seed {seed}: done after {time.time() - started:.0f} s")
         time.sleep(1.0)
 
+    games = [g for g in games if runs[g]]
     randoms = {g: random_play(f"MinAtar/{g}-v1", 100) for g in games}
     table = {}
     for game in games:
@@ -120,15 +162,23 @@ def main(games, seeds, steps, parallel, scratch, sets):
             with open(os.path.join(run_dir, "summary.json")) as f:
                 summary = json.load(f)
             seed_dir = os.path.join(out_dir, os.path.basename(run_dir))
-            os.makedirs(seed_dir, exist_ok=True)
-            for name in COPIED:
-                shutil.copy(os.path.join(run_dir, name), os.path.join(seed_dir, name))
+            if os.path.abspath(seed_dir) != os.path.abspath(run_dir):
+                os.makedirs(seed_dir, exist_ok=True)
+                for copied in COPIED:
+                    shutil.copy(os.path.join(run_dir, copied), os.path.join(seed_dir, copied))
             counters = summary["counters"]
+            training = training_curve(run_dir)
             per_seed.append({"run": os.path.basename(run_dir), "env_steps": counters["env_steps"],
                              "seconds": round(counters["wall_seconds"], 1),
-                             "final_eval_mean": summary["last_eval_mean"], "best_eval_mean": summary["best_eval_mean"]})
+                             "final_eval_mean": summary["last_eval_mean"], "best_eval_mean": summary["best_eval_mean"],
+                             "training_return_last_100_episodes": (round(float(training["mean_return"][-1]), 2)
+                                                                   if training else None)})
         finals = [r["final_eval_mean"] for r in per_seed]
+        trainings = [r["training_return_last_100_episodes"] for r in per_seed
+                     if r["training_return_last_100_episodes"] is not None]
         table[game] = {"random_play": randoms[game], "runs": per_seed,
+                       "median_training_return_last_100_episodes": statistics.median(trainings) if trainings else None,
+                       "paper_dqn_training_return_at_1M_frames": PAPER_DQN_1M.get(game),
                        "median_final_eval_mean": statistics.median(finals),
                        "min_final_eval_mean": min(finals),
                        "median_final_over_random": round(statistics.median(finals)
@@ -136,11 +186,14 @@ def main(games, seeds, steps, parallel, scratch, sets):
                        "median_seconds": statistics.median(r["seconds"] for r in per_seed)}
         click.echo(f"MinAtar/{game}-v1: final greedy return median {table[game]['median_final_eval_mean']:.2f} "
                    f"(min {table[game]['min_final_eval_mean']:.2f}) over {len(per_seed)} seeds after {steps:,} env "
-                   f"steps, median {table[game]['median_seconds']:.0f} s; random play {randoms[game]['mean']:.2f}")
+                   f"steps, training return (last 100 episodes) median "
+                   f"{table[game]['median_training_return_last_100_episodes']}, the paper's DQN at 1M frames "
+                   f"{PAPER_DQN_1M.get(game)}; median {table[game]['median_seconds']:.0f} s; random play "
+                   f"{randoms[game]['mean']:.2f}")
     plot(games, runs, randoms, os.path.join(out_dir, "curves.png"))
     write_results({"games": table, "steps_per_run": steps, "parallel_runs": parallel, "mxnet_threads_per_run": 1,
                    "settings": list(sets), "preset": "minatar", "load_average_before": load_before},
-                  os.path.join(results_dir, "minatar.json"))
+                  os.path.join(results_dir, f"{name}.json"))
 
 
 if __name__ == "__main__":

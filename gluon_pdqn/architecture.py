@@ -33,6 +33,17 @@ def conv_output_size(convolutions, image: tuple[int, int, int]) -> int:
     return convolutions[-1][0] * height * width
 
 
+def conv_multiply_adds(convolutions, image: tuple[int, int, int]) -> int:
+    """Multiply-adds of ``convolutions`` (no padding) over one ``image`` (channels, height, width)."""
+    channels, height, width = image
+    total = 0
+    for filters, kernel, stride in convolutions:
+        height, width = (height - kernel) // stride + 1, (width - kernel) // stride + 1
+        total += height * width * filters * channels * kernel * kernel
+        channels = filters
+    return total
+
+
 def image_shape(spec: EnvSpec) -> tuple[int, int, int] | None:
     """(channels, height, width) a CNN sees for ``spec``'s observations, or None if they are not images.
 

@@ -61,6 +61,29 @@ STACKED = EnvSpec("k", (2, 3, 40, 40), np.dtype(np.uint8), (3, 40, 40), 2, 4, Fa
 FLOAT_IMAGE = EnvSpec("f", (4, 10, 10), np.dtype(np.float32), (4, 10, 10), 1, 4, False)
 
 
+@pytest.mark.parametrize("spec", [SMALL, FLOAT_IMAGE, EnvSpec("k", (2, 3, 10, 10), np.dtype(np.uint8), (3, 10, 10), 2, 4, False)],
+                         ids=["uint8", "float", "stacked"])
+@pytest.mark.parametrize("dueling,noisy", [(False, False), (True, False), (True, True)])
+def test_numpy_copy_of_the_small_cnn_gives_the_same_q_values(spec, dueling, noisy):
+    net = networks.build(NetworkConfig(name="small_cnn", dueling=dueling, noisy=noisy), spec, prefix="c_")
+    net.initialize(mx.init.Xavier())
+    networks.silence_noise(net)  # (the copy starts silent)
+    x = _inputs(spec, batch=7)
+    expected = net(x).asnumpy()
+    policy = networks.numpy_copy(net)
+    assert isinstance(policy, networks.NumpyConvNet)
+    policy.load(np.concatenate([p.data().asnumpy().ravel() for p in policy.parameters()]))
+    np.testing.assert_allclose(policy(x.asnumpy()), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_only_cheap_convolutions_get_a_numpy_copy():
+    """MinAtar's network does; the Nature CNN over Atari's frames, whose convolutions numpy computes slowly, does not."""
+    small = networks.build(NetworkConfig(name="small_cnn"), SMALL, prefix="a_")
+    nature = networks.build(NetworkConfig(name="nature_cnn"), IMAGE, prefix="b_")
+    assert small.numpy_acting and not nature.numpy_acting
+    assert networks.numpy_copy(nature) is None
+
+
 def test_auto_picks_the_cnn_that_fits_the_image():
     assert networks.resolve_name(NetworkConfig(name="auto"), SMALL) == "small_cnn"
     assert networks.resolve_name(NetworkConfig(name="auto"), STACKED) == "nature_cnn"

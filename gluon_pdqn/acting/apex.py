@@ -136,7 +136,7 @@ class _LocalPolicy:
         self.block(mx.nd.zeros((1,) + spec.obs_shape, dtype=spec.obs_dtype))
         self._params = networks.structural_params(self.block)
         self._layout = layout
-        self._numpy = networks.NumpyMLP(self.block) if isinstance(self.block, networks.MLP) else None
+        self._numpy = networks.numpy_copy(self.block)
         if self._numpy is None and cfg.run.hybridize:
             self.block.hybridize(static_alloc=True)
         names = {id(p): name for name, p in self._params.items()}

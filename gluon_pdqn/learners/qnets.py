@@ -75,6 +75,8 @@ class QNetworks:
         self.noisy = cfg.network.noisy
         self.noise_rng = np.random.default_rng(cfg.run.seed + 11 if noise_seed is None else noise_seed)
         self._acting_noise = True
+        # (Not for a small CNN here: with an update every env step, as MinAtar's DQN makes, reading its weights
+        # after each update cost more than the MXNet call it saves: 14% of the loop's env steps/s.)
         self._numpy_policy = (networks.NumpyMLP(self.acting_network) if isinstance(self.online, networks.MLP)
                               else None)
         self._target_numpy = None  # a numpy copy of the target network (``target_outputs``), made on first use
@@ -129,10 +131,14 @@ class QNetworks:
             if self.target is not None:
                 networks.resample_noise(self.target, self.noise_rng)
 
-    def _load_numpy_copy(self, policy: networks.NumpyMLP) -> None:
-        """Copy the parameters of the block ``policy`` mirrors into it: one device read."""
-        arrays = [p.list_data()[0].as_in_context(self.contexts[0]).reshape((-1,)) for p in policy.parameters()]
-        policy.load(mx.nd.concat(*arrays, dim=0).asnumpy())
+    @staticmethod
+    def _load_numpy_copy(policy) -> None:
+        """Copy the parameters of the block ``policy`` mirrors into it: one read per parameter.
+
+        (One ``concat`` of them on the device and a single read measured 1.1 ms for MinAtar's network here,
+        the reads one by one 0.1 ms.)
+        """
+        policy.load(np.concatenate([p.list_data()[0].asnumpy().ravel() for p in policy.parameters()]))
 
     def updated(self) -> None:
         """The online parameters changed: act with them from now (unless acting from a snapshot)."""

@@ -6,17 +6,27 @@ from typing import Callable
 import numpy as np
 from mxnet import gluon
 
-from ..architecture import CNNS, conv_output_size, image_shape, min_image_side, resolve_name
+from ..architecture import CNNS, conv_multiply_adds, conv_output_size, image_shape, min_image_side, resolve_name
 from ..config import NetworkConfig
 from ..envs import EnvSpec
 from ..errors import UserError
-from .cnn import ConvQNetwork, EfficientCNN, NatureCNN, SmallCNN
+from .cnn import NUMPY_ACTING_MAX_MULTIPLY_ADDS, ConvQNetwork, EfficientCNN, NatureCNN, NumpyConvNet, SmallCNN
 from .encoded import EncodedQNetwork, ObservationEncoder
 from .heads import QHead
 from .mlp import MLP, NumpyMLP
 from .noisy import NoisyDense, noisy_layers, resample_noise, silence_noise
 
 _REGISTRY: dict[str, Callable[..., gluon.HybridBlock]] = {}
+
+
+def numpy_copy(block: gluon.HybridBlock) -> NumpyMLP | None:
+    """A numpy evaluator of ``block`` to act with, where it beats an MXNet call: an MLP, or a CNN with small
+    convolutions (MinAtar's); None for other networks. Load it with its ``parameters()`` (see ``NumpyMLP``)."""
+    if isinstance(block, MLP):
+        return NumpyMLP(block)
+    if isinstance(block, ConvQNetwork) and block.numpy_acting:
+        return NumpyConvNet(block)
+    return None
 
 
 def structural_params(block: gluon.Block) -> dict[str, gluon.Parameter]:
@@ -47,8 +57,9 @@ def _cnn(cls, name: str, spec: EnvSpec, cfg: NetworkConfig, prefix: str, per_act
                         f"at least {need}x{need}); use network.name=auto or small_cnn")
     scale = 1.0 / 255.0 if spec.obs_dtype == np.uint8 else 1.0
     noisy_in_units = conv_output_size(CNNS[name][0], image) if cfg.noisy else 0
+    numpy_acting = conv_multiply_adds(CNNS[name][0], image) <= NUMPY_ACTING_MAX_MULTIPLY_ADDS
     return cls(spec.n_actions, cfg.dueling, stacked=len(spec.obs_shape) == 4, scale=scale, per_action=per_action,
-               noisy_in_units=noisy_in_units, prefix=prefix)
+               noisy_in_units=noisy_in_units, numpy_acting=numpy_acting, prefix=prefix)
 
 
 @register("mlp")
@@ -93,5 +104,5 @@ def build(cfg: NetworkConfig, spec: EnvSpec, prefix: str, per_action: int = 1) -
     return factory(cfg, spec, prefix) if per_action == 1 else factory(cfg, spec, prefix, per_action)
 
 
-__all__ = ["MLP", "structural_params", "NoisyDense", "noisy_layers", "resample_noise", "silence_noise", "ConvQNetwork", "EfficientCNN", "EncodedQNetwork", "ObservationEncoder", "NatureCNN", "NumpyMLP", "QHead", "SmallCNN", "build", "image_shape", "register",
+__all__ = ["MLP", "structural_params", "NoisyDense", "noisy_layers", "resample_noise", "silence_noise", "ConvQNetwork", "EfficientCNN", "EncodedQNetwork", "ObservationEncoder", "NatureCNN", "NumpyMLP", "NumpyConvNet", "numpy_copy", "QHead", "SmallCNN", "build", "image_shape", "register",
            "resolve_name"]

@@ -2,10 +2,18 @@
 small grids."""
 from __future__ import annotations
 
+import numpy as np
 from mxnet import gluon
 
 from ..architecture import EFFICIENT_CNN, NATURE_CNN, SMALL_CNN
 from .heads import QHead, linear
+from .mlp import NumpyMLP
+from .noisy import NoisyDense
+
+# Acting runs a numpy copy of a CNN whose convolutions cost at most this many multiply-adds per observation
+# (MinAtar's network over 10x10 grids: 37k to 65k). Measured here: one MXNet call of MinAtar's network for one
+# observation took 300 us, most of it the framework's; its numpy copy 31 us.
+NUMPY_ACTING_MAX_MULTIPLY_ADDS = 500_000
 
 
 class ConvQNetwork(gluon.HybridBlock):
@@ -25,12 +33,17 @@ class ConvQNetwork(gluon.HybridBlock):
         per_action: outputs per action (see ``QHead``).
         noisy_in_units: the convolutions' flattened output size, to make the dense layer and the head noisy
             (``noisy.NoisyDense``); 0 for ordinary layers.
+        numpy_acting: whether acting evaluates a numpy copy (``NumpyConvNet``): for convolutions this cheap, a
+            numpy forward costs less than an MXNet call (see ``NUMPY_ACTING_MAX_MULTIPLY_ADDS``).
     """
 
     def __init__(self, n_actions: int, convolutions, dense: int, dueling: bool = False, *, stacked: bool = False,
-                 scale: float = 1.0 / 255.0, per_action: int = 1, noisy_in_units: int = 0, **kwargs):
+                 scale: float = 1.0 / 255.0, per_action: int = 1, noisy_in_units: int = 0,
+                 numpy_acting: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.n_actions = n_actions
+        self.numpy_acting = numpy_acting
+        self.convolutions = tuple(convolutions)
         self._stacked = stacked
         self._scale = scale
         with self.name_scope():
@@ -53,6 +66,59 @@ class ConvQNetwork(gluon.HybridBlock):
     def layers(self) -> list:
         """The network's layers in order, the units a model-parallel split places on devices."""
         return list(self.features) + [self.head]
+
+
+class NumpyConvNet(NumpyMLP):
+    """The outputs of a :class:`ConvQNetwork` evaluated in numpy from a copy of its weights (what it acts on).
+
+    Each convolution is one matrix product over the image's patches (a strided view, copied once); then the
+    dense layer and the head as in ``NumpyMLP``, noise included. Worth it only for small convolutions (see
+    ``NUMPY_ACTING_MAX_MULTIPLY_ADDS``); the learner refreshes the copy after its parameters change.
+    """
+
+    def __init__(self, net: ConvQNetwork):
+        self._convolutions = [layer for layer in net.features if isinstance(layer, gluon.nn.Conv2D)]
+        dense = [layer for layer in net.features if not isinstance(layer, (gluon.nn.Conv2D, gluon.nn.Flatten))]
+        self._init_dense(dense, net.head, noisy=any(isinstance(layer, NoisyDense) for layer in dense))
+        self._geometry = [(kernel, stride) for _, kernel, stride in net.convolutions]
+        self._stacked, self._scale = net._stacked, net._scale
+        self._kernels: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def parameters(self):
+        """Gluon parameters in the order ``load`` expects them: the convolutions' weights and biases, then the rest."""
+        for conv in self._convolutions:
+            yield conv.weight
+            yield conv.bias
+        yield from super().parameters()
+
+    def load(self, flat: np.ndarray) -> None:
+        self._kernels, offset = [], 0
+        for conv in self._convolutions:
+            filters = conv.weight.shape[0]
+            size = int(np.prod(conv.weight.shape))
+            # (filters, channels, k, k) as (channels * k * k, filters): patches @ kernel.
+            kernel = np.ascontiguousarray(flat[offset:offset + size].reshape(filters, -1).T)
+            bias = flat[offset + size:offset + size + filters]
+            self._kernels.append((kernel, bias))
+            offset += size + filters
+        super().load(flat[offset:])
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        x = obs.astype(np.float32)
+        if self._stacked:  # (batch, stack, C, H, W) -> (batch, stack * C, H, W)
+            x = x.reshape(x.shape[0], -1, *x.shape[3:])
+        if self._scale != 1.0:
+            x *= np.float32(self._scale)
+        for (kernel, bias), (size, stride) in zip(self._kernels, self._geometry):
+            batch, channels, height, width = x.shape
+            out_h, out_w = (height - size) // stride + 1, (width - size) // stride + 1
+            s_batch, s_channel, s_row, s_column = x.strides
+            patches = np.lib.stride_tricks.as_strided(
+                x, (batch, out_h, out_w, channels, size, size),
+                (s_batch, s_row * stride, s_column * stride, s_channel, s_row, s_column))
+            y = np.maximum(patches.reshape(batch * out_h * out_w, -1) @ kernel + bias, 0.0)
+            x = y.reshape(batch, out_h, out_w, -1).transpose(0, 3, 1, 2)  # back to (batch, filters, H', W')
+        return self._dense(np.ascontiguousarray(x).reshape(x.shape[0], -1))
 
 
 class NatureCNN(ConvQNetwork):

@@ -55,14 +55,18 @@ class NumpyMLP:
     """
 
     def __init__(self, mlp: MLP):
-        self.dueling = mlp.head.dueling
-        self.n_actions, self.per_action = mlp.head.n_actions, mlp.head.per_action
-        self._layers = [layer for layer in mlp.body] + [mlp.head.advantage]
+        self._init_dense(list(mlp.body), mlp.head, mlp.noisy)
+
+    def _init_dense(self, body: list, head, noisy: bool) -> None:
+        """Mirror the ReLU dense layers ``body`` and the Q head ``head``."""
+        self.dueling = head.dueling
+        self.n_actions, self.per_action = head.n_actions, head.per_action
+        self._layers = body + [head.advantage]
         if self.dueling:
-            self._layers.append(mlp.head.value)
-        # A noisy MLP's copy holds noise of its own, which changes only when asked (``resample``, ``silence``),
+            self._layers.append(head.value)
+        # A noisy network's copy holds noise of its own, which changes only when asked (``resample``, ``silence``),
         # as the network's does (``noisy.NoisyDense``); it starts silent.
-        self.noisy = mlp.noisy
+        self.noisy = noisy
         self._noise: list[tuple[np.ndarray, np.ndarray]] = []
         self._weights: list[tuple] = []
 
@@ -106,7 +110,10 @@ class NumpyMLP:
         return weight_t + weight_sigma_t * np.outer(noise_in, noise_out), bias + bias_sigma * noise_out
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
-        h = obs.reshape(obs.shape[0], -1).astype(np.float32, copy=False)
+        return self._dense(obs.reshape(obs.shape[0], -1).astype(np.float32, copy=False))
+
+    def _dense(self, h: np.ndarray) -> np.ndarray:
+        """The dense layers and the head over flat features ``h`` (batch, units)."""
         n_body = len(self._weights) - (2 if self.dueling else 1)
         for index in range(n_body):
             w, b = self._layer(index)
