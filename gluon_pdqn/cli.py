@@ -138,8 +138,10 @@ def train(preset, env_id, mode, learner, collector, ctx, kvstore, actors, algo, 
         return 128 + int(getattr(signal, summary.interrupted_by))
     share = " of this worker" if build.is_job(cfg) else ""  # a dist job's workers each count their own
     if summary.solved_at_env_steps is not None:
-        click.echo(f"solved: greedy mean return {summary.last_eval_mean:.1f} >= {cfg.run.stop_return:g} after "
-                   f"{summary.solved_at_env_steps:,} env steps{share}, {summary.solved_at_seconds:.1f} s")
+        confirmed = (f" (confirmed on {cfg.run.confirm_episodes} more episodes: {summary.best_eval_mean:.1f})"
+                     if cfg.run.confirm_episodes else "")
+        click.echo(f"solved: greedy mean return {summary.last_eval_mean:.1f}{confirmed} >= {cfg.run.stop_return:g} "
+                   f"after {summary.solved_at_env_steps:,} env steps{share}, {summary.solved_at_seconds:.1f} s")
     else:
         last = f"{summary.last_eval_mean:.1f}" if summary.last_eval_mean is not None else "-"
         click.echo(f"finished {c['env_steps']:,} env steps{share}, {c['learner_steps']:,} updates in "

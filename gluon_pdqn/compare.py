@@ -208,9 +208,12 @@ def run_figures(run_dir: str, threshold: float | None) -> dict:
                     "wall_seconds": max(counters["wall_seconds"], worker["wall_seconds"])}
     seconds = max(counters["wall_seconds"], 1e-9)
     curve = plots.evaluation_curve(run_dir)
+    # A run that confirms its candidates (run.confirm_episodes) reaches the threshold, and has its best, where a
+    # confirmation says so; the raw evaluations of older runs otherwise.
+    kept = curve.get("confirmed_mean_return", curve.get("mean_return")) if curve else None
     reached = None
     if curve and threshold is not None:
-        hits = np.flatnonzero(curve["mean_return"] >= threshold)
+        hits = np.flatnonzero(kept >= threshold)
         if len(hits):
             reached = (float(curve["wall_seconds"][hits[0]]), int(curve["env_steps"][hits[0]]))
     return {"env_steps": counters["env_steps"], "learner_steps": counters["learner_steps"],
@@ -219,7 +222,7 @@ def run_figures(run_dir: str, threshold: float | None) -> dict:
             "seconds_to_threshold": reached[0] if reached else None,
             "env_steps_to_threshold": reached[1] if reached else None,
             "final_return": float(curve["mean_return"][-1]) if curve else float("nan"),
-            "best_return": float(curve["mean_return"].max()) if curve else float("nan")}
+            "best_return": float(np.nanmax(kept)) if curve and not np.all(np.isnan(kept)) else float("nan")}
 
 
 def _median(values) -> float | None:

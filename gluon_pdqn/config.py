@@ -181,7 +181,10 @@ class RunConfig:
     # How evaluation episodes are played (envs/protocols.py): `nature` or `machado` for ALE ids, `plain` (the env
     # as configured, exploration.eval_epsilon), or `auto` (nature for ALE ids, plain otherwise)
     eval_protocol: str = "auto"
-    stop_return: Optional[float] = None  # stop once an evaluation's mean return reaches this
+    stop_return: Optional[float] = None  # stop once an evaluation's mean return reaches this (confirmed)
+    # A new best evaluation, or one reaching stop_return, is confirmed on this many more episodes of other seeds
+    # before it is kept or announced: the best of many short evaluations is biased upward. 0: no confirmation.
+    confirm_episodes: int = 30
     checkpoint_every: int = 10_000  # env steps between checkpoints; 0 checkpoints only at the end
     keep_checkpoints: int = 3  # newest checkpoints kept on disk
     log_every: int = 1_000  # env steps between metric rows
@@ -479,6 +482,7 @@ def validate(cfg: Config) -> None:
         (cfg.run.seed >= 0, "run.seed must not be negative"),
         (cfg.run.max_seconds >= 0, "run.max_seconds must not be negative"),
         (cfg.run.eval_every >= 0 and cfg.run.eval_episodes >= 1, "run.eval_every >= 0 and run.eval_episodes >= 1"),
+        (cfg.run.confirm_episodes >= 0, "run.confirm_episodes must be >= 0"),
         (cfg.run.eval_protocol in EVAL_PROTOCOLS, f"run.eval_protocol must be one of {', '.join(EVAL_PROTOCOLS)}"),
         (cfg.env.max_episode_frames >= 0, "env.max_episode_frames must not be negative"),
         (cfg.run.checkpoint_every >= 0, "run.checkpoint_every must not be negative"),

@@ -64,7 +64,7 @@ METRIC_COLUMNS = [ENV_STEPS, FRAMES, LEARNER_STEPS, EPISODES, WALL_SECONDS, EPIS
                   REPLAY_RATIO, RSS_MIB, ACTORS_RSS_MIB]
 EPISODE_COLUMNS = [ENV_STEPS, EPISODES, "env_index", "return", "length"]
 EVAL_COLUMNS = [ENV_STEPS, LEARNER_STEPS, WALL_SECONDS, "mean_return", "median_return", "min_return",
-                "max_return", "std_return", "episodes", "protocol"]
+                "max_return", "std_return", "episodes", "protocol", "confirmed_mean_return", "confirmed_episodes"]
 
 DEVICE_COLUMNS = [ENV_STEPS, LEARNER_STEPS, "device", "forward_backward_ms", "idle_ms", "kvstore_ms", "update_ms",
                   "step_ms"]

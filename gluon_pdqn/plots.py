@@ -45,6 +45,11 @@ def learning_curve(run_dir: str, path: str | None = None) -> str:
     if evals:
         ax.errorbar(evals[metrics.ENV_STEPS], evals["mean_return"], yerr=evals["std_return"], fmt="o-",
                     color="tab:orange", ms=4, capsize=2, label="greedy evaluation (mean, std)")
+        confirmed = evals.get("confirmed_mean_return")
+        if confirmed is not None and not np.all(np.isnan(confirmed)):
+            shown = ~np.isnan(confirmed)
+            ax.plot(evals[metrics.ENV_STEPS][shown], confirmed[shown], "D", color="tab:red", ms=5,
+                    label="its confirmation on other episodes (a candidate best or solve)")
     ax.set_xlabel("env steps")
     ax.set_ylabel("episode return")
     ax.set_title(os.path.basename(os.path.abspath(run_dir)))
@@ -68,7 +73,8 @@ def job_workers(run_dir: str) -> int:
 
 
 def evaluation_curve(run_dir: str) -> dict[str, np.ndarray]:
-    """A run's greedy evaluations: env steps, wall seconds and mean return per evaluation (empty if none).
+    """A run's greedy evaluations: env steps, wall seconds and mean return per evaluation (empty if none), and
+    the mean of each confirmation (``confirmed_mean_return``, NaN where there was none) where the run confirms.
 
     For a dist job rank 0 evaluates at its own env steps; every worker runs as many, so the job's env steps
     are those times the workers.
@@ -76,8 +82,11 @@ def evaluation_curve(run_dir: str) -> dict[str, np.ndarray]:
     evals = _read(os.path.join(run_dir, metrics.EVAL_CSV))
     if not evals:
         return {}
-    return {"env_steps": evals[metrics.ENV_STEPS] * job_workers(run_dir),
-            "wall_seconds": evals[metrics.WALL_SECONDS], "mean_return": evals["mean_return"]}
+    curve = {"env_steps": evals[metrics.ENV_STEPS] * job_workers(run_dir),
+             "wall_seconds": evals[metrics.WALL_SECONDS], "mean_return": evals["mean_return"]}
+    if "confirmed_mean_return" in evals:  # NaN where an evaluation was not confirmed (it was no candidate)
+        curve["confirmed_mean_return"] = evals["confirmed_mean_return"]
+    return curve
 
 
 def grouped_curves(groups: dict[str, list[str]], x: str, path: str, title: str = "") -> str:

@@ -1,4 +1,5 @@
 """Evaluation protocols and the kept best policy (checkpoints/best)."""
+import csv
 import dataclasses
 import json
 import os
@@ -6,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from gluon_pdqn import checkpoint
+from gluon_pdqn import checkpoint, compare
 from gluon_pdqn.run import loop
 from gluon_pdqn.config import load_preset
 from gluon_pdqn.envs import make_env, protocols
@@ -43,15 +44,16 @@ def test_the_frame_cap_truncates_an_atari_evaluation_episode():
     assert truncated and not terminated and steps <= 400 // 4 + 1  # frame skip 4
 
 
-def scripted_evaluations(monkeypatch, means):
-    """Make the loop's evaluations return ``means`` in turn; returns the env steps each was taken at."""
-    means, taken = list(means), []
+def scripted_evaluations(monkeypatch, means, confirmations=(), confirm_episodes=30):
+    """Make the loop's evaluations return ``means`` in turn, and its confirmations (the calls for
+    ``confirm_episodes`` episodes) ``confirmations``; returns the seeds of all calls."""
+    means, confirmations, seeds = list(means), list(confirmations), []
 
     def evaluate(q_values, env_cfg, n_actions, episodes, epsilon, seed, interrupted=None):
-        taken.append(None)
-        return np.array([means.pop(0)])
+        seeds.append(seed)
+        return np.array([(confirmations if episodes == confirm_episodes else means).pop(0)])
     monkeypatch.setattr(loop, "evaluate", evaluate)
-    return taken
+    return seeds
 
 
 def best_state(run_dir):
@@ -60,7 +62,7 @@ def best_state(run_dir):
 
 def test_the_best_bundle_is_replaced_only_by_a_strictly_better_evaluation_and_survives_resume(tmp_path, monkeypatch):
     cfg = small_cfg(run__total_env_steps=1600, run__eval_every=200, run__checkpoint_every=200,
-                    run__keep_checkpoints=10)
+                    run__keep_checkpoints=10, run__confirm_episodes=0)
     scripted_evaluations(monkeypatch, [10.0, 20.0, 20.0, 15.0])
     Training(cfg, str(tmp_path)).run(stop_at=800)
     state = best_state(tmp_path)
@@ -75,6 +77,27 @@ def test_the_best_bundle_is_replaced_only_by_a_strictly_better_evaluation_and_su
     Training(cfg, str(tmp_path), resume_bundle=older).run(stop_at=800)
     state = best_state(tmp_path)
     assert state["eval"]["best"] == 25.0 and state["counters"]["env_steps"] == 800
+
+
+def test_a_best_or_a_solve_is_what_its_confirmation_on_other_episodes_says(tmp_path, monkeypatch):
+    """The best of many short evaluations is biased upward: a candidate is played again on other seeds, and
+    only that figure is kept as the best and can solve the run."""
+    cfg = small_cfg(run__total_env_steps=2000, run__eval_every=200, run__eval_episodes=10, run__confirm_episodes=30,
+                    run__stop_return=18.0)
+    # Raw means 10, 20, 12, 19, 21: 10 (the first) and 20 are candidates and confirm at 9 and 17 (20 reached the
+    # goal, but its confirmation did not); 12 is none; 19 confirms at 19: solved there, at 800 env steps.
+    seeds = scripted_evaluations(monkeypatch, [10.0, 20.0, 12.0, 19.0, 21.0], [9.0, 17.0, 19.0])
+    summary = Training(cfg, str(tmp_path)).run()
+    assert summary.solved_at_env_steps == 800 and summary.best_eval_mean == 19.0 and summary.last_eval_mean == 19.0
+    state = best_state(tmp_path)
+    assert state["eval"]["best"] == 19.0 and state["counters"]["env_steps"] == 800
+    with open(tmp_path / "eval.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["mean_return"] for r in rows] == ["10.0", "20.0", "12.0", "19.0"]
+    assert [r["confirmed_mean_return"] for r in rows] == ["9.0", "17.0", "", "19.0"]
+    assert len(set(seeds)) == len(seeds)  # every evaluation and confirmation plays episodes of its own seeds
+    figures = compare.run_figures(str(tmp_path), threshold=18.0)
+    assert figures["env_steps_to_threshold"] == 800 and figures["best_return"] == 19.0
 
 
 def test_evaluate_loads_the_best_bundle_and_says_when_there_is_none(tmp_path):

@@ -48,16 +48,19 @@ def evaluate(greedy_values, env_cfg, n_actions: int, episodes: int, epsilon: flo
 
 
 def report_evaluation(returns: np.ndarray, counters, writer: metrics.MetricsWriter,
-                      display: metrics.ProgressDisplay, protocol: str) -> float:
-    """Log an evaluation's returns (eval.csv, TensorBoard, a line on the display); return their mean."""
+                      display: metrics.ProgressDisplay, protocol: str, confirmation: np.ndarray | None = None) -> None:
+    """Log an evaluation's returns (eval.csv, TensorBoard, a line on the display), with the returns of its
+    confirmation on other episodes where there was one."""
     mean = float(returns.mean())
-    writer.evaluation({metrics.ENV_STEPS: counters.env_steps, metrics.LEARNER_STEPS: counters.learner_steps,
-                       metrics.WALL_SECONDS: round(counters.wall_seconds, 3),
-                       "mean_return": mean, "median_return": float(np.median(returns)),
-                       "min_return": float(returns.min()), "max_return": float(returns.max()),
-                       "std_return": float(returns.std()), "episodes": len(returns), "protocol": protocol})
-    display.message(f"eval at {counters.env_steps:,} env steps: mean {mean:.1f}, "
-                    f"median {np.median(returns):.1f}, min {returns.min():.1f}, max {returns.max():.1f}")
-    return mean
-
-
+    row = {metrics.ENV_STEPS: counters.env_steps, metrics.LEARNER_STEPS: counters.learner_steps,
+           metrics.WALL_SECONDS: round(counters.wall_seconds, 3),
+           "mean_return": mean, "median_return": float(np.median(returns)),
+           "min_return": float(returns.min()), "max_return": float(returns.max()),
+           "std_return": float(returns.std()), "episodes": len(returns), "protocol": protocol}
+    line = (f"eval at {counters.env_steps:,} env steps: mean {mean:.1f}, "
+            f"median {np.median(returns):.1f}, min {returns.min():.1f}, max {returns.max():.1f}")
+    if confirmation is not None:
+        row.update(confirmed_mean_return=float(confirmation.mean()), confirmed_episodes=len(confirmation))
+        line += f"; confirmed on {len(confirmation)} other episodes: mean {confirmation.mean():.1f}"
+    writer.evaluation(row)
+    display.message(line)

@@ -277,25 +277,46 @@ class Training:
         return 0 < self.cfg.run.max_seconds <= self.counters.wall_seconds
 
     def _greedy_evaluation(self) -> int:
-        """Evaluate the learner's greedy policy, log it, note whether the run is solved; return the seed used."""
+        """Evaluate the learner's greedy policy, log it, keep it if it is the best so far, note whether the run
+        is solved; return the seed used.
+
+        An evaluation that beats the best so far, or reaches ``run.stop_return``, is a candidate: the best of many
+        evaluations of ``run.eval_episodes`` is biased upward (the winner's curse), so a candidate is played
+        again on ``run.confirm_episodes`` episodes of other seeds, and that mean is what is kept as the best
+        (``best_eval``, ``checkpoints/best``) and what must reach ``run.stop_return`` for the run to be solved.
+        """
         cfg = self.cfg
         self.counters.evaluations += 1
         seed = cfg.run.seed + 1_000_003 * self.counters.evaluations
-        protocol = self.eval_protocol
-        with self.learner.without_noise():  # a noisy network is evaluated by its means
-            returns = evaluate(self.learner.greedy_values, protocol.env, self.spec.n_actions, cfg.run.eval_episodes,
-                               protocol.epsilon, seed, interrupted=self._interrupted)
+        returns = self._play_greedy(cfg.run.eval_episodes, seed)
         if returns is None:  # a signal arrived: the loop stops next and checkpoints
             return seed
-        mean = report_evaluation(returns, self.counters, self.writer, self.display, protocol.name)
+        mean = float(returns.mean())
         self.last_eval = mean
-        if self.best_eval is None or mean > self.best_eval:
-            # Only a strictly better evaluation replaces the kept best policy.
-            self.best_eval = mean
+        goal = cfg.run.stop_return if self._stop_on_return else None
+        reaches_goal = goal is not None and mean >= goal
+        confirmation = None
+        if cfg.run.confirm_episodes and (self.best_eval is None or mean > self.best_eval or reaches_goal):
+            # Other seeds than any evaluation's (those start at seed + 1_000_003 k and use at most 16 envs).
+            confirmation = self._play_greedy(cfg.run.confirm_episodes, seed + 499_979)
+            if confirmation is None:
+                return seed
+        report_evaluation(returns, self.counters, self.writer, self.display, self.eval_protocol.name, confirmation)
+        kept = float(confirmation.mean()) if confirmation is not None else mean
+        if self.best_eval is None or kept > self.best_eval:
+            # Only a strictly better (confirmed) evaluation replaces the kept best policy.
+            self.best_eval = kept
             self.save_checkpoint(best=True)
-        if self._stop_on_return and cfg.run.stop_return is not None and mean >= cfg.run.stop_return:
+        if goal is not None and reaches_goal and kept >= goal:
             self.solved = (self.counters.env_steps, self.counters.wall_seconds)
         return seed
+
+    def _play_greedy(self, episodes: int, seed: int):
+        """Returns of ``episodes`` of the learner's greedy policy under the evaluation protocol (None if interrupted)."""
+        protocol = self.eval_protocol
+        with self.learner.without_noise():  # a noisy network is evaluated by its means
+            return evaluate(self.learner.greedy_values, protocol.env, self.spec.n_actions, episodes,
+                            protocol.epsilon, seed, interrupted=self._interrupted)
 
     def _periodic_duties(self, before: int, after: int, log, evaluate, status) -> EnvironmentFault | None:
         """What every loop does as env steps pass (``before`` -> ``after``): log, evaluate (unless ``evaluate``
