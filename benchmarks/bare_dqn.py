@@ -44,6 +44,15 @@ def small_cnn(n_actions: int) -> gluon.HybridSequential:
     return net
 
 
+def mlp(n_actions: int, hidden=(128, 128)) -> gluon.HybridSequential:
+    """ReLU layers of widths ``hidden``, then a linear layer of n_actions: the cartpole preset's network."""
+    net = gluon.nn.HybridSequential()
+    for width in hidden:
+        net.add(gluon.nn.Dense(width, activation="relu"))
+    net.add(gluon.nn.Dense(n_actions))
+    return net
+
+
 def _in_bf16(net: gluon.HybridBlock) -> gluon.HybridBlock:
     from mxnet.contrib import amp
 
@@ -69,8 +78,9 @@ class BareDQN:
 
     def __init__(self, optimizer: str = "adam", double_q: bool = True, max_grad_norm: float = 10.0,
                  bf16: bool = False, gamma: float = 0.99, network=nature_cnn, obs_shape=(4, 84, 84),
-                 obs_dtype: str = "uint8", n_actions: int = N_ACTIONS):
+                 obs_dtype: str = "uint8", n_actions: int = N_ACTIONS, learning_rate: float | None = None):
         self.net, self.target = network(n_actions), network(n_actions)
+        self.n_actions = n_actions
         self.obs_dtype = obs_dtype
         dummy = nd.zeros((1,) + tuple(obs_shape), dtype=obs_dtype)
         for block in (self.net, self.target):
@@ -81,8 +91,9 @@ class BareDQN:
         self.compute_net = _in_bf16(self.net) if bf16 else self.net
         self.compute_target = _in_bf16(self.target) if bf16 else self.target
         self.params = list(self.net.collect_params().values())
-        settings = ({"learning_rate": 1e-4} if optimizer == "adam" else
-                    {"learning_rate": 2.5e-4, "gamma1": 0.95, "gamma2": 0.0, "epsilon": 0.01, "centered": True})
+        settings = ({"learning_rate": learning_rate or 1e-4} if optimizer == "adam" else
+                    {"learning_rate": learning_rate or 2.5e-4, "gamma1": 0.95, "gamma2": 0.0, "epsilon": 0.01,
+                     "centered": True})
         self.trainer = gluon.Trainer(self.net.collect_params(), optimizer, settings, update_on_kvstore=False)
         self.double_q, self.max_grad_norm, self.gamma = double_q, max_grad_norm, gamma
 
@@ -94,16 +105,18 @@ class BareDQN:
         """The greedy action for one observation (for Pong (4, 84, 84) uint8)."""
         return int(self.net(nd.array(obs[None], dtype=self.obs_dtype)).argmax(axis=1).asscalar())
 
-    def update(self, obs, actions, rewards, next_obs, dones) -> None:
-        """One update from numpy arrays (observations; actions, rewards, dones per transition)."""
+    def update(self, obs, actions, rewards, next_obs, dones, discounts=None) -> None:
+        """One update from numpy arrays (observations; actions, rewards, dones per transition; ``discounts``: each
+        transition's discount of its bootstrap, for n-step returns, instead of gamma (1 - done))."""
         obs, next_obs = nd.array(obs, dtype=self.obs_dtype), nd.array(next_obs, dtype=self.obs_dtype)
-        actions, rewards, dones = nd.array(actions), nd.array(rewards), nd.array(dones)
+        actions, rewards = nd.array(actions), nd.array(rewards)
         next_q = self.compute_target(next_obs)
         if self.double_q:
             bootstrap = nd.pick(next_q, nd.argmax(self.compute_net(next_obs), axis=1), axis=1)
         else:
             bootstrap = next_q.max(axis=1)
-        targets = rewards + self.gamma * (1 - dones) * bootstrap
+        discounts = nd.array(discounts if discounts is not None else self.gamma * (1.0 - np.asarray(dones, np.float32)))
+        targets = rewards + discounts * bootstrap
         with autograd.record():
             q = nd.pick(self.compute_net(obs), actions, axis=1)
             loss = nd.smooth_l1(q - targets, scalar=1.0).mean()
@@ -216,3 +229,63 @@ def minatar_loop(agent: BareDQN, game: str, env_steps: int, learning_starts: int
     mx.nd.waitall()
     seconds = time.perf_counter() - start
     return {"env_steps_per_s": (env_steps - measure_from) / seconds, "updates_per_s": (updates - updates_before) / seconds}
+
+
+def cartpole_loop(agent: BareDQN, env_steps: int, learning_starts: int = 1_000, train_every: int = 256,
+                  updates_per_train: int = 128, target_every: int = 128, batch_size: int = 64,
+                  capacity: int = 50_000, n_step: int = 3, decay_steps: int = 8_000, final_epsilon: float = 0.04,
+                  seed: int = 0) -> dict:
+    """DQN's loop on CartPole-v1 with the cartpole preset's schedule: random acting until ``learning_starts``,
+    epsilon from 1 to ``final_epsilon`` over ``decay_steps``, ``updates_per_train`` updates every ``train_every``
+    env steps, ``n_step`` returns formed as transitions arrive.
+
+    Returns env steps/s and updates/s from ``learning_starts`` on.
+    """
+    env = gym.make("CartPole-v1")
+    rng = np.random.default_rng(seed)
+    gamma = agent.gamma
+    obs_buffer = np.zeros((capacity, 4), np.float32)
+    next_buffer = np.zeros_like(obs_buffer)
+    actions, rewards, discounts = (np.zeros(capacity, np.int64), np.zeros(capacity, np.float32),
+                                   np.zeros(capacity, np.float32))
+    stored, pending = 0, []  # pending: the episode's last (obs, action, reward) not yet n steps old
+    obs, _ = env.reset(seed=seed)
+    updates, start = 0, None
+    for t in range(env_steps):
+        if t == learning_starts:
+            start, updates_before = time.perf_counter(), updates
+        epsilon = max(final_epsilon, 1.0 - (1.0 - final_epsilon) * t / decay_steps)
+        if t < learning_starts or rng.random() < epsilon:
+            action = int(rng.integers(agent.n_actions))
+        else:
+            action = agent.act(obs.astype(np.float32))
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        pending.append((obs, action, float(reward)))
+        ended = terminated or truncated
+        # Store the n-step transitions that are complete: the oldest pending one, or all of them at an episode's end.
+        while pending and (len(pending) == n_step or ended):
+            first_obs, first_action, _ = pending[0]
+            ret = sum(r * gamma ** k for k, (_, _, r) in enumerate(pending))
+            i = stored % capacity
+            obs_buffer[i], next_buffer[i], actions[i], rewards[i] = first_obs, next_obs, first_action, ret
+            discounts[i] = 0.0 if terminated else gamma ** len(pending)
+            stored += 1
+            pending.pop(0)
+            if not ended:
+                break
+        obs = env.reset()[0] if ended else next_obs
+        if ended:
+            pending = []
+        if t >= learning_starts and (t + 1) % train_every == 0:
+            for _ in range(updates_per_train):
+                index = rng.integers(0, min(stored, capacity), batch_size)
+                agent.update(obs_buffer[index], actions[index], rewards[index], next_buffer[index], None,
+                             discounts=discounts[index])
+                updates += 1
+                if updates % target_every == 0:
+                    agent.sync_target()
+    mx.nd.waitall()
+    seconds = time.perf_counter() - start
+    env.close()
+    return {"env_steps_per_s": (env_steps - learning_starts) / seconds,
+            "updates_per_s": (updates - updates_before) / seconds}

@@ -67,9 +67,12 @@ def is_job(cfg: Config) -> bool:
     return pair(cfg).is_job
 
 
-def default_kvstore(mode: str | None) -> str | None:
-    """The kvstore a train command without --kvstore gets: dist_sync for a parameter-server job."""
-    return "dist_sync" if mode is not None and mode_pair(mode).is_job else None
+def default_kvstore(mode: str | None, collector: str | None = None) -> str | None:
+    """The kvstore a train command without --kvstore gets: for a parameter-server job dist_sync, or dist_async
+    where its workers' collectors are apex actors (see ``config.validate``: dist_sync cannot take them)."""
+    if mode is None or not mode_pair(mode, collector=collector).is_job:
+        return None
+    return "dist_async" if mode_pair(mode, collector=collector).collector == "apex" else "dist_sync"
 
 
 def run_label(cfg: Config) -> str:

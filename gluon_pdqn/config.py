@@ -535,6 +535,10 @@ def _validate_pair(cfg: Config) -> None:
     checks = [
         (pair.is_job == run.kvstore.startswith("dist_"),
          "mode dist takes --kvstore dist_sync or dist_async, and only mode dist does"),
+        (not (pair.collector == "apex" and run.kvstore == "dist_sync"),
+         "apex actors on the workers of a job need --kvstore dist_async (the default with --collector apex): "
+         "each worker updates at its own actors' pace, and dist_sync's servers wait for every worker at each "
+         "push, so the workers would wait on each other forever"),
         (not (pair.has_actors and run.overlap_acting),
          f"run.overlap_acting is for the in-process vector env; {pair.collector} actors always act while it "
          "learns"),

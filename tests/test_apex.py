@@ -15,6 +15,7 @@ from gluon_pdqn.acting import Collected
 from gluon_pdqn.acting.apex import ApexCollector, _flush, _Outbox
 from gluon_pdqn.build import apex_adder, apex_schedules
 from gluon_pdqn.config import load_preset
+from gluon_pdqn.errors import UserError
 from gluon_pdqn.replay import ReplayBuffer
 
 from test_async import children_of, cmdline
@@ -248,3 +249,50 @@ def test_no_process_outlives_a_learner_killed_by_sigkill(tmp_path, collector):
         time.sleep(0.2)
     assert not [pid for pid in everyone if _alive(pid)], [cmdline(pid) for pid in everyone if _alive(pid)]
     assert set(os.listdir("/dev/shm")) <= shm_before, set(os.listdir("/dev/shm")) - shm_before
+
+
+def test_apex_actors_on_job_workers_get_dist_async_and_dist_sync_is_refused_in_one_line():
+    """Each worker updates at its own actors' pace: under dist_sync two workers waited on each other forever."""
+    from gluon_pdqn.build import default_kvstore
+
+    assert default_kvstore("dist", "apex") == "dist_async" and default_kvstore("dist") == "dist_sync"
+    assert default_kvstore("apex") is None
+    with pytest.raises(UserError, match="need --kvstore dist_async"):
+        load_preset("cartpole").replace({"run.mode": "dist", "run.collector": "apex", "run.kvstore": "dist_sync"})
+    load_preset("cartpole").replace({"run.mode": "dist", "run.collector": "apex", "run.kvstore": "dist_async"})
+
+
+def test_an_actor_dying_on_a_worker_of_a_job_ends_the_job_in_seconds_naming_worker_and_actor(tmp_path):
+    """Apex actors as the collector of each parameter-server worker: one actor's death on worker 1 ends the job
+    with one line naming the worker and the actor, well before the stall watchdog, with worker 1's checkpoint."""
+    from gluon_pdqn.parallel.launcher import Job, JobFailed
+
+    run_dir = tmp_path / "run"
+    job = Job(2, 1, [sys.executable, "-m", "gluon_pdqn.cli", "train", "--mode", "dist", "--collector", "apex",
+                     "--actors", "2", "--run-dir", str(run_dir), "--steps", "10000000", "--quiet",
+                     "--set", "run.eval_every=0", "--set", "run.log_every=100", "--set", "replay.learning_starts=200"],
+              out=open(os.devnull, "w"), stall_timeout=300)
+    job.start()
+    try:
+        worker = [c for c in job.children if c.role == "worker"][1]
+        deadline = time.monotonic() + 120
+        actors = []
+        while time.monotonic() < deadline and len(actors) < 2:  # until worker 1's actors run and it trains
+            actors = [pid for pid in children_of(worker.process.pid) if "spawn_main" in cmdline(pid)]
+            time.sleep(0.5)
+        while time.monotonic() < deadline and not (worker.progress and worker.progress[0] > 0):
+            time.sleep(0.5)
+        assert len(actors) == 2 and worker.progress and worker.progress[0] > 0, (actors, worker.progress)
+        os.kill(actors[1], signal.SIGKILL)
+        start = time.monotonic()
+        with pytest.raises(JobFailed) as failure:
+            job.wait()
+        assert time.monotonic() - start < 10
+    finally:
+        job.stop()
+    message = str(failure.value)
+    assert message.startswith("worker 1 exited with code 3: apex actor 1 ended unexpectedly"), message
+    assert "the same gluon-pdqn launch with -- train --resume" in message and "last checkpoints:" in message
+    assert checkpoint.read_state(checkpoint.resolve(str(run_dir / "workers" / "rank-1")))["counters"]["env_steps"] > 0
+    assert all(c.process.poll() is not None for c in job.children)
+    assert not [pid for pid in actors if os.path.exists(f"/proc/{pid}")]

@@ -127,6 +127,8 @@ class Child:
     progress: tuple | None = None  # the last progress a worker reported: (env steps, updates, eval steps)
     progressed_at: float = 0.0  # when it last changed (the start, until it first does)
     checkpoint: int | None = None  # env steps of the last checkpoint a worker reported
+    error: str | None = None  # the one-line error it printed last ("error: ..."), if any
+    output: threading.Thread | None = None  # the thread that prints its output
 
     @property
     def name(self) -> str:
@@ -150,6 +152,8 @@ def _prefix_output(child: Child, stream, out) -> None:
             except ValueError:
                 out.write(f"[{child.name}] {line}")  # not a report after all
             continue
+        if line.startswith("error: "):
+            child.error = line[len("error: "):].strip()
         out.write(f"[{child.name}] {line}")
         out.flush()
     stream.close()
@@ -286,7 +290,8 @@ class Job:
             raise UserError(f"cannot start {role}: {command[0]} not found") from None
         child = Child(role, rank, process, progressed_at=time.monotonic())
         self.children.append(child)
-        thread = threading.Thread(target=_prefix_output, args=(child, process.stdout, self.out), daemon=True)
+        thread = child.output = threading.Thread(target=_prefix_output, args=(child, process.stdout, self.out),
+                                                 daemon=True)
         thread.start()
         self._threads.append(thread)
 
@@ -356,7 +361,7 @@ class Job:
                 for child in self.children:
                     code = child.process.poll()
                     if code not in (None, 0):
-                        raise self._fail(f"{child.name} {self._describe_exit(child, code)}")
+                        raise self._fail(self._failure(child, code))
                 workers = [c for c in self.children if c.role == "worker"]
                 if all(c.process.poll() == 0 for c in workers):
                     workers_done_at = workers_done_at or time.monotonic()
@@ -376,6 +381,17 @@ class Job:
                 signal.signal(s, handler)
             for thread in self._threads:
                 thread.join(timeout=2)
+
+    def _failure(self, child: Child, code: int) -> str:
+        """One line on a child that failed: what it is, where it ran, how it ended, and its own error line (a
+        worker's names what failed inside it, an apex actor for instance)."""
+        if child.output is not None:
+            child.output.join(timeout=2)  # its last lines, the error among them, are still being read
+        how, where = self._describe_exit(child, code), ""
+        if self.launcher in ("ssh", "mpi") and child.role != "scheduler":
+            host = self._host_of(child.role, child.rank)
+            where = "" if host in how else f" on {host}"
+        return f"{child.name}{where} {how}" + (f": {child.error}" if child.error else "")
 
     def _describe_exit(self, child: Child, code: int) -> str:
         if code < 0:

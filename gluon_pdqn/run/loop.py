@@ -95,6 +95,7 @@ class Training:
         self._stop_on_return = True  # whether reaching run.stop_return ends the run
         # A worker of a parameter-server job acts with its own seed and epsilon, runs its share of the env
         # steps, and writes its figures under workers/ (rank 0 writes the run directory).
+        self.job_run_dir = run_dir  # (a job's: what its resume names, for every worker)
         if self.topology.rank > 0:
             self.run_dir = run_dir = metrics.worker_run_dir(run_dir, self.topology.rank)
             os.makedirs(run_dir, exist_ok=True)
@@ -204,14 +205,14 @@ class Training:
         if fault is not None:
             raise self._report_fault(fault, bundle)
         if lost is not None:
-            raise TrainingStopped(f"{lost}; the work so far is in checkpoint {bundle}; continue with gluon-pdqn "
-                                  f"train --resume {self.run_dir}")
+            raise TrainingStopped(f"{lost}; the work so far is in checkpoint {bundle}; continue with "
+                                  f"{self._resume_command()}")
         if outcomes.stopped is not None:
             # A skipped update changes no parameter: the checkpoint holds the last good ones.
             raise TrainingStopped(f"{outcomes.stopped} consecutive updates had NaN or infinite gradients at env "
                                   f"step {self.counters.env_steps:,}; stopped with the last good parameters in "
                                   f"checkpoint {bundle}. Lower optim.learning_rate or set optim.max_grad_norm in a "
-                                  f"new run, or continue this one with gluon-pdqn train --resume {self.run_dir}")
+                                  f"new run, or continue this one with {self._resume_command()}")
         return summary
 
     def _count(self, collected: Collected, window: LogWindow) -> None:
@@ -343,6 +344,12 @@ class Training:
         """Env steps, updates, and evaluation steps so far: what a worker of a launched job reports."""
         return self.counters.env_steps, self.counters.learner_steps, self._evaluation_steps
 
+    def _resume_command(self) -> str:
+        """How a user continues this run: ``train --resume``, inside the same launch for a worker of a job."""
+        if self.topology.num_workers > 1:
+            return f"the same gluon-pdqn launch with -- train --resume {self.job_run_dir}"
+        return f"gluon-pdqn train --resume {self.run_dir}"
+
     def _report_fault(self, fault: EnvironmentFault, bundle: str) -> EnvironmentFault:
         """The one-line report of an environment's fault; its traceback goes to ``environment-error.log``."""
         log = os.path.join(self.run_dir, ENVIRONMENT_ERROR_LOG)
@@ -353,7 +360,7 @@ class Training:
                     "".join(traceback.format_exception(fault.__cause__ or fault)))
         return EnvironmentFault(f"{fault} at env step {self.counters.env_steps:,} (traceback in {log}); the work "
                                 f"so far is in checkpoint {bundle}: fix the environment, then continue with "
-                                f"gluon-pdqn train --resume {self.run_dir}")
+                                f"{self._resume_command()}")
 
     def _finish(self, interrupted_by: str | None, bundle: str) -> Summary:
         """The run's summary, also written to ``summary.json``."""
