@@ -346,7 +346,7 @@ class Training:
 
     def _resume_command(self) -> str:
         """How a user continues this run: ``train --resume``, inside the same launch for a worker of a job."""
-        if self.topology.num_workers > 1:
+        if build.is_job(self.cfg):
             return f"the same gluon-pdqn launch with -- train --resume {self.job_run_dir}"
         return f"gluon-pdqn train --resume {self.run_dir}"
 
