@@ -80,8 +80,8 @@ def plot(games: list[str], runs: dict, randoms: dict, path: str) -> None:
                 start, end = max(c[x][0] for c in curves), min(c[x][-1] for c in curves)
                 grid = np.linspace(start, end, 60)  # from the first evaluation: nothing is drawn before it
                 values = np.array([np.interp(grid, c[x], c["mean_return"]) for c in curves])
-                ax.plot(grid, values.mean(axis=0), label=f"greedy evaluation, minatar preset ({len(curves)} seeds: "
-                        "mean, min-max)")
+                ax.plot(grid, values.mean(axis=0), label=f"greedy evaluation, minatar preset ({len(curves)} seed"
+                        f"{'s' if len(curves) != 1 else ''}: mean, min-max)")
                 ax.fill_between(grid, values.min(axis=0), values.max(axis=0), alpha=0.2)
             if x == "env_steps":
                 for k, run_dir in enumerate(runs[game]):
