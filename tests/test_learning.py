@@ -47,6 +47,7 @@ def test_cartpole_solves_in_each_multi_device_mode_on_two_cpu_contexts(tmp_path,
     assert summary.solved_at_env_steps is not None, f"best greedy mean {summary.best_eval_mean}"
 
 
+@pytest.mark.slow  # (moved out of the default suite to keep it within 13 minutes)
 def test_cartpole_solves_with_acting_overlapped_with_learning(tmp_path):
     """Acting from a snapshot refreshed once per round (one round of policy lag) still solves the preset."""
     cfg = load_preset("cartpole").replace({"run.seed": 2, "run.overlap_acting": True})
@@ -54,6 +55,7 @@ def test_cartpole_solves_with_acting_overlapped_with_learning(tmp_path):
     assert summary.solved_at_env_steps is not None, f"best greedy mean {summary.best_eval_mean}"
 
 
+@pytest.mark.slow  # (moved out of the default suite to keep it within 13 minutes)
 def test_async_n_step_q_with_four_actors_learns(tmp_path):
     """Async n-step Q (4 actor threads, no replay) learns CartPole: a greedy mean of 200 within 100,000 steps.
 

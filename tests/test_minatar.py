@@ -49,6 +49,7 @@ def test_an_explicit_preset_wins_over_the_family(tmp_path):
 RANDOM_BREAKOUT = 0.43  # mean return of uniformly random play (200 episodes, benchmarks/minatar_curves.py)
 
 
+@pytest.mark.slow  # (moved out of the default suite to keep it within 13 minutes)
 def test_a_short_run_on_breakout_beats_random_play(tmp_path):
     """8,000 env steps with a faster-learning variant of the preset (Adam 1e-3, target every 200 updates,
     epsilon over 5,000 steps): the greedy policy scores several times what random play does."""

@@ -83,6 +83,7 @@ def test_a_packed_observation_refuses_a_frame_stack_and_a_network_that_cannot_re
         networks.build(cfg.network, describe(EnvConfig(id="FrozenLake-v1")), prefix="q_")
 
 
+@pytest.mark.slow  # (moved out of the default suite to keep it within 13 minutes)
 def test_frozen_lake_learns_with_default_settings(tmp_path):
     """Discrete observations (the 16 cells) one-hot inside the network, the frozenlake preset picked by the id:
     the slippery lake's greedy success rate over 200 fresh episodes (random play about 0.015, the best policy
@@ -166,6 +167,7 @@ def test_a_wrapper_that_cannot_be_applied_is_one_line(tmp_path, wrapper, fragmen
                                      f"env.wrappers={wrapper}"), fragment)
 
 
+@pytest.mark.slow  # (moved out of the default suite to keep it within 13 minutes)
 def test_minigrid_by_its_bare_id_learns(tmp_path):
     """MiniGrid-Empty-5x5-v0 with minigrid installed (no prefix, no wrapper): its Dict observation's image and
     direction, its text mission left out."""
