@@ -10,7 +10,6 @@ interleaved, medians and the median of per-round ratios reported.
 """
 from __future__ import annotations
 
-import csv
 import json
 import os
 import statistics
@@ -20,7 +19,7 @@ import tempfile
 
 import click
 
-from results_file import write_results
+from results_file import run_rates, write_results
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LEARNING_STARTS = 1_000
@@ -52,12 +51,7 @@ def ours(steps: int, seed: int) -> dict:
                                  stdin=subprocess.DEVNULL)
         if process.returncode != 0:
             sys.exit(f"gluon-pdqn failed: {process.stderr.strip()}")
-        with open(os.path.join(run_dir, "metrics.csv")) as f:
-            rows = [r for r in csv.DictReader(f) if int(r["env_steps"]) >= LEARNING_STARTS]
-    first, last = rows[0], rows[-1]
-    seconds = float(last["wall_seconds"]) - float(first["wall_seconds"])
-    return {"env_steps_per_s": (int(last["env_steps"]) - int(first["env_steps"])) / seconds,
-            "updates_per_s": (int(last["learner_steps"]) - int(first["learner_steps"])) / seconds}
+        return run_rates(run_dir, LEARNING_STARTS)
 
 
 @click.command()

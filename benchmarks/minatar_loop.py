@@ -23,7 +23,6 @@ the numpy copy that apex actors use.
 """
 from __future__ import annotations
 
-import csv
 import json
 import os
 import statistics
@@ -33,7 +32,7 @@ import tempfile
 
 import click
 
-from results_file import write_results
+from results_file import run_rates, write_results
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MEASURE_FROM = 10_000  # frames: epsilon is at its final 0.1 from here in all three
@@ -178,12 +177,7 @@ def ours(game: str, frames: int, seed: int, sets: tuple[str, ...]) -> dict:
         process = subprocess.run(command, capture_output=True, text=True, env=environment, stdin=subprocess.DEVNULL)
         if process.returncode != 0:
             sys.exit(f"gluon-pdqn failed: {process.stderr.strip()}")
-        with open(os.path.join(run_dir, "metrics.csv")) as f:
-            rows = [r for r in csv.DictReader(f) if int(r["env_steps"]) >= MEASURE_FROM]
-    first, last = rows[0], rows[-1]
-    seconds = float(last["wall_seconds"]) - float(first["wall_seconds"])
-    return {"env_steps_per_s": (int(last["env_steps"]) - int(first["env_steps"])) / seconds,
-            "updates_per_s": (int(last["learner_steps"]) - int(first["learner_steps"])) / seconds}
+        return run_rates(run_dir, MEASURE_FROM)
 
 
 @click.command()
