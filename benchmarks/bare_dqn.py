@@ -81,6 +81,7 @@ class BareDQN:
                  obs_dtype: str = "uint8", n_actions: int = N_ACTIONS, learning_rate: float | None = None):
         self.net, self.target = network(n_actions), network(n_actions)
         self.n_actions = n_actions
+        self.updates = 0
         self.obs_dtype = obs_dtype
         dummy = nd.zeros((1,) + tuple(obs_shape), dtype=obs_dtype)
         for block in (self.net, self.target):
@@ -96,6 +97,17 @@ class BareDQN:
                      "centered": True})
         self.trainer = gluon.Trainer(self.net.collect_params(), optimizer, settings, update_on_kvstore=False)
         self.double_q, self.max_grad_norm, self.gamma = double_q, max_grad_norm, gamma
+
+    def learn(self, rng, stored: int, batch_size: int, target_every: int, obs, actions, rewards, next_obs, dones=None,
+              discounts=None) -> None:
+        """One update from a uniform batch of the first ``stored`` transitions of the replay arrays; the target is
+        refreshed every ``target_every`` updates (``self.updates`` counts them)."""
+        index = rng.integers(0, stored, batch_size)
+        self.update(obs[index], actions[index], rewards[index], next_obs[index],
+                    None if dones is None else dones[index], None if discounts is None else discounts[index])
+        self.updates += 1
+        if self.updates % target_every == 0:
+            self.sync_target()
 
     def sync_target(self) -> None:
         for source, destination in zip(self.net.collect_params().values(), self.target.collect_params().values()):
@@ -155,10 +167,10 @@ def pong_loop(agent: BareDQN, env_steps: int, learning_starts: int = 1_000, trai
     actions, rewards, dones = (np.zeros(capacity, np.int64), np.zeros(capacity, np.float32),
                                np.zeros(capacity, np.float32))
     obs, _ = env.reset(seed=seed)
-    updates, start = 0, None
+    start = None
     for t in range(env_steps):
         if t == learning_starts:
-            start = time.perf_counter()
+            start, updates_before = time.perf_counter(), agent.updates
         # The network acts only on the steps that do not explore (SB3's DQN and gluon_pdqn do the same).
         if t < learning_starts or rng.random() < epsilon:
             action = int(rng.integers(N_ACTIONS))
@@ -170,15 +182,12 @@ def pong_loop(agent: BareDQN, env_steps: int, learning_starts: int = 1_000, trai
         actions[i], rewards[i], dones[i] = action, np.sign(reward), float(terminated)
         obs = env.reset()[0] if terminated or truncated else next_obs
         if t >= learning_starts and t % train_every == 0:
-            index = rng.integers(0, min(t + 1, capacity), batch_size)
-            agent.update(obs_buffer[index], actions[index], rewards[index], next_buffer[index], dones[index])
-            updates += 1
-            if updates % target_every == 0:
-                agent.sync_target()
+            agent.learn(rng, min(t + 1, capacity), batch_size, target_every, obs_buffer, actions, rewards, next_buffer,
+                        dones)
     mx.nd.waitall()
     seconds = time.perf_counter() - start
     env.close()
-    return {"env_steps_per_s": (env_steps - learning_starts) / seconds, "updates_per_s": updates / seconds}
+    return {"env_steps_per_s": (env_steps - learning_starts) / seconds, "updates_per_s": (agent.updates - updates_before) / seconds}
 
 
 def minatar_loop(agent: BareDQN, game: str, env_steps: int, learning_starts: int = 5_000,
@@ -202,10 +211,10 @@ def minatar_loop(agent: BareDQN, game: str, env_steps: int, learning_starts: int
                                np.zeros(capacity, np.float32))
     env.reset()
     obs = env.state().transpose(2, 0, 1).astype(np.float32)
-    updates, start = 0, None
+    start = None
     for t in range(env_steps):
         if t == measure_from:
-            start, updates_before = time.perf_counter(), updates
+            start, updates_before = time.perf_counter(), agent.updates
         epsilon = max(0.1, 1.0 - 0.9 * t / decay_steps)
         if t < learning_starts or rng.random() < epsilon:
             action = int(rng.integers(n_actions))
@@ -221,14 +230,12 @@ def minatar_loop(agent: BareDQN, game: str, env_steps: int, learning_starts: int
             next_obs = env.state().transpose(2, 0, 1).astype(np.float32)
         obs = next_obs
         if t >= learning_starts:
-            index = rng.integers(0, min(t + 1, capacity), batch_size)
-            agent.update(obs_buffer[index], actions[index], rewards[index], next_buffer[index], dones[index])
-            updates += 1
-            if updates % target_every == 0:
-                agent.sync_target()
+            agent.learn(rng, min(t + 1, capacity), batch_size, target_every, obs_buffer, actions, rewards, next_buffer,
+                        dones)
     mx.nd.waitall()
     seconds = time.perf_counter() - start
-    return {"env_steps_per_s": (env_steps - measure_from) / seconds, "updates_per_s": (updates - updates_before) / seconds}
+    return {"env_steps_per_s": (env_steps - measure_from) / seconds,
+            "updates_per_s": (agent.updates - updates_before) / seconds}
 
 
 def cartpole_loop(agent: BareDQN, env_steps: int, learning_starts: int = 1_000, train_every: int = 256,
@@ -250,10 +257,10 @@ def cartpole_loop(agent: BareDQN, env_steps: int, learning_starts: int = 1_000, 
                                    np.zeros(capacity, np.float32))
     stored, pending = 0, []  # pending: the episode's last (obs, action, reward) not yet n steps old
     obs, _ = env.reset(seed=seed)
-    updates, start = 0, None
+    start = None
     for t in range(env_steps):
         if t == learning_starts:
-            start, updates_before = time.perf_counter(), updates
+            start, updates_before = time.perf_counter(), agent.updates
         epsilon = max(final_epsilon, 1.0 - (1.0 - final_epsilon) * t / decay_steps)
         if t < learning_starts or rng.random() < epsilon:
             action = int(rng.integers(agent.n_actions))
@@ -278,14 +285,10 @@ def cartpole_loop(agent: BareDQN, env_steps: int, learning_starts: int = 1_000, 
             pending = []
         if t >= learning_starts and (t + 1) % train_every == 0:
             for _ in range(updates_per_train):
-                index = rng.integers(0, min(stored, capacity), batch_size)
-                agent.update(obs_buffer[index], actions[index], rewards[index], next_buffer[index], None,
-                             discounts=discounts[index])
-                updates += 1
-                if updates % target_every == 0:
-                    agent.sync_target()
+                agent.learn(rng, min(stored, capacity), batch_size, target_every, obs_buffer, actions, rewards,
+                            next_buffer, discounts=discounts)
     mx.nd.waitall()
     seconds = time.perf_counter() - start
     env.close()
     return {"env_steps_per_s": (env_steps - learning_starts) / seconds,
-            "updates_per_s": (updates - updates_before) / seconds}
+            "updates_per_s": (agent.updates - updates_before) / seconds}
