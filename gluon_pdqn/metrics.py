@@ -78,8 +78,17 @@ MEMBER_COLUMNS = [ENV_STEPS, "member", "mean_return", "weight"]
 WORKERS_CSV = "workers.csv"
 WORKERS_DIR = "workers"  # mode dist: where the workers other than rank 0 write, one directory each
 WORKER_FIGURES = [ENV_STEPS, LEARNER_STEPS, EPISODES, ENV_STEPS_PER_S, UPDATES_PER_S, EPISODIC_RETURN, EPSILON,
-                  STALENESS, STALENESS_MAX, ROUND_TRIP_MS, PUSHES]  # what each worker posts to rank 0
+                  STALENESS, STALENESS_MAX, ROUND_TRIP_MS, PUSHES, ACTOR_POLICY_LAG,
+                  REPLAY_RATIO]  # what each worker posts to rank 0
 WORKER_COLUMNS = [ENV_STEPS, "rank", *(f"worker/{name.split('/')[-1]}" for name in WORKER_FIGURES)]
+# Rank 0 of a job also sums its workers' latest posts (job.csv) and, with apex actors on each worker, lists
+# every actor of the job by its index in the job's epsilon ladder (job_actors.csv).
+JOB_CSV = "job.csv"
+JOB_COLUMNS = [ENV_STEPS, "workers", "actors", "env_steps_per_s", "updates_per_s", "min_actor_env_steps_per_s",
+               "max_actor_env_steps_per_s", "policy_lag", "replay_ratio"]
+JOB_ACTORS_CSV = "job_actors.csv"
+JOB_ACTOR_COLUMNS = [ENV_STEPS, "rank", "actor", "job_actor", "final_epsilon", "env_steps_per_s"]
+_ACTOR_BOARD = ("final_epsilon", "env_steps_per_s")  # what a worker posts per actor (ParameterServer.ACTOR_BOARD_WIDTH)
 ACTORS_CSV = "actors.csv"
 ACTOR_COLUMNS = [ENV_STEPS, "actor", "final_epsilon", "actor_env_steps", "env_steps_per_s", "episodes",
                  "mean_return", "rss_mib"]
@@ -93,6 +102,47 @@ def resident_mib(pid: int | str = "self") -> float:
             return int(f.read().split()[1]) * _PAGE_BYTES / 2**20
     except (OSError, IndexError, ValueError):
         return float("nan")
+
+
+def worker_board(row: dict, actor_rows: list[dict]) -> dict:
+    """What a worker of a job posts to rank 0 at a log: ``WORKER_FIGURES`` of its metrics row, then per actor
+    (apex actors on each worker) its final epsilon and env steps/s over the window."""
+    posted = {name: row.get(name, float("nan")) for name in WORKER_FIGURES}
+    for actor in actor_rows:
+        posted.update({f"actor/{actor['actor']}/{name}": actor[name] for name in _ACTOR_BOARD})
+    return posted
+
+
+def _job_actor_rows(board: list[dict]) -> list[dict]:
+    """Every actor's posted figures on the board, with its index in the job's ladder (rank x N + i)."""
+    rows = []
+    for worker in board:
+        count = sum(1 for name in worker if name.startswith("actor/")) // len(_ACTOR_BOARD)
+        for i in range(count):
+            rows.append({"rank": worker["rank"], "actor": i, "job_actor": worker["rank"] * count + i,
+                         **{name: worker[f"actor/{i}/{name}"] for name in _ACTOR_BOARD}})
+    return rows
+
+
+def job_figures(board: list[dict]) -> tuple[dict, list[dict]]:
+    """Rank 0's view of the job from every worker's latest post: (a row of job.csv, rows of job_actors.csv).
+
+    Env steps/s and updates/s are the sums over the workers that posted; policy lag and replay ratio their mean.
+    """
+    actor_rows = _job_actor_rows(board)
+    rates = [a["env_steps_per_s"] for a in actor_rows if a["env_steps_per_s"] == a["env_steps_per_s"]]
+
+    def mean_of(name):
+        values = [w[name] for w in board if w[name] == w[name]]
+        return sum(values) / len(values) if values else float("nan")
+
+    job = {"workers": len(board), "actors": len(actor_rows),
+           "env_steps_per_s": sum(w[ENV_STEPS_PER_S] for w in board if w[ENV_STEPS_PER_S] == w[ENV_STEPS_PER_S]),
+           "updates_per_s": sum(w[UPDATES_PER_S] for w in board if w[UPDATES_PER_S] == w[UPDATES_PER_S]),
+           "min_actor_env_steps_per_s": min(rates, default=float("nan")),
+           "max_actor_env_steps_per_s": max(rates, default=float("nan")),
+           "policy_lag": mean_of(ACTOR_POLICY_LAG), "replay_ratio": mean_of(REPLAY_RATIO)}
+    return job, actor_rows
 
 
 def worker_run_dir(run_dir: str, rank: int) -> str:
@@ -161,7 +211,8 @@ class MetricsWriter:
 
     def __init__(self, run_dir: str, resume_env_steps: int | None = None):
         if resume_env_steps is not None:
-            for name in (METRICS_CSV, EPISODES_CSV, EVAL_CSV, DEVICES_CSV, MEMBERS_CSV, ACTORS_CSV, WORKERS_CSV):
+            for name in (METRICS_CSV, EPISODES_CSV, EVAL_CSV, DEVICES_CSV, MEMBERS_CSV, ACTORS_CSV, WORKERS_CSV,
+                         JOB_CSV, JOB_ACTORS_CSV):
                 _truncate_csv(os.path.join(run_dir, name), resume_env_steps)
         self._metrics = _CsvTable(os.path.join(run_dir, METRICS_CSV), METRIC_COLUMNS)
         self._episodes = _CsvTable(os.path.join(run_dir, EPISODES_CSV), EPISODE_COLUMNS)
@@ -169,7 +220,9 @@ class MetricsWriter:
         self._devices = _CsvTable(os.path.join(run_dir, DEVICES_CSV), DEVICE_COLUMNS)
         self._members = None  # members.csv exists only for ensembles
         self._actors = None  # actors.csv only for modes async and apex
-        self._workers = None  # workers.csv only for rank 0 of mode dist
+        self._workers = None  # workers.csv and job.csv only for rank 0 of mode dist
+        self._job = None
+        self._job_actors = None  # job_actors.csv only for rank 0 of a job with apex actors on each worker
         self._run_dir = run_dir
         from tensorboardX import SummaryWriter  # imported late: it is slow to import and only needed here
 
@@ -216,9 +269,11 @@ class MetricsWriter:
             self._tensorboard.add_scalar(f"actors/{row['actor']}/env_steps_per_s", row["env_steps_per_s"], env_steps)
 
     def workers(self, env_steps: int, rows: list[dict]) -> None:
-        """Mode dist, rank 0: every worker's latest posted figures (see WORKER_FIGURES), one row per worker."""
+        """Mode dist, rank 0: every worker's latest post (see ``worker_board``): one row per worker in
+        workers.csv, the job's sums in job.csv, and with apex actors one row per actor in job_actors.csv."""
         if self._workers is None:
             self._workers = _CsvTable(os.path.join(self._run_dir, WORKERS_CSV), WORKER_COLUMNS)
+            self._job = _CsvTable(os.path.join(self._run_dir, JOB_CSV), JOB_COLUMNS)
         for row in rows:
             self._workers.write({ENV_STEPS: env_steps, "rank": row["rank"],
                                  **{f"worker/{name.split('/')[-1]}": row[name] for name in WORKER_FIGURES}})
@@ -226,11 +281,20 @@ class MetricsWriter:
                 if row[name] == row[name]:
                     self._tensorboard.add_scalar(f"workers/{row['rank']}/{name.split('/')[-1]}", row[name],
                                                  env_steps)
+        job, actor_rows = job_figures(rows)
+        self._job.write({ENV_STEPS: env_steps, **job})
+        for name in ("env_steps_per_s", "updates_per_s"):
+            self._tensorboard.add_scalar(f"job/{name}", job[name], env_steps)
+        if actor_rows:
+            if self._job_actors is None:
+                self._job_actors = _CsvTable(os.path.join(self._run_dir, JOB_ACTORS_CSV), JOB_ACTOR_COLUMNS)
+            for actor in actor_rows:
+                self._job_actors.write({ENV_STEPS: env_steps, **actor})
 
     def close(self) -> None:
         """Close every file (a second call does nothing)."""
         for table in (self._metrics, self._episodes, self._evals, self._devices, self._members, self._actors,
-                      self._workers):
+                      self._workers, self._job, self._job_actors):
             if table is not None:
                 table.close()
         self._tensorboard.close()

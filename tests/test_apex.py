@@ -262,9 +262,17 @@ def test_apex_actors_on_job_workers_get_dist_async_and_dist_sync_is_refused_in_o
     load_preset("cartpole").replace({"run.mode": "dist", "run.collector": "apex", "run.kvstore": "dist_async"})
 
 
+def _job_tables_show_every_actor_acting(run_dir) -> bool:
+    """Rank 0 has gathered a row of job.csv in which all 4 actors of the job (2 workers x 2) stepped, and updates."""
+    job = run_dir / "job.csv"
+    return job.exists() and any(r["actors"] == "4" and float(r["min_actor_env_steps_per_s"]) > 0
+                                and float(r["updates_per_s"]) > 0 for r in rows(job))
+
+
 def test_an_actor_dying_on_a_worker_of_a_job_ends_the_job_in_seconds_naming_worker_and_actor(tmp_path):
-    """Apex actors as the collector of each parameter-server worker: one actor's death on worker 1 ends the job
-    with one line naming the worker and the actor, well before the stall watchdog, with worker 1's checkpoint."""
+    """Apex actors as the collector of each parameter-server worker: rank 0 gathers every actor's figures (by its
+    index in the job's epsilon ladder) and the job's sums; one actor's death on worker 1 ends the job with one
+    line naming the worker and the actor, well before the stall watchdog, with worker 1's checkpoint."""
     from gluon_pdqn.parallel.launcher import Job, JobFailed
 
     run_dir = tmp_path / "run"
@@ -276,13 +284,10 @@ def test_an_actor_dying_on_a_worker_of_a_job_ends_the_job_in_seconds_naming_work
     try:
         worker = [c for c in job.children if c.role == "worker"][1]
         deadline = time.monotonic() + 120
-        actors = []
-        while time.monotonic() < deadline and len(actors) < 2:  # until worker 1's actors run and it trains
-            actors = [pid for pid in children_of(worker.process.pid) if "spawn_main" in cmdline(pid)]
+        while time.monotonic() < deadline and not _job_tables_show_every_actor_acting(run_dir):
             time.sleep(0.5)
-        while time.monotonic() < deadline and not (worker.progress and worker.progress[0] > 0):
-            time.sleep(0.5)
-        assert len(actors) == 2 and worker.progress and worker.progress[0] > 0, (actors, worker.progress)
+        actors = [pid for pid in children_of(worker.process.pid) if "spawn_main" in cmdline(pid)]
+        assert len(actors) == 2 and _job_tables_show_every_actor_acting(run_dir), actors
         os.kill(actors[1], signal.SIGKILL)
         start = time.monotonic()
         with pytest.raises(JobFailed) as failure:
@@ -296,3 +301,19 @@ def test_an_actor_dying_on_a_worker_of_a_job_ends_the_job_in_seconds_naming_work
     assert checkpoint.read_state(checkpoint.resolve(str(run_dir / "workers" / "rank-1")))["counters"]["env_steps"] > 0
     assert all(c.process.poll() is not None for c in job.children)
     assert not [pid for pid in actors if os.path.exists(f"/proc/{pid}")]
+    # Rank 0's job tables: each worker's posts (policy lag and replay ratio among them), the sums over the
+    # workers' latest posts, and each actor with its own rung of the job-wide ladder (actor rank x 2 + i).
+    cfg = load_preset("cartpole").replace({"actors.count": 2})
+    ladder = {(rank, i): s.final for rank in range(2) for i, s in enumerate(apex_schedules(cfg, rank, 2))}
+    listed = {(int(r["rank"]), int(r["actor"]), int(r["job_actor"])): float(r["final_epsilon"])
+              for r in rows(run_dir / "job_actors.csv")}
+    assert sorted(listed) == [(0, 0, 0), (0, 1, 1), (1, 0, 2), (1, 1, 3)]
+    assert all(listed[key] == pytest.approx(ladder[key[:2]]) for key in listed) and len(set(listed.values())) == 4
+    workers = rows(run_dir / "workers.csv")
+    learning = [r for r in workers if float(r["worker/learner_steps"]) > 0]
+    assert {r["rank"] for r in learning} == {"0", "1"}
+    assert all(float(r["worker/replay_ratio"]) > 0 and float(r["worker/policy_lag"]) >= 0 for r in learning)
+    for total in rows(run_dir / "job.csv"):
+        posts = [r for r in workers if r["env_steps"] == total["env_steps"]]
+        assert float(total["env_steps_per_s"]) == pytest.approx(sum(float(r["worker/env_steps_per_s"]) for r in posts),
+                                                                rel=1e-4)

@@ -56,12 +56,15 @@ class ParameterServer(OneDevice):
     """
 
     ROUND_TRIP_EVERY = 20  # pulls between timed round trips (a timed one waits, so not every one)
-    BOARD_WIDTH = 16  # figures a worker can report (plus the "reporting" column)
+    BOARD_WIDTH = 16  # figures a worker can report (plus the "reporting" column), before its actors'
+    ACTOR_BOARD_WIDTH = 2  # figures per actor of a worker (apex actors on each worker: metrics.actor_board)
 
     def __init__(self, cfg: Config, ctx: mx.Context, kvstore):
         super().__init__(ctx)
         self.cfg, self.kvstore = cfg, kvstore
         self.params: list = []  # the trained parameters, one key each (``place``)
+        # Every worker of a job has the same command line, so the same number of actors (or none).
+        self.board_width = self.BOARD_WIDTH + self.ACTOR_BOARD_WIDTH * cfg.actors.count
 
     @staticmethod
     def trainers(nets, cfg: Config) -> list:
@@ -81,7 +84,7 @@ class ParameterServer(OneDevice):
         self._measures_staleness = kvstore.type == "dist_async" and cfg.run.measure_staleness
         self._pushed_keys = self._keys + ([self._counter_key] if self._measures_staleness else [])
         self._counter_increment = [mx.nd.ones(1, ctx=ctx)] if self._measures_staleness else []
-        kvstore.set_optimizer(ServerOptimizer(optimizer, self._counter_key, self._board_key, 1 + self.BOARD_WIDTH,
+        kvstore.set_optimizer(ServerOptimizer(optimizer, self._counter_key, self._board_key, 1 + self.board_width,
                                               self._vote_key))
         self._votes = kvstore.type == "dist_sync"  # the workers stop together (agree_to_stop)
         self._wish_to_stop = False
@@ -154,7 +157,7 @@ class ParameterServer(OneDevice):
         # Copies in MXNet's default layout: a convolution's weights may be held in oneDNN's layout after a forward
         # pass, which the kvstore cannot send ("We can't generate TBlob for MKLDNN data").
         weights = [mx.nd.array(p.data(ctx).asnumpy(), ctx=ctx) for p in self.params]
-        board = mx.nd.zeros((self.num_workers, 1 + self.BOARD_WIDTH), ctx=ctx)
+        board = mx.nd.zeros((self.num_workers, 1 + self.board_width), ctx=ctx)
         self.kvstore.init(self._keys + [self._counter_key, self._board_key, self._vote_key],
                           weights + [mx.nd.zeros(1, ctx=ctx), board, mx.nd.zeros(1, ctx=ctx)])
         self._joined = True
@@ -225,11 +228,11 @@ class ParameterServer(OneDevice):
         every worker's post). Rows are dicts with ``rank`` and the names given; a worker that has not posted
         yet has no row.
         """
-        if len(figures) > self.BOARD_WIDTH:
-            raise ValueError(f"at most {self.BOARD_WIDTH} figures fit on the board, not {len(figures)}")
+        if len(figures) > self.board_width:
+            raise ValueError(f"at most {self.board_width} figures fit on the board, not {len(figures)}")
         if not self._joined:
             self._join()
-        board = np.zeros((self.num_workers, 1 + self.BOARD_WIDTH), dtype=np.float32)
+        board = np.zeros((self.num_workers, 1 + self.board_width), dtype=np.float32)
         board[self.rank, 0] = 1.0  # this row is posted
         board[self.rank, 1:1 + len(figures)] = [float(v) for v in figures.values()]
         self.kvstore.push(self._board_key, mx.nd.array(board, ctx=self.contexts[0]))

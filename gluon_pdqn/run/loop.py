@@ -261,7 +261,7 @@ class Training:
         self._last_logged = {"loss": row[metrics.TD_LOSS], "returns": window.returns}
         self.writer.scalars(row)
         # Each worker of a job posts its figures, and rank 0 gets them all (a whole run gets none).
-        board = self.job.exchange_figures({name: row.get(name, float("nan")) for name in metrics.WORKER_FIGURES})
+        board = self.job.exchange_figures(metrics.worker_board(row, actor_rows))
         if board:
             self.writer.workers(c.env_steps, board)
         window.restart(now, c.env_steps, c.learner_steps)
