@@ -297,8 +297,12 @@ def test_an_actor_dying_on_a_worker_of_a_job_ends_the_job_in_seconds_naming_work
         job.stop()
     message = str(failure.value)
     assert message.startswith("worker 1 exited with code 3: apex actor 1 ended unexpectedly"), message
-    assert "the same gluon-pdqn launch with -- train --resume" in message and "last checkpoints:" in message
-    assert checkpoint.read_state(checkpoint.resolve(str(run_dir / "workers" / "rank-1")))["counters"]["env_steps"] > 0
+    assert "the same gluon-pdqn launch with -- train --resume" in message
+    # Both workers saved their work (worker 0, asked by the launcher, had no periodic checkpoint yet).
+    for rank in range(2):
+        state = checkpoint.read_state(checkpoint.resolve(str(run_dir if rank == 0 else run_dir / "workers" / "rank-1")))
+        assert state["counters"]["env_steps"] > 0
+        assert f"worker {rank} at {state['counters']['env_steps']:,} env steps" in message.split("last checkpoints:")[1]
     assert all(c.process.poll() is not None for c in job.children)
     assert not [pid for pid in actors if os.path.exists(f"/proc/{pid}")]
     # Rank 0's job tables: each worker's posts (policy lag and replay ratio among them), the sums over the

@@ -13,8 +13,9 @@ The dmlc tracker inside the mxnet wheel does not run on Python 3.11, so this is 
   worker reports no progress for ``--stall-timeout`` seconds (start-up included: lost messages leave ps-lite
   waiting forever), it ends the whole job (each child's process group) and exits non-zero naming the process
   and the last checkpoint of every worker; ps-lite itself would leave the survivors blocked in ``push`` or in
-  its exit barrier forever. Workers report their progress and checkpoints on their output
-  (``ProgressReports``: lines the launcher reads and does not show);
+  its exit barrier forever. When a worker failed, the others are first asked to checkpoint, as on Ctrl-C
+  (those blocked in ps-lite by the failure cannot, and keep their last checkpoint). Workers report their
+  progress and checkpoints on their output (``ProgressReports``: lines the launcher reads and does not show);
 - Ctrl-C (or SIGTERM) is passed to the workers, which write a checkpoint (dist_sync workers first agree on
   the update at which they all stop); then the servers and the scheduler are ended, and the launcher says
   which workers wrote a checkpoint and which did not;
@@ -117,6 +118,9 @@ REPORTS_VARIABLE = "GLUON_PDQN_REPORTS"  # set for the workers of a launched job
 REPORT_SECONDS = 5.0  # how often a worker reports its progress
 STALL_SECONDS = 300.0  # a worker that reports no progress for this long ends the job (launch --stall-timeout)
 INTERRUPT_GRACE_SECONDS = 60.0  # after Ctrl-C, how long the workers have to write their checkpoints
+# After a worker failed, how long the others have to show that they act on the signal to save their work: one
+# blocked in ps-lite (a dist_sync round that waits for the failed worker's push) never can.
+SAVE_NOTICE_SECONDS = 5.0
 
 
 @dataclass
@@ -127,6 +131,7 @@ class Child:
     progress: tuple | None = None  # the last progress a worker reported: (env steps, updates, eval steps)
     progressed_at: float = 0.0  # when it last changed (the start, until it first does)
     checkpoint: int | None = None  # env steps of the last checkpoint a worker reported
+    saving: bool = False  # a worker reported that a signal reached its loop (it checkpoints and ends)
     error: str | None = None  # the one-line error it printed last ("error: ..."), if any
     output: threading.Thread | None = None  # the thread that prints its output
 
@@ -135,8 +140,11 @@ class Child:
         return self.role if self.role == "scheduler" else f"{self.role} {self.rank}"
 
     def take_report(self, fields: list[str]) -> None:
-        """A report line's fields: ``progress ENV_STEPS UPDATES EVAL_STEPS`` or ``checkpoint ENV_STEPS PATH``."""
-        if fields[:1] == ["progress"] and len(fields) == 4:
+        """A report line's fields: ``progress ENV_STEPS UPDATES EVAL_STEPS``, ``checkpoint ENV_STEPS PATH`` or
+        ``saving``."""
+        if fields == ["saving"]:
+            self.saving = True
+        elif fields[:1] == ["progress"] and len(fields) == 4:
             progress = tuple(int(f) for f in fields[1:])
             if progress != self.progress:
                 self.progress, self.progressed_at = progress, time.monotonic()
@@ -361,7 +369,10 @@ class Job:
                 for child in self.children:
                     code = child.process.poll()
                     if code not in (None, 0):
-                        raise self._fail(self._failure(child, code))
+                        failure = self._failure(child, code)
+                        if child.role == "worker":  # the servers still run: the others can save their work
+                            self._save_survivors()
+                        raise self._fail(failure)
                 workers = [c for c in self.children if c.role == "worker"]
                 if all(c.process.poll() == 0 for c in workers):
                     workers_done_at = workers_done_at or time.monotonic()
@@ -416,11 +427,7 @@ class Job:
         workers = [c for c in self.children if c.role == "worker" and c.process.poll() is None]
         before = {c.rank: c.checkpoint for c in workers}
         for child in workers:
-            if child.process.stdin is not None:  # over ssh: the remote watcher sends SIGTERM (or SIGKILL)
-                _end_remote(child)
-            else:
-                # A worker still joining the job may be blocked in ps-lite, where SIGINT waits forever.
-                remote.signal_group(child.process.pid, signal.SIGINT if _has_work_to_save(child) else signal.SIGKILL)
+            _ask_to_save(child)
         limit = time.monotonic() + INTERRUPT_GRACE_SECONDS
         while time.monotonic() < limit and any(c.process.poll() is None for c in workers):
             time.sleep(0.2)
@@ -440,6 +447,25 @@ class Job:
                        f"{self.checkpoints()}\n")
         self.out.flush()
         return 128 + signum
+
+    def _save_survivors(self) -> None:
+        """After a worker failed: ask the others to checkpoint their work, as on Ctrl-C, and wait for those that
+        act on it. One that has not reported within ``SAVE_NOTICE_SECONDS`` that the signal reached its loop
+        is blocked in ps-lite (dist_sync waits for the failed worker's push): its last checkpoint stands."""
+        survivors = [c for c in self.children if c.role == "worker" and c.process.poll() is None
+                     and _has_work_to_save(c)]
+        before = {c.rank: c.checkpoint for c in survivors}
+        for child in survivors:
+            _ask_to_save(child)
+        start = time.monotonic()
+
+        def saving(child: Child) -> bool:
+            if child.process.poll() is not None or child.checkpoint != before[child.rank]:
+                return False  # ended, or saved (it may then wait in the job's exit barrier)
+            return child.saving or time.monotonic() - start < SAVE_NOTICE_SECONDS
+
+        while any(saving(c) for c in survivors) and time.monotonic() - start < INTERRUPT_GRACE_SECONDS:
+            time.sleep(0.1)
 
     def stop(self) -> None:
         """End every child's process group: SIGTERM, then SIGKILL what is left after a few seconds.
@@ -463,6 +489,15 @@ class Job:
                 child.process.wait()
         for child in self.children:  # the whole group: processes a child started die with it
             remote.signal_group(child.process.pid, signal.SIGKILL)
+
+
+def _ask_to_save(child: Child) -> None:
+    """Signal a worker to checkpoint and end: over ssh by closing its input (the remote watcher sends SIGTERM);
+    here with SIGINT, or SIGKILL for one still joining the job (blocked in ps-lite, where SIGINT waits forever)."""
+    if child.process.stdin is not None:
+        _end_remote(child)
+    else:
+        remote.signal_group(child.process.pid, signal.SIGINT if _has_work_to_save(child) else signal.SIGKILL)
 
 
 def _has_work_to_save(child: Child) -> bool:
@@ -528,8 +563,16 @@ class ProgressReports:
 
     def _run(self) -> None:
         self._report_progress()
-        while not self._closed.wait(REPORT_SECONDS):
-            self._report_progress()
+        reported_at, saving_reported = time.monotonic(), False
+        while not self._closed.wait(0.2):
+            # The flag is raised by the main thread's signal handler, which runs only when that thread is
+            # not blocked in MXNet: so the report says the worker acts on the signal (see Job._save_survivors).
+            if self.training.interrupt_received and not saving_reported:
+                self._write("saving")
+                saving_reported = True
+            if time.monotonic() - reported_at >= REPORT_SECONDS:
+                self._report_progress()
+                reported_at = time.monotonic()
 
     def close(self) -> None:
         self._closed.set()

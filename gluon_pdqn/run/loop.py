@@ -336,9 +336,14 @@ class Training:
             self.display.update(status())
         return None
 
+    @property
+    def interrupt_received(self) -> bool:
+        """Whether a signal (SIGINT, SIGTERM) asked the run to stop: it checkpoints and ends."""
+        return self._interrupt["signal"] is not None
+
     def _interrupted(self) -> bool:
         self._evaluation_steps += 1  # evaluation asks before each of its steps: progress while the loop waits
-        return self._interrupt["signal"] is not None
+        return self.interrupt_received
 
     def progress(self) -> tuple[int, int, int]:
         """Env steps, updates, and evaluation steps so far: what a worker of a launched job reports."""
