@@ -91,7 +91,8 @@ def _choose_mxnet_threads(cfg: Config) -> None:
 def train(preset, env_id, mode, learner, collector, ctx, kvstore, actors, algo, actor_backend, seed, steps, num_envs, run_dir,
           resume_path, sets, quiet):
     """Train a DQN agent (with no options: CartPole-v1 on cpu:0, until solved)."""
-    kvstore = kvstore or build.default_kvstore(mode, collector or _parse_sets(sets).get("run.collector"))
+    if kvstore is None and not resume_path:  # a resumed run keeps its kvstore (the pair's default, when it began)
+        kvstore = build.default_kvstore(mode, collector or _parse_sets(sets).get("run.collector"))
     options = {"env.id": env_id, "run.mode": mode, "run.learner": learner, "run.collector": collector, "run.ctx": ctx, "run.kvstore": kvstore, "run.seed": seed,
                "run.total_env_steps": steps, "env.num_envs": num_envs, "actors.count": actors,
                "actors.algo" if algo in ASYNC_ALGOS else "agent.algo": algo, "actors.backend": actor_backend}

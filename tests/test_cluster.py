@@ -153,3 +153,104 @@ def test_a_job_losing_messages_ends_on_its_own_when_it_makes_no_progress(cluster
     assert job.returncode == 3, out[-2000:]
     assert "no progress" in out and ended >= 20, out[-2000:]
     _wait_until_no_process_is_left(cluster, ORPHAN_BOUND)
+
+
+# --- apex actors on each worker (--collector apex) ----------------------------------------------------------
+
+APEX_ON_EACH_WORKER = ("--collector", "apex", "--actors", "2")  # dist_async, the default of this pair
+
+
+def _actors_on(cluster, host: int) -> list[int]:
+    """The apex actor processes on ``host`` (multiprocessing's spawned children of the worker there)."""
+    return [pid for pid, command in cluster.processes(host).items() if "spawn_main" in command]
+
+
+def _every_actor_acting(run_dir) -> bool:
+    """Rank 0 gathered a row of job.csv in which all 4 actors of the job stepped, and the workers update."""
+    job = run_dir / "job.csv"
+    if not job.exists():
+        return False
+    rows = [line.split(",") for line in job.read_text().splitlines()[1:]]
+    return any(row[2] == "4" and float(row[5]) > 0 and float(row[4]) > 0 for row in rows)
+
+
+def test_two_apex_actors_on_each_worker_learn_cartpole_across_hosts_listening_only_on_the_interface(cluster,
+                                                                                                   tmp_path):
+    run_dir = tmp_path / "run"
+    job = cluster.launch(run_dir, *APEX_ON_EACH_WORKER, "--steps", "60000", "--set", "run.eval_every=2000")
+    _wait_for(lambda: _every_actor_acting(run_dir) or job.poll() is not None, 180, "every actor acting")
+    actors = {host: len(_actors_on(cluster, host)) for host in (1, 2)}
+    listening = {host: cluster.listening(host) for host in range(cluster.size)}
+    out, _ = job.communicate(timeout=900)
+    assert job.returncode == 0, out[-3000:]
+    assert actors == {1: 2, 2: 2}, actors  # each worker's actors on its own host
+    # The actors talk to their worker through pipes and shared memory: the sockets are ps-lite's, on cl0 only.
+    ours = {host: [address for address, program in sockets if program.startswith("python")]
+            for host, sockets in listening.items()}
+    assert [len(ours[host]) for host in range(3)] == [1, 2, 1], listening
+    for host, addresses in ours.items():
+        assert all(a.rsplit(":", 1)[0] == cluster.addresses[host] for a in addresses), listening
+    returns = [float(line.split(",")[3]) for line in (run_dir / "eval.csv").read_text().splitlines()[1:]]
+    assert max(returns) >= 475, returns
+    # Rank 0 gathered every actor of the job, by its rung of the job's epsilon ladder.
+    job_actors = [line.split(",") for line in (run_dir / "job_actors.csv").read_text().splitlines()[1:]]
+    assert {(row[1], row[3]) for row in job_actors} == {("0", "0"), ("0", "1"), ("1", "2"), ("1", "3")}
+    _wait_until_no_process_is_left(cluster, 10)
+
+
+def test_an_apex_actor_dying_on_a_remote_host_ends_the_job_in_seconds_naming_host_worker_and_actor(cluster,
+                                                                                                   tmp_path):
+    run_dir = tmp_path / "run"
+    job = cluster.launch(run_dir, *APEX_ON_EACH_WORKER, "--steps", "10000000", "--set", "run.eval_every=0",
+                         "--set", "run.log_every=200")
+    try:
+        _wait_for(lambda: _every_actor_acting(run_dir), 180, "every actor acting")
+        victim = sorted(_actors_on(cluster, 1))[1]  # worker 1's second actor, on host 1
+        os.kill(victim, signal.SIGKILL)
+        ended = _wait_for(lambda: job.poll() is not None, 10, "the launcher's end")
+        out = job.stdout.read()
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    assert job.returncode == 3 and ended < 10, out[-2000:]
+    line = next(line for line in out.splitlines() if line.startswith("error:"))
+    assert line.startswith(f"error: worker 1 on {cluster.addresses[1]} exited with code 3: apex actor 1 ended "
+                           "unexpectedly"), line
+    # Both workers saved their work (worker 0 when the launcher asked), and the line names those checkpoints.
+    for rank, directory in ((0, run_dir), (1, run_dir / "workers" / "rank-1")):
+        newest = max(int(name.split("-")[1]) for name in os.listdir(directory / "checkpoints")
+                     if name.startswith("ckpt-"))
+        assert f"worker {rank} at {newest:,} env steps" in line, line
+    _wait_until_no_process_is_left(cluster, ORPHAN_BOUND)
+
+
+def test_ctrl_c_checkpoints_every_apex_worker_across_hosts_and_the_launch_resumes_them_with_their_replays(
+        cluster, tmp_path):
+    run_dir = tmp_path / "run"
+    job = cluster.launch(run_dir, *APEX_ON_EACH_WORKER, "--steps", "10000000", "--set", "run.eval_every=0",
+                         "--set", "run.log_every=200", "--set", "replay.learning_starts=2000")
+    try:
+        _wait_for(lambda: _every_actor_acting(run_dir), 180, "every actor acting")
+        os.killpg(job.pid, signal.SIGINT)  # as Ctrl-C in the launcher's terminal
+        out, _ = job.communicate(timeout=90)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    assert job.returncode == 130, out[-2000:]
+    assert "worker 0 wrote a checkpoint" in out and "worker 1 wrote a checkpoint" in out, out[-2000:]
+    _wait_until_no_process_is_left(cluster, ORPHAN_BOUND)
+    directories = (run_dir, run_dir / "workers" / "rank-1")
+    saved = [json.loads((d / "summary.json").read_text())["counters"] for d in directories]
+    resumed = cluster.launch(run_dir, "--resume", str(run_dir),
+                             "--steps", str(sum(c["env_steps"] for c in saved) + 4000))
+    out, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, out[-2000:]
+    for directory, before in zip(directories, saved):
+        after = json.loads((directory / "summary.json").read_text())["counters"]
+        assert after["env_steps"] >= before["env_steps"] + 1000 and after["learner_steps"] > before["learner_steps"]
+        # Its replay came back: it learned from its first log on, with no new warm-up of 2,000 env steps.
+        rows = [line.split(",") for line in (directory / "metrics.csv").read_text().splitlines()[1:]]
+        first_after = next(row for row in rows if int(row[0]) > before["env_steps"])
+        assert int(first_after[0]) < before["env_steps"] + 2000
+        assert int(first_after[2]) > before["learner_steps"], first_after
+    _wait_until_no_process_is_left(cluster, ORPHAN_BOUND)

@@ -75,7 +75,9 @@ def test_a_parameter_server_pair_trains_checkpoints_and_resumes_in_a_job(tmp_pat
     assert first.returncode == 0, first.stderr
     state = checkpoint.read_state(checkpoint.resolve(run_dir))
     assert state["counters"]["env_steps"] >= STEPS // 2 and state["counters"]["learner_steps"] > 0
-    resumed = launch("--resume", run_dir, "--steps", str(state["counters"]["env_steps"] + STEPS // 2))
+    # With --mode dist given again and no --kvstore, the pair's default kvstore of the run is kept.
+    resumed = launch("--mode", "dist", "--resume", run_dir,
+                     "--steps", str(state["counters"]["env_steps"] + STEPS // 2))
     assert resumed.returncode == 0, resumed.stderr
     after = checkpoint.read_state(checkpoint.resolve(run_dir))
     assert after["counters"]["env_steps"] >= state["counters"]["env_steps"] + STEPS // 2 and after["counters"]["learner_steps"] > state["counters"]["learner_steps"]
