@@ -71,7 +71,7 @@ def job_figures(workers: int, actors: int, steps: int) -> dict:
         job.start()
         job.wait()
         rates = [run_rates(worker_run_dir(run_dir, rank), WARM_UP) for rank in range(workers)]
-        posts = [r for r in _rows(os.path.join(run_dir, "workers.csv")) if int(r["worker/env_steps"]) >= WARM_UP]
+        posts = [r for r in _rows(os.path.join(run_dir, "workers.csv")) if float(r["worker/env_steps"]) >= WARM_UP]
         actor_rates = {}
         if actors:
             for row in _rows(os.path.join(run_dir, "job_actors.csv")):
@@ -94,7 +94,7 @@ def actor_alone(steps: int) -> float:
         run_dir = os.path.join(scratch, "run")
         subprocess.run([*TRAIN, "--mode", "apex", "--actors", "1", "--run-dir", run_dir, "--steps", str(steps),
                         "--set", f"replay.learning_starts={10 * steps}", "--set", "run.log_every=1000"],
-                       check=True, env=ONE_THREAD, stdin=subprocess.DEVNULL)
+                       check=True, env=ONE_THREAD, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         rows = _rows(os.path.join(run_dir, "actors.csv"))
     return _median(float(r["env_steps_per_s"]) for r in rows[1:])  # the first window includes the start
 
@@ -176,7 +176,7 @@ def round_trip_worker(round_trips: int, output: str) -> None:
     os._exit(0)  # skip ps-lite's exit barrier, which hung here; the launcher ends servers and scheduler
 
 
-def round_trips(workers: int, count: int) -> list[dict]:
+def push_pull_rates(workers: int, count: int) -> list[dict]:
     """Each worker's push+pull rate when ``workers`` workers send back to back to one server."""
     from gluon_pdqn.parallel.launcher import Job
 
@@ -226,7 +226,7 @@ def main(steps, round_trips, as_worker, output):
     results = {"benchmark": "dist_apex", "env": "CartPole-v1", "preset": "cartpole", "cpu_count": os.cpu_count(),
                "load_average_before": os.getloadavg(), "steps_per_worker": steps, "jobs": []}
     update = update_alone()
-    one_worker, two_workers = round_trips(1, round_trips), round_trips(2, round_trips)
+    one_worker, two_workers = push_pull_rates(1, round_trips), push_pull_rates(2, round_trips)
     parts = {"actor_env_steps_per_s": actor_alone(steps), "update_ms": update["update_ms"],
              "parameters": update["parameters"], "round_trip_ms": one_worker[0]["ms_per_round_trip"],
              "server_round_trips_per_s": sum(w["round_trips_per_s"] for w in two_workers),
