@@ -17,8 +17,9 @@
    ``u`` an update and ``r`` a round trip (each update pushes its gradient and waits for the pull): the worker
    runs at ``E = min(A, L)``. W workers reach ``W * E`` until the servers' ``K`` round trips/s cap
    ``W * rho * E``. On this machine every process shares 2 cores, so a job also stays under ``2 / c`` env
-   steps/s, where ``c = 1 / a + rho * (u + r)`` is the CPU time one env step costs. Its predictions are
-   printed beside the measured figures.
+   steps/s, where ``c = 1 / a + rho * (u + 1 / K)`` is the CPU time one env step costs (acting, its share of
+   an update, and of the server's work). Its predictions are printed beside the measured figures. Not in the
+   model: the learner's process also takes in the actors' experience (pipes, the replay's inserts).
 
 Figures go to stdout and benchmarks/results/dist_apex.json.
 
@@ -206,7 +207,7 @@ def predict(parts: dict, workers: int, actors: int, cores: float, shared_cores: 
     if total < workers * per_worker:
         bound = "servers"
     if shared_cores is not None:
-        cpu_per_env_step = 1 / a + rho * (u + r)
+        cpu_per_env_step = 1 / a + rho * (u + 1 / k)  # acting, the update, and the server's share of a round trip
         if shared_cores / cpu_per_env_step < total:
             total, bound = shared_cores / cpu_per_env_step, f"{shared_cores:g} cores"
     return {"env_steps_per_s_total": total, "updates_per_s_total": rho * total, "bound": bound}
@@ -251,13 +252,23 @@ def main(steps, round_trips, as_worker, output):
                        f"{row['updates_per_s_total']:,.0f} updates/s; policy lag {row['policy_lag_updates']:.0f} "
                        f"updates, replay ratio {row['replay_ratio']:.1f}, round trip {row['round_trip_ms']:.2f} ms"
                        f"{predicted}")
-    results["model"] = [{"machines": w, "cores": c, "actors_per_machine": n, **predict(parts, w, n, cores=c)}
-                        for c in (2, 8, 32) for w in (1, 2, 4, 16) for n in sorted({1, 2, c - 1})]
-    click.echo("model, W machines of C cores with N actors each (env steps/s in total, what bounds it):")
-    for row in results["model"]:
-        click.echo(f"  W={row['machines']:<3} C={row['cores']:<3} N={row['actors_per_machine']:<3} "
-                   f"{row['env_steps_per_s_total']:>9,.0f} env steps/s, {row['updates_per_s_total']:>8,.0f} "
-                   f"updates/s ({row['bound']})")
+    # The model off this machine: W machines of 8 cores, S servers each with the capacity measured here, at
+    # the preset's replay ratio (learner-bound) and at one update per 20 env steps (as Ape-X's learner, which
+    # samples about 3 transitions per transition collected), where actors and servers bound too.
+    results["model"] = []
+    click.echo("model, W machines of 8 cores with N actors each: env steps/s in total (what bounds it)")
+    for rho in (parts["updates_per_env_step"], 0.05):
+        for servers in (1, 4):
+            for machines in (1, 2, 4, 16):
+                cells = []
+                for actors in (1, 2, 7):
+                    scaled = {**parts, "updates_per_env_step": rho,
+                              "server_round_trips_per_s": servers * parts["server_round_trips_per_s"]}
+                    row = {"updates_per_env_step": rho, "servers": servers, "machines": machines, "cores": 8,
+                           "actors_per_machine": actors, **predict(scaled, machines, actors, cores=8)}
+                    results["model"].append(row)
+                    cells.append(f"N={actors}: {row['env_steps_per_s_total']:>8,.0f} ({row['bound']})")
+                click.echo(f"  {rho:g} updates/env step, S={servers}, W={machines:<2}  " + "  ".join(cells))
     write_results(results, output)
 
 
