@@ -33,7 +33,7 @@ def pair(cfg: Config) -> Pair:
 
 # Presets tuned for one environment, picked by its id (RL Zoo's hyperparameters in this toolkit's units).
 ENV_PRESETS = {"CartPole-v1": "cartpole", "MountainCar-v0": "mountaincar", "Acrobot-v1": "acrobot",
-               "FrozenLake-v1": "frozenlake"}
+               "LunarLander-v3": "lunarlander", "FrozenLake-v1": "frozenlake"}
 
 
 def default_preset(mode: str | None, algo: str | None, env_id: str | None, overrides: dict | None = None) -> str:
