@@ -9,14 +9,18 @@
    workers.csv).
 2. The parts of the model, measured alone: an apex actor's env steps/s with its policy (one actor whose
    learner never trains, so nothing holds it back), one update of the preset's learner (batch 64, Adam, back
-   to back, one thread), a push+pull round trip of the preset's network with one worker, and what one server
-   sustains: push+pull round trips per second summed over 2 workers sending back to back.
+   to back, one thread: the single learner's update, which a ps worker's resembles: it reads the gradient's
+   norm to the host as well, and adds the gradient to a sum where the single learner runs Adam), a push+pull
+   round trip of the preset's network with one worker, and what one server sustains: push+pull round trips
+   per second summed over 2 workers sending back to back (the server runs Adam, as a job's does; the
+   workers share this machine's cores with it).
 3. The model (docs/performance.md, "Apex actors on every worker"): a worker with N actors on a machine of C
    cores acts at ``A = a * min(N, C - 1)`` env steps/s (a core for the learner), and its learner keeps up with
    ``L = 1 / (rho * (u + r))`` env steps/s, where ``rho`` is updates per env step (the preset's 128 per 256),
    ``u`` an update and ``r`` a round trip (each update pushes its gradient and waits for the pull): the worker
    runs at ``E = min(A, L)``. W workers reach ``W * E`` until the servers' ``K`` round trips/s cap
-   ``W * rho * E``. On this machine every process shares 2 cores, so a job also stays under ``2 / c`` env
+   ``W * rho * E`` (one push and one pull per update, the default; S servers sustain at most S x K, an upper
+   bound: MXNet places each key on one server, and a small network has few keys to spread). On this machine every process shares 2 cores, so a job also stays under ``2 / c`` env
    steps/s, where ``c = 1 / a + rho * (u + 1 / K)`` is the CPU time one env step costs (acting, its share of
    an update, and of the server's work). Its predictions are printed beside the measured figures. Not in the
    model: the learner's process also takes in the actors' experience (pipes, the replay's inserts).
@@ -59,7 +63,7 @@ def _median(values) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def job_figures(workers: int, actors: int, steps: int) -> dict:
+def measured_job(workers: int, actors: int, steps: int) -> dict:
     """One job on CartPole: ``actors`` apex actors per worker (0: the worker's own vector env)."""
     from gluon_pdqn.parallel.launcher import Job
 
@@ -157,7 +161,7 @@ def round_trip_worker(round_trips: int, output: str) -> None:
     net.initialize()
     net(mx.nd.zeros((1,) + spec.obs_shape))
     arrays = [p.data() for p in net.collect_params().values()]
-    kv.set_optimizer(mx.optimizer.SGD(learning_rate=0.0))  # dist_async servers abort without an optimizer
+    kv.set_optimizer(mx.optimizer.Adam(learning_rate=1e-9))  # what a job's servers run (without bookkeeping keys)
     keys = list(range(len(arrays)))
     kv.init(keys, arrays)
     grads = [mx.nd.zeros_like(a) for a in arrays]
@@ -239,9 +243,10 @@ def main(steps, round_trips, as_worker, output):
                f"(2 workers back to back); {parts['updates_per_env_step']:g} updates per env step")
     for workers in (1, 2):
         for actors in (0, 1, 2):
-            row = job_figures(workers, actors, steps)
+            row = measured_job(workers, actors, steps)
             if actors:
-                row["predicted_here"] = predict(parts, workers, actors, cores=2, shared_cores=os.cpu_count())
+                cores = os.cpu_count()
+                row["predicted_here"] = predict(parts, workers, actors, cores=cores, shared_cores=cores)
             results["jobs"].append(row)
             collector = f"{actors} apex actor(s) per worker" if actors else "the worker's own env (one process)"
             predicted = (f"; model here {row['predicted_here']['env_steps_per_s_total']:,.0f} "
@@ -253,10 +258,10 @@ def main(steps, round_trips, as_worker, output):
                        f"updates, replay ratio {row['replay_ratio']:.1f}, round trip {row['round_trip_ms']:.2f} ms"
                        f"{predicted}")
     # The model off this machine: W machines of 8 cores, S servers each with the capacity measured here, at
-    # the preset's replay ratio (learner-bound) and at one update per 20 env steps (as Ape-X's learner, which
-    # samples about 3 transitions per transition collected), where actors and servers bound too.
+    # the preset's replay ratio (32 samples per transition: learner-bound) and at one update per 20 env steps
+    # (3.2 samples per transition at batch 64), where actors and servers bound too.
     results["model"] = []
-    click.echo("model, W machines of 8 cores with N actors each: env steps/s in total (what bounds it)")
+    click.echo("model, W machines of 8 cores with N actors each: env steps/s in total (what bounds it; with S > 1 an upper bound)")
     for rho in (parts["updates_per_env_step"], 0.05):
         for servers in (1, 4):
             for machines in (1, 2, 4, 16):

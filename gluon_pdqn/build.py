@@ -18,7 +18,7 @@ from . import envs
 from .config import MODE_PAIRS, Config, Pair, load_preset, mode_pair, pair_of
 from .envs import EnvSpec
 from .errors import UserError
-from .exploration import EpsilonSchedule, action_rng, actor_schedules
+from .exploration import EpsilonSchedule, action_rng, actor_schedules, job_actor_index
 from .updates import FromReplay, FromRollouts
 
 # What each multi-device placement spreads over its devices (for the error when it is given only one).
@@ -253,8 +253,8 @@ def apex_schedules(cfg: Config, rank: int = 0, num_workers: int = 1) -> list[Eps
     actor i is actor ``rank * actors.count + i`` of ``num_workers * actors.count``), random until learning
     starts."""
     count = cfg.actors.count
-    return actor_schedules(cfg.exploration, range(rank * count, (rank + 1) * count), num_workers * count, "apex",
-                           offset=cfg.replay.learning_starts, noisy=cfg.network.noisy)
+    return actor_schedules(cfg.exploration, [job_actor_index(rank, count, i) for i in range(count)],
+                           num_workers * count, "apex", offset=cfg.replay.learning_starts, noisy=cfg.network.noisy)
 
 
 def async_schedules(cfg: Config) -> list[EpsilonSchedule]:

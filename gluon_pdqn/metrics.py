@@ -10,6 +10,7 @@ import sys
 import time
 
 from .errors import StorageFault
+from .exploration import job_actor_index
 
 # Counters (units: env_steps are agent decisions, frames = env_steps x frame skip, learner_steps are updates).
 ENV_STEPS = "env_steps"
@@ -88,7 +89,7 @@ JOB_COLUMNS = [ENV_STEPS, "workers", "actors", "env_steps_per_s", "updates_per_s
                "max_actor_env_steps_per_s", "policy_lag", "replay_ratio"]
 JOB_ACTORS_CSV = "job_actors.csv"
 JOB_ACTOR_COLUMNS = [ENV_STEPS, "rank", "actor", "job_actor", "final_epsilon", "env_steps_per_s"]
-_ACTOR_BOARD = ("final_epsilon", "env_steps_per_s")  # what a worker posts per actor (ParameterServer.ACTOR_BOARD_WIDTH)
+ACTOR_BOARD = ("final_epsilon", "env_steps_per_s")  # what a worker posts per apex actor (see worker_board)
 ACTORS_CSV = "actors.csv"
 ACTOR_COLUMNS = [ENV_STEPS, "actor", "final_epsilon", "actor_env_steps", "env_steps_per_s", "episodes",
                  "mean_return", "rss_mib"]
@@ -109,18 +110,22 @@ def worker_board(row: dict, actor_rows: list[dict]) -> dict:
     (apex actors on each worker) its final epsilon and env steps/s over the window."""
     posted = {name: row.get(name, float("nan")) for name in WORKER_FIGURES}
     for actor in actor_rows:
-        posted.update({f"actor/{actor['actor']}/{name}": actor[name] for name in _ACTOR_BOARD})
+        posted.update({_actor_figure(actor["actor"], name): actor[name] for name in ACTOR_BOARD})
     return posted
 
 
+def _actor_figure(actor: int, name: str) -> str:
+    return f"apex_actor/{actor}/{name}"
+
+
 def _job_actor_rows(board: list[dict]) -> list[dict]:
-    """Every actor's posted figures on the board, with its index in the job's ladder (rank x N + i)."""
+    """Every actor's posted figures on the board, with its rung of the job's epsilon ladder."""
     rows = []
     for worker in board:
-        count = sum(1 for name in worker if name.startswith("actor/")) // len(_ACTOR_BOARD)
+        count = sum(1 for name in worker if name.startswith("apex_actor/")) // len(ACTOR_BOARD)
         for i in range(count):
-            rows.append({"rank": worker["rank"], "actor": i, "job_actor": worker["rank"] * count + i,
-                         **{name: worker[f"actor/{i}/{name}"] for name in _ACTOR_BOARD}})
+            rows.append({"rank": worker["rank"], "actor": i, "job_actor": job_actor_index(worker["rank"], count, i),
+                         **{name: worker[_actor_figure(i, name)] for name in ACTOR_BOARD}})
     return rows
 
 

@@ -21,6 +21,7 @@ from gluon_pdqn.replay import ReplayBuffer
 from test_async import children_of, cmdline
 from test_cli import FAST, assert_one_line_error, gluon_pdqn
 from test_faults import assert_environment_fault
+from tests_helpers import every_actor_acting
 
 APEX = ["--mode", "apex", "--actors", "2"]
 
@@ -262,13 +263,6 @@ def test_apex_actors_on_job_workers_get_dist_async_and_dist_sync_is_refused_in_o
     load_preset("cartpole").replace({"run.mode": "dist", "run.collector": "apex", "run.kvstore": "dist_async"})
 
 
-def _job_tables_show_every_actor_acting(run_dir) -> bool:
-    """Rank 0 has gathered a row of job.csv in which all 4 actors of the job (2 workers x 2) stepped, and updates."""
-    job = run_dir / "job.csv"
-    return job.exists() and any(r["actors"] == "4" and float(r["min_actor_env_steps_per_s"]) > 0
-                                and float(r["updates_per_s"]) > 0 for r in rows(job))
-
-
 def test_an_actor_dying_on_a_worker_of_a_job_ends_the_job_in_seconds_naming_worker_and_actor(tmp_path):
     """Apex actors as the collector of each parameter-server worker: rank 0 gathers every actor's figures (by its
     index in the job's epsilon ladder) and the job's sums; one actor's death on worker 1 ends the job with one
@@ -284,10 +278,10 @@ def test_an_actor_dying_on_a_worker_of_a_job_ends_the_job_in_seconds_naming_work
     try:
         worker = [c for c in job.children if c.role == "worker"][1]
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not _job_tables_show_every_actor_acting(run_dir):
+        while time.monotonic() < deadline and not every_actor_acting(run_dir, 4):
             time.sleep(0.5)
         actors = [pid for pid in children_of(worker.process.pid) if "spawn_main" in cmdline(pid)]
-        assert len(actors) == 2 and _job_tables_show_every_actor_acting(run_dir), actors
+        assert len(actors) == 2 and every_actor_acting(run_dir, 4), actors
         os.kill(actors[1], signal.SIGKILL)
         start = time.monotonic()
         with pytest.raises(JobFailed) as failure:

@@ -15,6 +15,7 @@ import pytest
 from gluon_pdqn import checkpoint
 
 from netns_cluster import NamespaceCluster, ensure_mpirun, unavailable
+from tests_helpers import csv_rows, every_actor_acting
 
 pytestmark = pytest.mark.cluster
 
@@ -167,20 +168,11 @@ def _actors_on(cluster, host: int) -> list[int]:
     return [pid for pid, command in cluster.processes(host).items() if "spawn_main" in command]
 
 
-def _every_actor_acting(run_dir) -> bool:
-    """Rank 0 gathered a row of job.csv in which all 4 actors of the job stepped, and the workers update."""
-    job = run_dir / "job.csv"
-    if not job.exists():
-        return False
-    rows = [line.split(",") for line in job.read_text().splitlines()[1:]]
-    return any(row[2] == "4" and float(row[5]) > 0 and float(row[4]) > 0 for row in rows)
-
-
 def test_two_apex_actors_on_each_worker_learn_cartpole_across_hosts_listening_only_on_the_interface(cluster,
                                                                                                    tmp_path):
     run_dir = tmp_path / "run"
     job = cluster.launch(run_dir, *APEX_ON_EACH_WORKER, "--steps", "60000", "--set", "run.eval_every=2000")
-    _wait_for(lambda: _every_actor_acting(run_dir) or job.poll() is not None, 180, "every actor acting")
+    _wait_for(lambda: every_actor_acting(run_dir, 4) or job.poll() is not None, 180, "every actor acting")
     actors = {host: len(_actors_on(cluster, host)) for host in (1, 2)}
     listening = {host: cluster.listening(host) for host in range(cluster.size)}
     out, _ = job.communicate(timeout=900)
@@ -195,8 +187,8 @@ def test_two_apex_actors_on_each_worker_learn_cartpole_across_hosts_listening_on
     returns = [float(line.split(",")[3]) for line in (run_dir / "eval.csv").read_text().splitlines()[1:]]
     assert max(returns) >= 475, returns
     # Rank 0 gathered every actor of the job, by its rung of the job's epsilon ladder.
-    job_actors = [line.split(",") for line in (run_dir / "job_actors.csv").read_text().splitlines()[1:]]
-    assert {(row[1], row[3]) for row in job_actors} == {("0", "0"), ("0", "1"), ("1", "2"), ("1", "3")}
+    job_actors = csv_rows(run_dir / "job_actors.csv")
+    assert {(r["rank"], r["job_actor"]) for r in job_actors} == {("0", "0"), ("0", "1"), ("1", "2"), ("1", "3")}
     _wait_until_no_process_is_left(cluster, 10)
 
 
@@ -206,7 +198,7 @@ def test_an_apex_actor_dying_on_a_remote_host_ends_the_job_in_seconds_naming_hos
     job = cluster.launch(run_dir, *APEX_ON_EACH_WORKER, "--steps", "10000000", "--set", "run.eval_every=0",
                          "--set", "run.log_every=200")
     try:
-        _wait_for(lambda: _every_actor_acting(run_dir), 180, "every actor acting")
+        _wait_for(lambda: every_actor_acting(run_dir, 4), 180, "every actor acting")
         victim = sorted(_actors_on(cluster, 1))[1]  # worker 1's second actor, on host 1
         os.kill(victim, signal.SIGKILL)
         ended = _wait_for(lambda: job.poll() is not None, 10, "the launcher's end")
@@ -232,7 +224,7 @@ def test_ctrl_c_checkpoints_every_apex_worker_across_hosts_and_the_launch_resume
     job = cluster.launch(run_dir, *APEX_ON_EACH_WORKER, "--steps", "10000000", "--set", "run.eval_every=0",
                          "--set", "run.log_every=200", "--set", "replay.learning_starts=2000")
     try:
-        _wait_for(lambda: _every_actor_acting(run_dir), 180, "every actor acting")
+        _wait_for(lambda: every_actor_acting(run_dir, 4), 180, "every actor acting")
         os.killpg(job.pid, signal.SIGINT)  # as Ctrl-C in the launcher's terminal
         out, _ = job.communicate(timeout=90)
     finally:
@@ -243,8 +235,9 @@ def test_ctrl_c_checkpoints_every_apex_worker_across_hosts_and_the_launch_resume
     _wait_until_no_process_is_left(cluster, ORPHAN_BOUND)
     directories = (run_dir, run_dir / "workers" / "rank-1")
     saved = [json.loads((d / "summary.json").read_text())["counters"] for d in directories]
+    # The job's budget is split evenly over its workers: each gets at least 4,000 more env steps.
     resumed = cluster.launch(run_dir, "--resume", str(run_dir),
-                             "--steps", str(sum(c["env_steps"] for c in saved) + 4000))
+                             "--steps", str(2 * (max(c["env_steps"] for c in saved) + 4000)))
     out, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, out[-2000:]
     assert "checkpoint holds no replay" not in out

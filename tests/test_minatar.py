@@ -27,6 +27,7 @@ def test_minatar_ids_work_without_registering_them_and_reach_the_small_cnn():
     ("MinAtar/SpaceInvaders-v1", "minatar", []),
     ("ALE/Pong-v5", "atari-cpu", ["--set", "replay.capacity=2000", "--num-envs", "2"]),
     ("CartPole-v1", "cartpole", []),
+    ("LunarLander-v3", "lunarlander", []),  # gymnasium's box2d environments are installed
 ])
 def test_an_environment_without_a_preset_gets_its_familys(tmp_path, env_id, preset, sets):
     run_dir = tmp_path / "run"

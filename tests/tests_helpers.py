@@ -1,4 +1,6 @@
-"""Shared helpers of the learner tests."""
+"""Shared helpers of the tests."""
+import csv
+
 import numpy as np
 
 from gluon_pdqn.replay import Batch
@@ -34,3 +36,16 @@ def _spec():
 
 
 SPEC = _spec()
+
+
+def csv_rows(path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def every_actor_acting(run_dir, actors: int) -> bool:
+    """Rank 0 of a job with apex actors on each worker has gathered a row of job.csv in which all ``actors``
+    actors of the job stepped, and the workers update."""
+    job = run_dir / "job.csv"
+    return job.exists() and any(int(r["actors"]) == actors and float(r["min_actor_env_steps_per_s"]) > 0
+                                and float(r["updates_per_s"]) > 0 for r in csv_rows(job))

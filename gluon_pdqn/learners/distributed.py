@@ -20,7 +20,8 @@ import time
 import mxnet as mx
 import numpy as np
 
-from ..config import Config
+from .. import metrics
+from ..config import Config, pair_of
 from ..envs import EnvSpec
 from ..parallel.kvstore import ServerOptimizer
 from .base import StepResult
@@ -57,14 +58,15 @@ class ParameterServer(OneDevice):
 
     ROUND_TRIP_EVERY = 20  # pulls between timed round trips (a timed one waits, so not every one)
     BOARD_WIDTH = 16  # figures a worker can report (plus the "reporting" column), before its actors'
-    ACTOR_BOARD_WIDTH = 2  # figures per actor of a worker (apex actors on each worker: metrics.actor_board)
 
     def __init__(self, cfg: Config, ctx: mx.Context, kvstore):
         super().__init__(ctx)
         self.cfg, self.kvstore = cfg, kvstore
         self.params: list = []  # the trained parameters, one key each (``place``)
-        # Every worker of a job has the same command line, so the same number of actors (or none).
-        self.board_width = self.BOARD_WIDTH + self.ACTOR_BOARD_WIDTH * cfg.actors.count
+        # Apex actors on each worker post figures of their own (metrics.worker_board); every worker of a job
+        # has the same command line, so the same number of them.
+        actors = cfg.actors.count if pair_of(cfg.run).collector == "apex" else 0
+        self.board_width = self.BOARD_WIDTH + len(metrics.ACTOR_BOARD) * actors
 
     @staticmethod
     def trainers(nets, cfg: Config) -> list:

@@ -14,8 +14,9 @@ The dmlc tracker inside the mxnet wheel does not run on Python 3.11, so this is 
   waiting forever), it ends the whole job (each child's process group) and exits non-zero naming the process
   and the last checkpoint of every worker; ps-lite itself would leave the survivors blocked in ``push`` or in
   its exit barrier forever. When a worker failed, the others are first asked to checkpoint, as on Ctrl-C
-  (those blocked in ps-lite by the failure cannot, and keep their last checkpoint). Workers report their
-  progress and checkpoints on their output (``ProgressReports``: lines the launcher reads and does not show);
+  (in dist_sync they cannot: they stop only together, with the failed worker; their last checkpoint stands).
+  Workers report their progress and checkpoints on their output (``ProgressReports``: lines the launcher
+  reads and does not show);
 - Ctrl-C (or SIGTERM) is passed to the workers, which write a checkpoint (dist_sync workers first agree on
   the update at which they all stop); then the servers and the scheduler are ended, and the launcher says
   which workers wrote a checkpoint and which did not;
@@ -131,7 +132,8 @@ class Child:
     progress: tuple | None = None  # the last progress a worker reported: (env steps, updates, eval steps)
     progressed_at: float = 0.0  # when it last changed (the start, until it first does)
     checkpoint: int | None = None  # env steps of the last checkpoint a worker reported
-    saving: bool = False  # a worker reported that a signal reached its loop (it checkpoints and ends)
+    saving: bool = False  # a worker reported that its loop has stopped (its last checkpoint follows)
+    saved: bool = False  # a worker reported that its last checkpoint is on disk
     error: str | None = None  # the one-line error it printed last ("error: ..."), if any
     output: threading.Thread | None = None  # the thread that prints its output
 
@@ -140,10 +142,13 @@ class Child:
         return self.role if self.role == "scheduler" else f"{self.role} {self.rank}"
 
     def take_report(self, fields: list[str]) -> None:
-        """A report line's fields: ``progress ENV_STEPS UPDATES EVAL_STEPS``, ``checkpoint ENV_STEPS PATH`` or
-        ``saving``."""
+        """A report line's fields: ``progress ENV_STEPS UPDATES EVAL_STEPS``, ``checkpoint ENV_STEPS PATH``,
+        ``saving`` or ``saved ENV_STEPS PATH``."""
         if fields == ["saving"]:
             self.saving = True
+        elif fields[:1] == ["saved"] and len(fields) >= 2:
+            self.saving = self.saved = True
+            self.checkpoint = int(fields[1])
         elif fields[:1] == ["progress"] and len(fields) == 4:
             progress = tuple(int(f) for f in fields[1:])
             if progress != self.progress:
@@ -371,7 +376,7 @@ class Job:
                     if code not in (None, 0):
                         failure = self._failure(child, code)
                         if child.role == "worker":  # the servers still run: the others can save their work
-                            self._save_survivors()
+                            self._save_survivors(give_up=lambda: bool(interrupted))
                         raise self._fail(failure)
                 workers = [c for c in self.children if c.role == "worker"]
                 if all(c.process.poll() == 0 for c in workers):
@@ -448,23 +453,25 @@ class Job:
         self.out.flush()
         return 128 + signum
 
-    def _save_survivors(self) -> None:
-        """After a worker failed: ask the others to checkpoint their work, as on Ctrl-C, and wait for those that
-        act on it. One that has not reported within ``SAVE_NOTICE_SECONDS`` that the signal reached its loop
-        is blocked in ps-lite (dist_sync waits for the failed worker's push): its last checkpoint stands."""
+    def _save_survivors(self, give_up) -> None:
+        """After a worker failed: ask the others to checkpoint their work, as on Ctrl-C, and wait for those
+        whose loop stops. One that has not reported within ``SAVE_NOTICE_SECONDS`` that its loop stopped is
+        blocked in ps-lite, or will be (in dist_sync the workers stop only together, in a round that waits for
+        the failed worker's push): its last checkpoint stands. ``give_up()``: the launcher itself was
+        interrupted."""
         survivors = [c for c in self.children if c.role == "worker" and c.process.poll() is None
                      and _has_work_to_save(c)]
-        before = {c.rank: c.checkpoint for c in survivors}
         for child in survivors:
             _ask_to_save(child)
         start = time.monotonic()
 
         def saving(child: Child) -> bool:
-            if child.process.poll() is not None or child.checkpoint != before[child.rank]:
+            if child.process.poll() is not None or child.saved:
                 return False  # ended, or saved (it may then wait in the job's exit barrier)
             return child.saving or time.monotonic() - start < SAVE_NOTICE_SECONDS
 
-        while any(saving(c) for c in survivors) and time.monotonic() - start < INTERRUPT_GRACE_SECONDS:
+        while (any(saving(c) for c in survivors) and time.monotonic() - start < INTERRUPT_GRACE_SECONDS
+               and not give_up()):
             time.sleep(0.1)
 
     def stop(self) -> None:
@@ -530,15 +537,19 @@ class ProgressReports:
 
     A thread writes ``@gluon-pdqn progress ENV_STEPS UPDATES EVAL_STEPS`` every ``REPORT_SECONDS`` (and once
     more on ``close``), and each checkpoint is reported as it is written, ``@gluon-pdqn checkpoint ENV_STEPS
-    PATH``. The launcher reads them from the worker's output (over ssh too) to end a job that makes no progress
-    and to say which checkpoints exist when a job ends. The thread only reads counters: a main thread blocked
-    in MXNet, waiting on a server that is gone, shows as progress that stopped.
+    PATH``. When the session ends it writes ``saving`` once the loop has stopped and ``saved ENV_STEPS PATH``
+    once the last checkpoint is on disk (also when it is a periodic one the loop just wrote). The launcher
+    reads them from the worker's output (over ssh too) to end a job that makes no progress, to know which
+    workers can still save their work when another failed, and to say which checkpoints exist when a job
+    ends. The thread only reads the run's state: a main thread blocked in MXNet, waiting on a server that is
+    gone, shows as progress that stopped.
     """
 
     def __init__(self, training, out=None):
         self.training, self.out = training, out or sys.stdout
         self._lock = threading.Lock()
         self._closed = threading.Event()
+        self._saving_reported = self._saved_reported = False
         if training.newest_checkpoint is not None:  # resumed from it
             self._checkpoint_written(*training.newest_checkpoint)
         training.checkpoint_listeners.append(self._checkpoint_written)
@@ -561,15 +572,20 @@ class ProgressReports:
     def _report_progress(self) -> None:
         self._write("progress " + " ".join(str(n) for n in self.training.progress()))
 
+    def _report_ending(self) -> None:
+        """``saving`` once the loop has stopped, ``saved ENV_STEPS PATH`` once its last checkpoint is written."""
+        if self.training.ending and not self._saving_reported:
+            self._write("saving")
+            self._saving_reported = True
+        if self.training.final_checkpoint is not None and not self._saved_reported:
+            self._write("saved {} {}".format(*self.training.final_checkpoint))
+            self._saved_reported = True
+
     def _run(self) -> None:
         self._report_progress()
-        reported_at, saving_reported = time.monotonic(), False
+        reported_at = time.monotonic()
         while not self._closed.wait(0.2):
-            # The flag is raised by the main thread's signal handler, which runs only when that thread is
-            # not blocked in MXNet: so the report says the worker acts on the signal (see Job._save_survivors).
-            if self.training.interrupt_received and not saving_reported:
-                self._write("saving")
-                saving_reported = True
+            self._report_ending()
             if time.monotonic() - reported_at >= REPORT_SECONDS:
                 self._report_progress()
                 reported_at = time.monotonic()
@@ -577,4 +593,5 @@ class ProgressReports:
     def close(self) -> None:
         self._closed.set()
         self._thread.join(timeout=5)
+        self._report_ending()
         self._report_progress()

@@ -92,6 +92,11 @@ class Training:
         self.solved: tuple[int, float] | None = None  # (env steps, seconds) of the first evaluation >= stop_return
         self.eval_protocol = protocols.resolve(self.cfg, self.spec.is_atari)
         self._interrupt: dict = {"signal": None}  # the loop's graceful_interrupts flag, while it runs
+        # Where a session's end has got to, for the job's launcher (parallel.launcher.ProgressReports): the loop
+        # has stopped (``ending``, in a job once its workers agreed), then its last checkpoint is on disk
+        # (``final_checkpoint``: env steps, bundle).
+        self.ending = False
+        self.final_checkpoint: tuple[int, str] | None = None
         self._stop_on_return = True  # whether reaching run.stop_return ends the run
         # A worker of a parameter-server job acts with its own seed and epsilon, runs its share of the env
         # steps, and writes its figures under workers/ (rank 0 writes the run directory).
@@ -186,6 +191,7 @@ class Training:
                         status=lambda: self._status(collector.epsilon(after), window))
                     if fault is not None:
                         break
+                self.ending = True
                 self.counters.wall_seconds = wall_before + time.perf_counter() - session_start
                 if fault is not None:
                     collector.broken = True  # its state cannot be captured; a resume starts new episodes
@@ -194,6 +200,7 @@ class Training:
                     bundle = newest[1]  # a signal during the periodic checkpoint: it is the final one
                 else:
                     bundle = self.save_checkpoint()  # still under the guard: a second Ctrl-C cannot cut it short
+                self.final_checkpoint = (self.counters.env_steps, bundle)
                 if interrupted_by is None and fault is None and lost is None:
                     job.leave()  # no worker of a parameter-server job may leave before the others
         finally:
@@ -336,14 +343,9 @@ class Training:
             self.display.update(status())
         return None
 
-    @property
-    def interrupt_received(self) -> bool:
-        """Whether a signal (SIGINT, SIGTERM) asked the run to stop: it checkpoints and ends."""
-        return self._interrupt["signal"] is not None
-
     def _interrupted(self) -> bool:
         self._evaluation_steps += 1  # evaluation asks before each of its steps: progress while the loop waits
-        return self.interrupt_received
+        return self._interrupt["signal"] is not None
 
     def progress(self) -> tuple[int, int, int]:
         """Env steps, updates, and evaluation steps so far: what a worker of a launched job reports."""
