@@ -181,6 +181,23 @@ def test_minigrid_by_its_bare_id_learns(tmp_path):
     assert np.mean(json.loads(evaluated.stdout)["returns"]) >= 0.9
 
 
+def test_a_minigrid_episode_is_recorded_as_a_video_without_warnings(tmp_path):
+    """evaluate --video plays a Dict environment (MiniGrid's image, direction and mission) frame by frame."""
+    run_dir, video = tmp_path / "run", tmp_path / "episode.gif"
+    trained = gluon_pdqn("train", "--env", "MiniGrid-Empty-5x5-v0", "--steps", "300", "--quiet", "--run-dir",
+                         str(run_dir), "--set", "replay.learning_starts=100", "--set", "run.eval_every=0")
+    assert trained.returncode == 0, trained.stderr
+    # Random actions (epsilon 1) move the agent, so the frames differ (the GIF writer merges equal ones).
+    evaluated = gluon_pdqn("evaluate", str(run_dir), "--episodes", "1", "--epsilon", "1.0", "--video", str(video))
+    assert evaluated.returncode == 0, evaluated.stderr
+    for result in (trained, evaluated):
+        assert "Overriding environment" not in result.stderr  # minigrid's ids were registered once
+    from PIL import Image
+
+    with Image.open(video) as gif:
+        assert gif.size == (160, 160) and gif.n_frames > 5, (gif.size, gif.n_frames)
+
+
 @pytest.mark.parametrize("env_id", ["toy_envs:DictChoice-v0", "toy_envs:MixedSpaces-v0"])
 def test_an_exported_network_takes_each_part_by_name_as_the_environment_gives_it(tmp_path, env_id):
     """The exported graphs (MXNet, ONNX) take one named input per part, unpacked (an image channels last, a

@@ -60,9 +60,10 @@ def _register_minatar() -> None:
 
 
 def _register_minigrid() -> None:
-    import minigrid
+    import minigrid  # minigrid 3.x registers its ids on import; registering them again warns once per id
 
-    minigrid.register_minigrid_envs()
+    if "MiniGrid-Empty-5x5-v0" not in gym.registry:
+        minigrid.register_minigrid_envs()
 
 
 # Packages that provide well-known environments, by the prefix of their ids, with what registers their ids
