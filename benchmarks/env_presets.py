@@ -8,6 +8,7 @@ score for DQN (benchmark.md of DLR-RM/rl-baselines3-zoo: the mean return of its 
 benchmarks/results/env_presets.json.
 
     python benchmarks/env_presets.py [--envs MountainCar-v0,Acrobot-v1,CartPole-v1] [--seeds 0,1,2]
+        [--set KEY=VALUE ...]   (a variation of the presets, passed on to every train command)
 """
 from __future__ import annotations
 
@@ -48,18 +49,21 @@ def _fresh_mean(run_dir: str, which: str, seed: int) -> float:
 @click.command()
 @click.option("--envs", default="MountainCar-v0,Acrobot-v1,CartPole-v1", show_default=True)
 @click.option("--seeds", default="0,1,2", show_default=True)
+@click.option("--set", "sets", multiple=True, help="KEY=VALUE passed on to every train command.")
 @click.option("--output", default=os.path.join(os.path.dirname(__file__), "results", "env_presets.json"),
               show_default=True)
-def main(envs, seeds, output):
+def main(envs, seeds, sets, output):
     seeds = [int(s) for s in seeds.split(",")]
-    results = {"benchmark": "env_presets", "load_average_before": os.getloadavg(), "seeds": seeds, "envs": {}}
+    results = {"benchmark": "env_presets", "load_average_before": os.getloadavg(), "seeds": seeds, "sets": sets,
+               "envs": {}}
     with tempfile.TemporaryDirectory() as scratch:
         for env_id in envs.split(","):
             runs = []
             for seed in seeds:
                 run_dir = os.path.join(scratch, f"{env_id}-{seed}")
                 start = time.perf_counter()
-                trained = _gluon_pdqn("train", "--env", env_id, "--seed", str(seed), "--run-dir", run_dir)
+                trained = _gluon_pdqn("train", "--env", env_id, "--seed", str(seed), "--run-dir", run_dir,
+                                      *(arg for kv in sets for arg in ("--set", kv)))
                 seconds = time.perf_counter() - start
                 with open(os.path.join(run_dir, "summary.json")) as f:
                     summary = json.load(f)
