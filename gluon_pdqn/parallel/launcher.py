@@ -119,8 +119,8 @@ REPORTS_VARIABLE = "GLUON_PDQN_REPORTS"  # set for the workers of a launched job
 REPORT_SECONDS = 5.0  # how often a worker reports its progress
 STALL_SECONDS = 300.0  # a worker that reports no progress for this long ends the job (launch --stall-timeout)
 INTERRUPT_GRACE_SECONDS = 60.0  # after Ctrl-C, how long the workers have to write their checkpoints
-# After a worker failed, how long the others have to show that they act on the signal to save their work: one
-# blocked in ps-lite (a dist_sync round that waits for the failed worker's push) never can.
+# After a worker failed and the others were asked to save their work, how long each has to report that its loop
+# stopped: one blocked in ps-lite (a dist_sync round that waits for the failed worker's push) never does.
 SAVE_NOTICE_SECONDS = 5.0
 
 
