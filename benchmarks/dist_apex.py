@@ -261,7 +261,8 @@ def main(steps, round_trips, as_worker, output):
     # the preset's replay ratio (32 samples per transition: learner-bound) and at one update per 20 env steps
     # (3.2 samples per transition at batch 64), where actors and servers bound too.
     results["model"] = []
-    click.echo("model, W machines of 8 cores with N actors each: env steps/s in total (what bounds it; with S > 1 an upper bound)")
+    click.echo("model, W machines of 8 cores with N actors each: env steps/s in total (what bounds it; with S > 1 "
+               "an upper bound)")
     for rho in (parts["updates_per_env_step"], 0.05):
         for servers in (1, 4):
             for machines in (1, 2, 4, 16):
