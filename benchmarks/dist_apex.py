@@ -20,10 +20,11 @@
    ``u`` an update and ``r`` a round trip (each update pushes its gradient and waits for the pull): the worker
    runs at ``E = min(A, L)``. W workers reach ``W * E`` until the servers' ``K`` round trips/s cap
    ``W * rho * E`` (one push and one pull per update, the default; S servers sustain at most S x K, an upper
-   bound: MXNet places each key on one server, and a small network has few keys to spread). On this machine every process shares 2 cores, so a job also stays under ``2 / c`` env
-   steps/s, where ``c = 1 / a + rho * (u + 1 / K)`` is the CPU time one env step costs (acting, its share of
-   an update, and of the server's work). Its predictions are printed beside the measured figures. Not in the
-   model: the learner's process also takes in the actors' experience (pipes, the replay's inserts).
+   bound: MXNet places each key on one server, and a small network has few keys to spread). On this machine
+   every process shares its cores (2), so a job also stays under ``cores / c`` env steps/s, where
+   ``c = 1 / a + rho * (u + 1 / K)`` is the CPU time one env step costs (acting, its share of an update, and
+   of the server's work). Its predictions are printed beside the measured figures. Not in the model: the
+   learner's process also takes in the actors' experience (pipes, the replay's inserts).
 
 Figures go to stdout and benchmarks/results/dist_apex.json.
 
