@@ -15,10 +15,10 @@ import os
 from dataclasses import dataclass, field
 
 from . import envs
-from .config import MODE_PAIRS, Config, Pair, load_preset, mode_pair, pair_of
+from .config import MODE_PAIRS, Config, Pair, job_actor_index, load_preset, mode_pair, pair_of
 from .envs import EnvSpec
 from .errors import UserError
-from .exploration import EpsilonSchedule, action_rng, actor_schedules, job_actor_index
+from .exploration import EpsilonSchedule, action_rng, actor_schedules
 from .updates import FromReplay, FromRollouts
 
 # What each multi-device placement spreads over its devices (for the error when it is given only one).
@@ -140,7 +140,9 @@ def _ps(cfg, spec, contexts, topology):
     _one_device("ps", contexts, hint=" (one device per worker of the job)")
     if topology.kvstore is None:
         raise UserError("mode dist learns on the servers of a parameter-server job; this process joined none")
-    return DistLearner(cfg, spec, contexts[0], topology.kvstore)
+    # Apex actors on the worker post their figures to rank 0 with the worker's.
+    posting_actors = cfg.actors.count if pair(cfg).collector == "apex" else 0
+    return DistLearner(cfg, spec, contexts[0], topology.kvstore, posting_actors)
 
 
 def _rollout(cfg, spec, contexts, topology):

@@ -154,6 +154,12 @@ class ActorsConfig:
     send_every: int = 50
 
 
+def job_actor_index(rank: int, actors_per_worker: int, actor: int) -> int:
+    """The index of worker ``rank``'s actor ``actor`` among all actors of a job (apex actors on every worker of a
+    parameter-server job): its rung of the job's epsilon ladder, as in Horgan et al. 2018."""
+    return rank * actors_per_worker + actor
+
+
 @dataclass(frozen=True)
 class RunConfig:
     mode: str = "single"  # parallelism mode: one of MODES, a named pair of collector and learner placement

@@ -84,11 +84,6 @@ def apex_epsilons(num_actors: int, base: float = 0.4, alpha: float = 7.0) -> np.
     return base ** (1.0 + alpha * np.arange(num_actors) / (num_actors - 1))
 
 
-def job_actor_index(rank: int, actors_per_worker: int, actor: int) -> int:
-    """The index of worker ``rank``'s actor ``actor`` among all actors of a job: its rung of the job's ladder."""
-    return rank * actors_per_worker + actor
-
-
 def actor_schedules(exploration: ExplorationConfig, actors, total: int, ladder: str = "apex", *, offset: int = 0,
                     noisy: bool = False, seed: int = 0) -> list[EpsilonSchedule]:
     """The exploration schedule of each actor in ``actors`` (indices among the ``total`` actors of a run or job).

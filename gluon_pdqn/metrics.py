@@ -9,8 +9,8 @@ import os
 import sys
 import time
 
+from .config import job_actor_index
 from .errors import StorageFault
-from .exploration import job_actor_index
 
 # Counters (units: env_steps are agent decisions, frames = env_steps x frame skip, learner_steps are updates).
 ENV_STEPS = "env_steps"

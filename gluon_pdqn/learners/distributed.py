@@ -21,7 +21,7 @@ import mxnet as mx
 import numpy as np
 
 from .. import metrics
-from ..config import Config, pair_of
+from ..config import Config
 from ..envs import EnvSpec
 from ..parallel.kvstore import ServerOptimizer
 from .base import StepResult
@@ -54,19 +54,18 @@ class ParameterServer(OneDevice):
         cfg: the run's configuration.
         ctx: this worker's device.
         kvstore: the job's ``dist_sync`` or ``dist_async`` kvstore.
+        posting_actors: the apex actors of this worker, whose figures it posts to rank 0 (every worker of a job
+            has the same command line, so the same number).
     """
 
     ROUND_TRIP_EVERY = 20  # pulls between timed round trips (a timed one waits, so not every one)
     BOARD_WIDTH = 16  # figures a worker can report (plus the "reporting" column), before its actors'
 
-    def __init__(self, cfg: Config, ctx: mx.Context, kvstore):
+    def __init__(self, cfg: Config, ctx: mx.Context, kvstore, posting_actors: int = 0):
         super().__init__(ctx)
         self.cfg, self.kvstore = cfg, kvstore
         self.params: list = []  # the trained parameters, one key each (``place``)
-        # Apex actors on each worker post figures of their own (metrics.worker_board); every worker of a job
-        # has the same command line, so the same number of them.
-        actors = cfg.actors.count if pair_of(cfg.run).collector == "apex" else 0
-        self.board_width = self.BOARD_WIDTH + len(metrics.ACTOR_BOARD) * actors
+        self.board_width = self.BOARD_WIDTH + len(metrics.ACTOR_BOARD) * posting_actors  # see metrics.worker_board
 
     @staticmethod
     def trainers(nets, cfg: Config) -> list:
@@ -272,10 +271,11 @@ class DistLearner(ReplayLearner):
         spec: the environment's spaces.
         ctx: this worker's device.
         kvstore: the job's ``dist_sync`` or ``dist_async`` kvstore.
+        posting_actors: the apex actors of this worker (``ParameterServer``).
     """
 
-    def __init__(self, cfg: Config, spec: EnvSpec, ctx: mx.Context, kvstore):
-        super().__init__(cfg, spec, ParameterServer(cfg, ctx, kvstore))
+    def __init__(self, cfg: Config, spec: EnvSpec, ctx: mx.Context, kvstore, posting_actors: int = 0):
+        super().__init__(cfg, spec, ParameterServer(cfg, ctx, kvstore, posting_actors))
 
     @property
     def rank(self) -> int:
