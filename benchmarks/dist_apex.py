@@ -39,10 +39,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 import click
 
+from dist_scaling import push_pull_seconds
 from results_file import run_rates, write_results
 
 from gluon_pdqn.metrics import worker_run_dir
@@ -163,19 +163,7 @@ def round_trip_worker(round_trips: int, output: str) -> None:
     net(mx.nd.zeros((1,) + spec.obs_shape))
     arrays = [p.data() for p in net.collect_params().values()]
     kv.set_optimizer(mx.optimizer.Adam(learning_rate=1e-9))  # what a job's servers run (without bookkeeping keys)
-    keys = list(range(len(arrays)))
-    kv.init(keys, arrays)
-    grads = [mx.nd.zeros_like(a) for a in arrays]
-    for _ in range(20):
-        kv.push(keys, grads)
-        kv.pull(keys, out=arrays)
-    mx.nd.waitall()
-    start = time.perf_counter()
-    for _ in range(round_trips):
-        kv.push(keys, grads)
-        kv.pull(keys, out=arrays)
-        mx.nd.waitall()
-    seconds = time.perf_counter() - start
+    seconds = push_pull_seconds(kv, arrays, round_trips, warm_up=20)
     with open(f"{output}.{kv.rank}", "w") as f:
         json.dump({"round_trips_per_s": round_trips / seconds, "ms_per_round_trip": 1e3 * seconds / round_trips}, f)
     kv._barrier()  # no worker leaves while another still talks to the servers (that hung a worker here)

@@ -32,6 +32,26 @@ from gluon_pdqn.metrics import worker_run_dir
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def push_pull_seconds(kv, arrays: list, round_trips: int, warm_up: int = 3) -> float:
+    """Put ``arrays`` on the kvstore (one key each), then time ``round_trips`` pushes of zero gradients, each
+    followed by a pull that is waited for."""
+    import mxnet as mx
+
+    keys = list(range(len(arrays)))
+    kv.init(keys, arrays)
+    grads = [mx.nd.zeros_like(a) for a in arrays]
+    for _ in range(warm_up):
+        kv.push(keys, grads)
+        kv.pull(keys, out=arrays)
+    mx.nd.waitall()
+    start = time.perf_counter()
+    for _ in range(round_trips):
+        kv.push(keys, grads)
+        kv.pull(keys, out=arrays)
+        mx.nd.waitall()
+    return time.perf_counter() - start
+
+
 def round_trip_worker(kind: str, round_trips: int, output: str) -> None:
     """Inside a job: time push+pull of the Nature CNN's parameters; rank 0 writes the result."""
     import mxnet as mx
@@ -49,19 +69,7 @@ def round_trip_worker(kind: str, round_trips: int, output: str) -> None:
     net(mx.nd.zeros((1, 4, 84, 84), dtype=np.uint8))
     arrays = [p.data() for p in net.collect_params().values()]
     kv.set_optimizer(mx.optimizer.SGD(learning_rate=0.0))  # dist_async servers abort without an optimizer
-    keys = list(range(len(arrays)))
-    kv.init(keys, arrays)
-    grads = [mx.nd.zeros_like(a) for a in arrays]
-    for _ in range(3):
-        kv.push(keys, grads)
-        kv.pull(keys, out=arrays)
-    mx.nd.waitall()
-    start = time.perf_counter()
-    for _ in range(round_trips):
-        kv.push(keys, grads)
-        kv.pull(keys, out=arrays)
-        mx.nd.waitall()
-    seconds = time.perf_counter() - start
+    seconds = push_pull_seconds(kv, arrays, round_trips)
     if kv.rank == 0:
         with open(output, "w") as f:
             json.dump({"parameters": int(sum(a.size for a in arrays)), "round_trips_per_s": round_trips / seconds,

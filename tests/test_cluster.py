@@ -65,6 +65,23 @@ def _training(run_dir) -> bool:
     return all(f.exists() and len(f.read_text().splitlines()) > 1 for f in files)
 
 
+def _assert_only_ps_lite_listens_on_the_interface(cluster, listening) -> None:
+    """The scheduler on host 0, the server and worker 1 on host 1, worker 0 on host 2: each listens on cl0's
+    address only. (Open MPI's own daemons, mpirun and orted, listen on every address: we found no option
+    against it.)"""
+    ours = {host: [address for address, program in sockets if program.startswith("python")]
+            for host, sockets in listening.items()}
+    assert [len(ours[host]) for host in range(3)] == [1, 2, 1], listening
+    for host, addresses in ours.items():
+        assert all(a.rsplit(":", 1)[0] == cluster.addresses[host] for a in addresses), listening
+
+
+def _assert_solved(run_dir) -> None:
+    """Rank 0's greedy evaluations reached CartPole's 475."""
+    returns = [float(row["mean_return"]) for row in csv_rows(run_dir / "eval.csv")]
+    assert max(returns) >= 475, returns
+
+
 @pytest.mark.parametrize("launcher, kvstore, steps", [("ssh", "dist_sync", 30000), ("ssh", "dist_async", 60000),
                                                        ("mpi", "dist_sync", 30000)])  # steps of both workers
 def test_a_job_across_hosts_learns_cartpole_listening_only_on_the_interface(cluster, tmp_path, launcher, kvstore,
@@ -78,15 +95,8 @@ def test_a_job_across_hosts_learns_cartpole_listening_only_on_the_interface(clus
     listening = {host: cluster.listening(host) for host in range(cluster.size)}
     out, _ = job.communicate(timeout=600)
     assert job.returncode == 0, out[-3000:]
-    # Scheduler on host 0, server and worker 1 on host 1, worker 0 on host 2: each listens on cl0's address
-    # only. (Open MPI's own daemons, mpirun and orted, listen on every address: we found no option against it.)
-    ours = {host: [address for address, program in sockets if program.startswith("python")]
-            for host, sockets in listening.items()}
-    assert [len(ours[host]) for host in range(3)] == [1, 2, 1], listening
-    for host, addresses in ours.items():
-        assert all(a.rsplit(":", 1)[0] == cluster.addresses[host] for a in addresses), listening
-    returns = [float(line.split(",")[3]) for line in (run_dir / "eval.csv").read_text().splitlines()[1:]]
-    assert max(returns) >= 475, returns
+    _assert_only_ps_lite_listens_on_the_interface(cluster, listening)
+    _assert_solved(run_dir)
     assert (run_dir / "checkpoints" / "best").is_dir()
     workers = (run_dir / "workers.csv").read_text().splitlines()[1:]
     assert {row.split(",")[1] for row in workers} == {"0", "1"}  # rank 0 gathered both workers' figures
@@ -178,14 +188,9 @@ def test_two_apex_actors_on_each_worker_learn_cartpole_across_hosts_listening_on
     out, _ = job.communicate(timeout=900)
     assert job.returncode == 0, out[-3000:]
     assert actors == {1: 2, 2: 2}, actors  # each worker's actors on its own host
-    # The actors talk to their worker through pipes and shared memory: the sockets are ps-lite's, on cl0 only.
-    ours = {host: [address for address, program in sockets if program.startswith("python")]
-            for host, sockets in listening.items()}
-    assert [len(ours[host]) for host in range(3)] == [1, 2, 1], listening
-    for host, addresses in ours.items():
-        assert all(a.rsplit(":", 1)[0] == cluster.addresses[host] for a in addresses), listening
-    returns = [float(line.split(",")[3]) for line in (run_dir / "eval.csv").read_text().splitlines()[1:]]
-    assert max(returns) >= 475, returns
+    # The actors talk to their worker through pipes and shared memory: the sockets are ps-lite's alone.
+    _assert_only_ps_lite_listens_on_the_interface(cluster, listening)
+    _assert_solved(run_dir)
     # Rank 0 gathered every actor of the job, by its rung of the job's epsilon ladder.
     job_actors = csv_rows(run_dir / "job_actors.csv")
     assert {(r["rank"], r["job_actor"]) for r in job_actors} == {("0", "0"), ("0", "1"), ("1", "2"), ("1", "3")}
