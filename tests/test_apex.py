@@ -16,6 +16,7 @@ from gluon_pdqn.acting.apex import ApexCollector, _flush, _Outbox
 from gluon_pdqn.build import apex_adder, apex_schedules
 from gluon_pdqn.config import load_preset
 from gluon_pdqn.errors import UserError
+from gluon_pdqn.metrics import worker_run_dir
 from gluon_pdqn.replay import ReplayBuffer
 
 from test_async import children_of, cmdline
@@ -104,6 +105,7 @@ def test_the_ladder_of_a_job_gives_each_of_its_workers_actors_its_own_rung():
     assert len(set(job)) == 6
 
 
+@pytest.mark.slow  # (moved out of the default suite to keep it within 13 minutes)
 def test_apex_learns_cartpole_with_two_actor_processes(tmp_path):
     run_dir = tmp_path / "run"
     result = gluon_pdqn("train", *APEX, "--run-dir", str(run_dir), "--steps", "40000", "--quiet",
@@ -293,10 +295,11 @@ def test_an_actor_dying_on_a_worker_of_a_job_ends_the_job_in_seconds_naming_work
     assert message.startswith("worker 1 exited with code 3: apex actor 1 ended unexpectedly"), message
     assert "the same gluon-pdqn launch with -- train --resume" in message
     # Both workers saved their work (worker 0, asked by the launcher, had no periodic checkpoint yet).
+    named = message.split("last checkpoints:")[1]
     for rank in range(2):
-        state = checkpoint.read_state(checkpoint.resolve(str(run_dir if rank == 0 else run_dir / "workers" / "rank-1")))
+        state = checkpoint.read_state(checkpoint.resolve(worker_run_dir(str(run_dir), rank)))
         assert state["counters"]["env_steps"] > 0
-        assert f"worker {rank} at {state['counters']['env_steps']:,} env steps" in message.split("last checkpoints:")[1]
+        assert f"worker {rank} at {state['counters']['env_steps']:,} env steps" in named
     assert all(c.process.poll() is not None for c in job.children)
     assert not [pid for pid in actors if os.path.exists(f"/proc/{pid}")]
     # Rank 0's job tables: each worker's posts (policy lag and replay ratio among them), the sums over the
@@ -313,5 +316,5 @@ def test_an_actor_dying_on_a_worker_of_a_job_ends_the_job_in_seconds_naming_work
     assert all(float(r["worker/replay_ratio"]) > 0 and float(r["worker/policy_lag"]) >= 0 for r in learning)
     for total in rows(run_dir / "job.csv"):
         posts = [r for r in workers if r["env_steps"] == total["env_steps"]]
-        assert float(total["env_steps_per_s"]) == pytest.approx(sum(float(r["worker/env_steps_per_s"]) for r in posts),
-                                                                rel=1e-4)
+        summed = sum(float(r["worker/env_steps_per_s"]) for r in posts)
+        assert float(total["env_steps_per_s"]) == pytest.approx(summed, rel=1e-4)

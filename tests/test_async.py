@@ -151,6 +151,7 @@ def test_async_learns_on_one_device_only(tmp_path):
         Training(async_cfg(run__ctx="cpu:0,cpu:1"), str(tmp_path))
 
 
+@pytest.mark.slow  # (moved out of the default suite to keep it within 13 minutes)
 def test_stress_eight_actors_then_ctrl_c_leaves_a_checkpoint(tmp_path):
     """8 actors for a few thousand updates: no crash, no deadlock, finite losses; SIGINT stops it cleanly."""
     run_dir = tmp_path / "run"

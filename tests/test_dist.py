@@ -256,7 +256,7 @@ def _csv_rows(path):
         return list(csv.DictReader(f))
 
 
-@pytest.mark.parametrize("kvstore", ["dist_sync", "dist_async"])
+@pytest.mark.parametrize("kvstore", [pytest.param("dist_sync", marks=pytest.mark.slow), "dist_async"])
 def test_rank_0_gathers_every_workers_figures_with_staleness_and_round_trips(tmp_path, kvstore):
     """workers.csv at rank 0 holds both workers' rows, posted over the kvstore (no shared files needed).
 
@@ -307,7 +307,7 @@ def _shimmed_launch(tmp_path, launcher: str, *train_args: str, wait: bool = True
                             stdin=subprocess.DEVNULL, env=env, cwd=tmp_path, start_new_session=True)
 
 
-@pytest.mark.parametrize("launcher", ["ssh", "slurm", "mpi"])
+@pytest.mark.parametrize("launcher", ["ssh", pytest.param("slurm", marks=pytest.mark.slow), "mpi"])
 def test_a_job_runs_through_ssh_srun_and_mpirun(tmp_path, launcher):
     """With stand-ins that behave as the real commands do for the environment (tests/launcher_shims).
 

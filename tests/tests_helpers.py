@@ -47,5 +47,10 @@ def every_actor_acting(run_dir, actors: int) -> bool:
     """Rank 0 of a job with apex actors on each worker has gathered a row of job.csv in which all ``actors``
     actors of the job stepped, and the workers update."""
     job = run_dir / "job.csv"
-    return job.exists() and any(int(r["actors"]) == actors and float(r["min_actor_env_steps_per_s"]) > 0
-                                and float(r["updates_per_s"]) > 0 for r in csv_rows(job))
+    if not job.exists():
+        return False
+    try:
+        return any(int(r["actors"]) == actors and float(r["min_actor_env_steps_per_s"]) > 0
+                   and float(r["updates_per_s"]) > 0 for r in csv_rows(job))
+    except (TypeError, ValueError):  # a row still being written
+        return False
