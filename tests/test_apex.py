@@ -1,5 +1,4 @@
 """Mode apex: actor processes feeding one shared prioritized replay; any replay learner; faults and resume."""
-import csv
 import json
 import os
 import signal
@@ -22,14 +21,9 @@ from gluon_pdqn.replay import ReplayBuffer
 from test_async import children_of, cmdline
 from test_cli import FAST, assert_one_line_error, gluon_pdqn
 from test_faults import assert_environment_fault
-from tests_helpers import every_actor_acting
+from tests_helpers import csv_rows as rows, every_actor_acting
 
 APEX = ["--mode", "apex", "--actors", "2"]
-
-
-def rows(path) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def test_actor_priorities_are_the_n_step_td_errors_of_the_local_network():
