@@ -63,16 +63,16 @@ def default_preset(mode: str | None, algo: str | None, env_id: str | None, overr
 
 
 def is_job(cfg: Config) -> bool:
-    """Whether the run is one worker of a parameter-server job (its workers share one run directory)."""
+    """Whether the run is one worker of a job of several processes (its workers share one run directory)."""
     return pair(cfg).is_job
 
 
-def default_kvstore(mode: str | None, collector: str | None = None) -> str | None:
+def default_kvstore(mode: str | None, collector: str | None = None, learner: str | None = None) -> str | None:
     """The kvstore a train command without --kvstore gets: for a parameter-server job dist_sync, or dist_async
     where its workers' collectors are apex actors (see ``config.validate``: dist_sync cannot take them)."""
-    if mode is None or not mode_pair(mode, collector=collector).is_job:
+    if mode is None or not mode_pair(mode, learner, collector).uses_servers:
         return None
-    return "dist_async" if mode_pair(mode, collector=collector).collector == "apex" else "dist_sync"
+    return "dist_async" if mode_pair(mode, learner, collector).collector == "apex" else "dist_sync"
 
 
 def run_label(cfg: Config) -> str:
@@ -152,8 +152,15 @@ def _rollout(cfg, spec, contexts, topology):
     return (A3CLearner if cfg.actors.algo == "a3c" else AsyncQLearner)(cfg, spec, contexts[0])
 
 
+def _horovod(cfg, spec, contexts, topology):
+    from .learners.allreduce import HorovodLearner
+
+    _one_device("horovod", contexts, hint=" (one device per rank of the job)")
+    return HorovodLearner(cfg, spec, contexts[0])
+
+
 PLACEMENTS = {"single": _single, "data": _data, "model": _model, "ensemble": _ensemble, "ps": _ps,
-              "rollout": _rollout}
+              "horovod": _horovod, "rollout": _rollout}
 
 
 def make_learner(cfg: Config, spec: EnvSpec, contexts: list, topology=None):
@@ -161,7 +168,7 @@ def make_learner(cfg: Config, spec: EnvSpec, contexts: list, topology=None):
     from .parallel import Topology
 
     placement = pair(cfg).placement
-    if cfg.run.precision == "fp16" and placement in ("model", "ensemble"):
+    if cfg.run.precision == "fp16" and placement in ("model", "ensemble", "horovod"):
         raise UserError(f"run.precision=fp16 (loss scaling) is built for the single, data and ps learners, not "
                         f"{placement}; use fp32 there")
     return PLACEMENTS[placement](cfg, spec, contexts, topology or Topology())
@@ -294,7 +301,7 @@ class Solo:
     stops_together = True
 
     @staticmethod
-    def agree_to_stop(done: bool) -> bool:
+    def agree_to_stop(done: bool, env_steps: int) -> bool:
         return done
 
     def leave(self) -> None:
@@ -327,6 +334,15 @@ class Parts:
     notes: list = field(default_factory=list)
 
 
+def horovod_topology():
+    """Join the Horovod job this process was started in (``gluon-pdqn launch`` sets ``HOROVOD_*``)."""
+    from .parallel import Topology
+    from .parallel.horovod import join
+
+    rank, size = join()
+    return Topology(rank=rank, num_workers=size)
+
+
 def build(cfg: Config) -> Parts:
     """The parts of a run of ``cfg``: joins a parameter-server job first where the pair has one."""
     import mxnet as mx
@@ -340,7 +356,7 @@ def build(cfg: Config) -> Parts:
     if p.is_job:  # first: a worker joins its job before any MXNet work (one that joined later hung)
         from .parallel import make_topology
 
-        topology = make_topology(cfg.run.kvstore)
+        topology = make_topology(cfg.run.kvstore) if p.uses_servers else horovod_topology()
     mx.random.seed(cfg.run.seed)  # parameter initialization only
     learner = make_learner(cfg, spec, contexts, topology)
     seed = cfg.run.seed + 1000 * topology.rank

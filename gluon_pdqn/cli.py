@@ -13,9 +13,9 @@ import click
 from . import __version__, build, checkpoint, give_mxnet_every_core
 from .metrics import ProgressDisplay
 from .run import directory
-from .parallel.launcher import STALL_SECONDS, Job, JobFailed, ProgressReports
+from .parallel.launcher import STALL_SECONDS, HorovodJob, Job, JobFailed, ProgressReports, is_launched_worker
 from .config import (ASYNC_ALGOS, COLLECTORS, EVAL_PROTOCOLS, KVSTORES, MODES, PLACEMENTS, REPLAY_ALGOS, Config,
-                     load_preset, preset_names)
+                     load_preset, mode_pair, preset_names)
 from .errors import EnvironmentFault, StorageFault, TrainingStopped, UserError
 
 def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -63,7 +63,8 @@ def _choose_mxnet_threads(cfg: Config) -> None:
 @click.option("--mode", type=click.Choice(MODES), help="Parallelism mode: one device; data parallel (batch "
               "split over the --ctx devices); model parallel (network stages on the --ctx devices); an ensemble "
               "(one network per --ctx device); apex (--actors processes feeding one replay, any --learner); async "
-              "actor-learners (--actors, --algo, --actor-backend); dist (a parameter-server job, see launch).")
+              "actor-learners (--actors, --algo, --actor-backend); dist (a job of several processes, see launch: "
+              "a parameter-server job, or allreduce with --learner horovod).")
 @click.option("--learner", type=click.Choice(PLACEMENTS), help="How the learner is placed, if not as the mode's "
               "own: e.g. --mode apex --learner data (apex actors, a data-parallel learner over --ctx).")
 @click.option("--collector", type=click.Choice(COLLECTORS), help="Who acts, if not the mode's own: vector (the "
@@ -92,7 +93,9 @@ def train(preset, env_id, mode, learner, collector, ctx, kvstore, actors, algo, 
           resume_path, sets, quiet):
     """Train a DQN agent (with no options: CartPole-v1 on cpu:0, until solved)."""
     if kvstore is None and not resume_path:  # a resumed run keeps its kvstore (the pair's default, when it began)
-        kvstore = build.default_kvstore(mode, collector or _parse_sets(sets).get("run.collector"))
+        given = _parse_sets(sets)
+        kvstore = build.default_kvstore(mode, collector or given.get("run.collector"),
+                                        learner or given.get("run.learner"))
     options = {"env.id": env_id, "run.mode": mode, "run.learner": learner, "run.collector": collector, "run.ctx": ctx, "run.kvstore": kvstore, "run.seed": seed,
                "run.total_env_steps": steps, "env.num_envs": num_envs, "actors.count": actors,
                "actors.algo" if algo in ASYNC_ALGOS else "agent.algo": algo, "actors.backend": actor_backend}
@@ -353,13 +356,45 @@ def plot(run_dirs, out_path, x_axis, title):
     return 0
 
 
+def _job_pair(command: tuple[str, ...]):
+    """The pair of collector and learner placement a ``train`` COMMAND of ``launch`` runs (from the resumed run's
+    settings with --resume), or None when it is not a train command of a job."""
+    from .config import from_dict, pair_of
+
+    if not command or command[0] != "train":
+        return None
+    try:
+        with train.make_context("train", list(command[1:]), resilient_parsing=True) as context:
+            given = context.params
+    except click.ClickException:
+        return None
+    sets = dict(pair.partition("=")[::2] for pair in given.get("sets") or ())
+    if given.get("resume_path"):
+        path = given["resume_path"]
+        run_dir = checkpoint.run_dir_of(path) if checkpoint.is_bundle(path) else path
+        try:
+            with open(os.path.join(run_dir, "config.json")) as f:
+                return pair_of(from_dict(json.load(f)).run)
+        except (OSError, ValueError, KeyError, UserError):
+            return None  # the workers say what is wrong with it
+    mode = given.get("mode") or sets.get("run.mode")
+    if mode not in MODES:
+        return None
+    return mode_pair(mode, given.get("learner") or sets.get("run.learner"),
+                     given.get("collector") or sets.get("run.collector"))
+
+
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
-@click.option("--servers", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--launcher", type=click.Choice(["local", "ssh", "slurm", "mpi"]), default="local", show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Worker processes (with --learner horovod: the Horovod ranks).")
+@click.option("--servers", type=click.IntRange(min=1), help="Parameter servers [default: 1; a Horovod job has none].")
+@click.option("--launcher", type=click.Choice(["local", "ssh", "slurm", "mpi"]), default="local", show_default=True,
+              help="How the processes are started: here, over ssh on the hosts of -H, through srun or mpirun "
+              "(parameter-server jobs).")
 @click.option("-H", "--hostfile", type=click.Path(), help="ssh, mpi: hosts for servers and workers, one per line.")
 @click.option("--interface", help="Listen on this network interface instead of loopback (a private network only).")
-@click.option("--port", type=click.IntRange(min=0, max=65535), default=0, help="Scheduler port [default: a free one].")
+@click.option("--port", type=click.IntRange(min=0, max=65535), default=0, help="Port of the scheduler (or of the "
+              "Horovod rendezvous) [default: a free one].")
 @click.option("--deadline", type=click.FloatRange(min=0), default=0.0, help="End the job as failed after this many "
               "seconds [default: no deadline].")
 @click.option("--stall-timeout", type=click.FloatRange(min=0), default=STALL_SECONDS, show_default=True,
@@ -368,12 +403,16 @@ def plot(run_dirs, out_path, x_axis, title):
 @click.option("--ssh-config", type=click.Path(), help="ssh, mpi: the ssh client configuration (ssh -F FILE).")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def launch(workers, servers, launcher, hostfile, interface, port, deadline, stall_timeout, ssh_config, command):
-    """Start a parameter-server job: scheduler, servers, and workers running COMMAND (train --mode dist ...)."""
-    mode = command[command.index("--mode") + 1] if "--mode" in command[:-1] else None
-    job = mode in MODES and build.default_kvstore(mode) is not None
-    if command[0] != "train" or not (job or "--resume" in command):
-        raise UserError("launch runs: gluon-pdqn launch [options] -- train --mode dist [train options] "
-                        "(or -- train --resume RUN_DIR to continue a dist run)")
+    """Start a job of several processes running COMMAND (train --mode dist ...): a parameter-server job
+    (scheduler, servers and workers), or with --learner horovod a Horovod job (its ranks, and the rendezvous
+    in this process)."""
+    pair = _job_pair(command)
+    if pair is None or not pair.is_job:
+        raise UserError("launch runs: gluon-pdqn launch [options] -- train --mode dist [--learner horovod] [train "
+                        "options] (or -- train --resume RUN_DIR to continue a dist run)")
+    horovod = pair.placement == "horovod"
+    if horovod and servers is not None:
+        raise UserError("a Horovod job has no servers (its ranks allreduce among themselves): leave out --servers")
     hosts = None
     if hostfile:
         try:
@@ -381,15 +420,23 @@ def launch(workers, servers, launcher, hostfile, interface, port, deadline, stal
                 hosts = [line.split()[0] for line in f if line.strip() and not line.startswith("#")]
         except OSError as e:
             raise UserError(f"cannot read hostfile {hostfile}: {e.strerror}") from None
-    # The job's time stamp (one run directory for all workers), and what the user set for ps-lite and MXNet
-    # here (PS_VERBOSE, MXNET_*, ...): local processes inherit it, remote ones get it from the launcher.
-    passed_on = {k: v for k, v in os.environ.items() if k.startswith(("PS_", "MXNET_"))}
+    # The job's time stamp (one run directory for all workers), and what the user set for ps-lite, MXNet and
+    # Horovod here (PS_VERBOSE, MXNET_*, HOROVOD_*...): local processes inherit it, remote ones get it from the
+    # launcher.
+    passed_on = {k: v for k, v in os.environ.items() if k.startswith(("PS_", "MXNET_", "HOROVOD_"))}
     stamp = {**passed_on, "GLUON_PDQN_JOB_STAMP": directory.now_stamp()}
-    job = Job(workers, servers, [sys.executable, "-m", "gluon_pdqn.cli", *command], launcher=launcher, hosts=hosts,
-              interface=interface, port=port, deadline=deadline, environment=stamp, stall_timeout=stall_timeout,
-              ssh_config=ssh_config)
-    click.echo(f"job: scheduler on {job.host}:{job.port}, {servers} server(s), {workers} worker(s), "
-               f"launcher {launcher}")
+    program = [sys.executable, "-m", "gluon_pdqn.cli", *command]
+    options = dict(launcher=launcher, hosts=hosts, interface=interface, port=port, deadline=deadline,
+                   environment=stamp, stall_timeout=stall_timeout, ssh_config=ssh_config)
+    if horovod:
+        job = HorovodJob(workers, program, **options)
+        click.echo(f"job: Horovod rendezvous on {job.host}:{job.port}, {workers} rank(s) allreducing over Gloo on "
+                   f"{job.gloo_interface}, launcher {launcher}")
+    else:
+        servers = servers or 1
+        job = Job(workers, servers, program, **options)
+        click.echo(f"job: scheduler on {job.host}:{job.port}, {servers} server(s), {workers} worker(s), "
+                   f"launcher {launcher}")
     job.start()
     try:
         return job.wait()  # after a signal, the job has said which workers wrote a checkpoint
@@ -447,9 +494,10 @@ def main(argv=None) -> None:
         click.echo("interrupted", err=True)
         code = 130
     code = code if isinstance(code, int) else 0
-    if os.environ.get("DMLC_ROLE") == "worker":
+    if is_launched_worker():
         # A worker of a launched job: everything is written; skip ps-lite's exit barrier, which was seen to
-        # hang here. The launcher ends the servers and the scheduler once every worker has exited.
+        # hang here (and, on a Horovod rank, MXNet's own exit, which raises when Horovod has shut down). The
+        # launcher ends the servers and the scheduler once every worker has exited.
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

@@ -22,9 +22,13 @@ MODES = ("single", "data", "model", "ensemble", "apex", "async", "dist")  # name
 # learner's process (and in each worker of a parameter-server job); apex actor processes feed one shared replay
 # (Horgan et al. 2018); async actors ask for every action and hand in rollouts (Mnih et al. 2016). The
 # placements: one device, data parallel, model parallel, an ensemble (one network per device), a
-# parameter-server worker (ps: parameters on the kvstore servers), or the rollout learner of async actors.
+# parameter-server worker (ps: parameters on the kvstore servers), a rank of a Horovod job (horovod: gradients
+# averaged over the ranks by ring allreduce), or the rollout learner of async actors. Mode dist is a job of
+# several processes started by `gluon-pdqn launch`: a parameter-server job by default, allreduce with
+# --learner horovod.
 COLLECTORS = ("vector", "apex", "async")
-PLACEMENTS = ("single", "data", "model", "ensemble", "ps", "rollout")
+PLACEMENTS = ("single", "data", "model", "ensemble", "ps", "horovod", "rollout")
+JOB_PLACEMENTS = ("ps", "horovod")  # the placements whose run is a job of several processes
 MODE_PAIRS = {"single": ("vector", "single"), "data": ("vector", "data"), "model": ("vector", "model"),
               "ensemble": ("vector", "ensemble"), "apex": ("apex", "single"), "async": ("async", "rollout"),
               "dist": ("vector", "ps")}
@@ -32,8 +36,10 @@ MODE_PAIRS = {"single": ("vector", "single"), "data": ("vector", "data"), "model
 REFUSED_PAIRS = {
     ("apex", "ensemble"): "apex actors act on one network's parameters, an ensemble acts on its members' mixture",
     ("apex", "rollout"): "apex actors feed a replay; the rollout learner learns from async actors' rollouts",
+    ("apex", "horovod"): "every rank of an allreduce job must update in step with the others, while apex actors "
+                         "set each rank's pace of updates by their own; use the ps learner (dist_async) with them",
     **{("async", p): "async actors hand in rollouts, which only the rollout learner learns from"
-       for p in ("single", "data", "model", "ensemble", "ps")},
+       for p in ("single", "data", "model", "ensemble", "ps", "horovod")},
     ("vector", "rollout"): "the rollout learner learns from async actors' rollouts, not from a replay",
 }
 KVSTORES = ("device", "local", "nccl", "dist_sync", "dist_async")  # run.kvstore: data parallel's, then ps's
@@ -408,7 +414,13 @@ class Pair:
 
     @property
     def is_job(self) -> bool:
-        """A worker of a parameter-server job (started by ``gluon-pdqn launch``; its workers share a run directory)."""
+        """A worker of a job of several processes (started by ``gluon-pdqn launch``; its workers share a run
+        directory): a parameter-server job, or a Horovod job."""
+        return self.placement in JOB_PLACEMENTS
+
+    @property
+    def uses_servers(self) -> bool:
+        """A worker of a parameter-server job (ps): its parameters live on the kvstore servers."""
         return self.placement == "ps"
 
     @property
@@ -419,7 +431,7 @@ class Pair:
     @property
     def one_device(self) -> bool:
         """Whether the learner uses one device (data, model and the ensemble spread over several)."""
-        return self.placement in ("single", "ps", "rollout")
+        return self.placement in ("single", "ps", "horovod", "rollout")
 
     @property
     def has_actors(self) -> bool:
@@ -539,8 +551,9 @@ def _validate_pair(cfg: Config) -> None:
         raise UserError(f"--mode {run.mode} with the {pair} makes no sense: {pair.refused}")
     rollout = not pair.has_replay
     checks = [
-        (pair.is_job == run.kvstore.startswith("dist_"),
-         "mode dist takes --kvstore dist_sync or dist_async, and only mode dist does"),
+        (pair.uses_servers == run.kvstore.startswith("dist_"),
+         "mode dist takes --kvstore dist_sync or dist_async, and only mode dist does (with the ps learner; the "
+         "horovod learner takes none)"),
         (not (pair.collector == "apex" and run.kvstore == "dist_sync"),
          "apex actors on the workers of a job need --kvstore dist_async (the default with --collector apex): "
          "each worker updates at its own actors' pace, and dist_sync's servers wait for every worker at each "

@@ -18,6 +18,18 @@ class TrainingStopped(Exception):
     exit_code = 3
 
 
+class PartLost(Exception):
+    """A part of the run outside this process ended unexpectedly (an actor, another process of the job): the
+    learner here is sound, so the run checkpoints its work and stops (exit code 3)."""
+
+
+class JobPeerLost(PartLost):
+    """Another process of the job ended: a collective operation with it failed. Its message contains ``WORDS``,
+    by which the job's launcher tells the process that failed from those that saw it fail."""
+
+    WORDS = "another process of the job has ended"
+
+
 class EnvironmentFault(Exception):
     """The environment raised, or returned what no agent can learn from (a NaN reward, a wrong-shaped
     observation). The loop writes a checkpoint of the work done and the traceback to the run directory; the

@@ -6,8 +6,10 @@ from typing import Protocol
 
 import numpy as np
 
+from ..errors import PartLost
 
-class ActorLost(Exception):
+
+class ActorLost(PartLost):
     """An actor died or failed outside its environment: the learner is sound, the run checkpoints and stops."""
 
 

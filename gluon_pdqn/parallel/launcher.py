@@ -48,8 +48,8 @@ import time
 from dataclasses import dataclass
 
 from .. import OMP_THREADS_SET_BY_USER, physical_cores
-from ..errors import UserError
-from . import remote
+from ..errors import JobPeerLost, UserError
+from . import horovod, remote
 
 LOOPBACK = "127.0.0.1"
 EXIT_GRACE_SECONDS = 3.0  # once every worker has exited, how long the servers and scheduler may take to end
@@ -114,6 +114,12 @@ def role_environment(role: str, scheduler_host: str, port: int, servers: int, wo
             "PYTHONUNBUFFERED": "1"}
 
 
+def is_launched_worker() -> bool:
+    """Whether this process is a worker of a job (a parameter-server worker, or a Horovod rank): its job's run
+    directory is shared, and it leaves with ``os._exit`` (see ``cli.main``)."""
+    return os.environ.get("DMLC_ROLE") == "worker" or horovod.is_rank()
+
+
 REPORT_MARK = "@gluon-pdqn"  # a worker's output line that reports to the launcher (not shown to the user)
 REPORTS_VARIABLE = "GLUON_PDQN_REPORTS"  # set for the workers of a launched job: they report progress
 REPORT_SECONDS = 5.0  # how often a worker reports its progress
@@ -173,7 +179,7 @@ def _prefix_output(child: Child, stream, out) -> None:
 
 
 class Job:
-    """A running parameter-server job.
+    """A running parameter-server job (``HorovodJob``: a Horovod job, started and watched the same way).
 
     Args:
         workers, servers: how many of each.
@@ -196,7 +202,7 @@ class Job:
                  deadline: float = 0.0, out=None, environment: dict[str, str] | None = None,
                  remote_grace: float = remote.GRACE_SECONDS, stall_timeout: float = STALL_SECONDS,
                  ssh_config: str | None = None):
-        if workers < 1 or servers < 1:
+        if workers < 1 or servers < self.SERVERS_NEEDED:
             raise UserError("a job needs at least one worker and one server")
         if launcher not in ("local", "ssh", "slurm", "mpi"):
             raise UserError(f"unknown launcher {launcher!r}; use local, ssh, slurm or mpi")
@@ -227,6 +233,8 @@ class Job:
         self._threads: list[threading.Thread] = []
         self._stopped = threading.Event()
         self._libc = ctypes.CDLL(None)  # loaded here: a child between fork and exec must not
+
+    SERVERS_NEEDED = 1
 
     def _command(self, role: str, index: int, env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
         """Argument list and environment of one process, wrapped for the launcher."""
@@ -274,15 +282,23 @@ class Job:
         """Servers, then workers, round robin over the hostfile (ssh and mpi)."""
         return self.hosts[(index if role == "server" else self.servers + index) % len(self.hosts)]
 
-    def _start(self, role: str, rank: int) -> None:
-        here = (self.launcher == "local" or role == "scheduler"
+    def _here(self, role: str, rank: int) -> bool:
+        """Whether a process runs on this machine."""
+        return (self.launcher == "local" or role == "scheduler"
                 or (self.launcher == "ssh" and self._host_of(role, rank) in LOOPBACK_NAMES))
-        node_host = self.host if here else ""
+
+    def _role_environment(self, role: str, rank: int, node_host: str) -> dict[str, str]:
+        """The variables that place one process in the job: ps-lite's ``DMLC_*``."""
         env = role_environment(role, self.host, self.port, self.servers, self.workers, node_host)
-        if role != "scheduler":
-            env.update(self.environment)
         if not node_host:
             del env["DMLC_NODE_HOST"]  # a remote process binds to its own machine's address
+        return env
+
+    def _start(self, role: str, rank: int) -> None:
+        node_host = self.host if self._here(role, rank) else ""
+        env = self._role_environment(role, rank, node_host)
+        if role != "scheduler":
+            env.update(self.environment)
         elif role != "scheduler":
             env["PORT"] = str(self._node_ports[rank if role == "server" else self.servers + rank])
             if not OMP_THREADS_SET_BY_USER:
@@ -313,13 +329,17 @@ class Job:
         if self.host != LOOPBACK:
             self.out.write(f"warning: the job listens on {self.host}:{self.port}; ps-lite has no authentication "
                            "and its servers unpickle what they are sent: run it on a private network only\n")
-        self._start("scheduler", 0)
-        for rank in range(self.servers):
-            self._start("server", rank)
+        self._start_coordination()
         for rank in range(self.workers):
             self._start("worker", rank)
         if self.launcher == "ssh":
             threading.Thread(target=self._send_heartbeats, daemon=True).start()
+
+    def _start_coordination(self) -> None:
+        """Start what the workers meet through: ps-lite's scheduler and the servers."""
+        self._start("scheduler", 0)
+        for rank in range(self.servers):
+            self._start("server", rank)
 
     def _send_heartbeats(self) -> None:
         """Tell every remote watcher, through its ssh, that the launcher is alive (see parallel.remote)."""
@@ -371,13 +391,15 @@ class Job:
             while True:
                 if interrupted:
                     return self._interrupt(interrupted[0])
-                for child in self.children:
-                    code = child.process.poll()
-                    if code not in (None, 0):
-                        failure = self._failure(child, code)
-                        if child.role == "worker":  # the servers still run: the others can save their work
-                            self._save_survivors(give_up=lambda: bool(interrupted))
-                        raise self._fail(failure)
+                if any(c.process.poll() not in (None, 0) for c in self.children):
+                    # Name the process that failed, not one that only saw it fail (JobPeerLost) and ended too.
+                    time.sleep(0.2)
+                    failed = [c for c in self.children if c.process.poll() not in (None, 0)]
+                    child = min(failed, key=lambda c: JobPeerLost.WORDS in (c.error or ""))
+                    failure = self._failure(child, child.process.returncode)
+                    if child.role == "worker":  # the servers still run: the others can save their work
+                        self._save_survivors(give_up=lambda: bool(interrupted))
+                    raise self._fail(failure)
                 workers = [c for c in self.children if c.role == "worker"]
                 if all(c.process.poll() == 0 for c in workers):
                     workers_done_at = workers_done_at or time.monotonic()
@@ -559,7 +581,7 @@ class ProgressReports:
     @staticmethod
     def wanted() -> bool:
         """Whether this process is a worker of a job started by ``gluon-pdqn launch``."""
-        return os.environ.get(REPORTS_VARIABLE) == "1" and os.environ.get("DMLC_ROLE") == "worker"
+        return os.environ.get(REPORTS_VARIABLE) == "1" and is_launched_worker()
 
     def _write(self, line: str) -> None:
         with self._lock:
@@ -595,3 +617,44 @@ class ProgressReports:
         self._thread.join(timeout=5)
         self._report_ending()
         self._report_progress()
+
+
+class HorovodJob(Job):
+    """A running Horovod job: its ranks (labelled ``worker R``, rank R), started and watched as a parameter-server
+    job's workers are, and Horovod's rendezvous server in this process (``parallel.horovod.Rendezvous``), on the
+    job's address only. There are no servers: the ranks exchange gradients with each other (Gloo's TCP pairs,
+    bound to the interface ``HOROVOD_GLOO_IFACE`` names: loopback unless ``interface`` is given).
+
+    Args: as ``Job``'s, without ``servers``; ``launcher`` is ``local`` or ``ssh``.
+    """
+
+    SERVERS_NEEDED = 0
+
+    def __init__(self, workers: int, worker_command: list[str], launcher: str = "local", **options):
+        if launcher not in ("local", "ssh"):
+            raise UserError(f"a Horovod job starts its ranks with --launcher local or ssh, not {launcher} (mpi "
+                            "and slurm start parameter-server jobs)")
+        super().__init__(workers, 0, worker_command, launcher=launcher, **options)
+        self.rendezvous: horovod.Rendezvous | None = None
+        hosts = [self._host_of("worker", rank) if self.launcher == "ssh" else "localhost"
+                 for rank in range(workers)]
+        self._slots = horovod.slots(hosts)
+
+    @property
+    def gloo_interface(self) -> str:
+        """The interface the ranks' Gloo sockets bind to (on each rank's own host)."""
+        return self.interface or "lo"
+
+    def _start_coordination(self) -> None:
+        """Start Horovod's rendezvous, on the job's address and port."""
+        self.rendezvous = horovod.Rendezvous(self.host, self.port, self._slots)
+
+    def _role_environment(self, role: str, rank: int, node_host: str) -> dict[str, str]:
+        return {**horovod.rank_environment(self._slots[rank], self.host, self.port, self.gloo_interface),
+                "PYTHONUNBUFFERED": "1"}
+
+    def stop(self) -> None:
+        super().stop()
+        if self.rendezvous is not None:
+            self.rendezvous.stop()
+            self.rendezvous = None

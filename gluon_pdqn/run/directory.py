@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from .. import build, checkpoint
 from ..config import Config
 from ..errors import UserError
+from ..parallel.launcher import is_launched_worker
 
 LOCK_FILE = ".owner.lock"
 # What a resumed run may change; the rest defines the run and must stay as its checkpoint has it.
@@ -56,7 +57,7 @@ def default_path(cfg: Config) -> str:
 
 def _claims() -> bool:
     """Whether this process owns its run directory (a launched job's workers share it)."""
-    return os.environ.get("DMLC_ROLE") != "worker"
+    return not is_launched_worker()
 
 
 def resume(resume_path: str, overrides: dict) -> RunDirectory:

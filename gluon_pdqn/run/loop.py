@@ -15,10 +15,10 @@ import traceback
 from dataclasses import asdict, dataclass, field
 
 from .. import build, checkpoint, metrics, networks
-from ..acting import ActorLost, Collected
+from ..acting import Collected
 from ..config import Config
 from ..envs import protocols
-from ..errors import EnvironmentFault, TrainingStopped
+from ..errors import EnvironmentFault, PartLost, TrainingStopped
 from ..updates import Outcomes
 from .checkpointer import Checkpointer
 from .evaluation import evaluate, report_evaluation
@@ -158,7 +158,11 @@ class Training:
                         interrupted_by = signal.Signals(interrupt["signal"]).name
                     done = (interrupted_by is not None or self.counters.env_steps >= limit
                             or self.solved is not None or self._out_of_time() or outcomes.stopped is not None)
-                    if job.agree_to_stop(done):  # dist_sync: all workers at once
+                    try:
+                        if job.agree_to_stop(done, self.counters.env_steps):  # dist_sync, horovod: all at once
+                            break
+                    except PartLost as error:  # another process of the job has ended
+                        lost = error
                         break
                     before = self.counters.env_steps
                     # Experience: random actions during warm-up, epsilon-greedy after (apex actors keep their own).
@@ -168,7 +172,7 @@ class Training:
                     except EnvironmentFault as error:
                         fault = error
                         break
-                    except ActorLost as error:
+                    except PartLost as error:  # an actor ended
                         lost = error
                         break
                     if not collected.env_steps:
@@ -178,17 +182,26 @@ class Training:
                     self._count(collected, window)
                     stored = time.perf_counter()
                     after = self.counters.env_steps
-                    last_result = updates.learn(collected, before, after, outcomes) or last_result
+                    try:
+                        last_result = updates.learn(collected, before, after, outcomes) or last_result
+                    except PartLost as error:  # an allreduce with another process of the job failed
+                        lost = error
+                        break
                     self.counters.learner_steps = self.learner.learner_steps
                     if updates.timed is not None:  # the update timed per device (one per log window)
                         self.writer.devices(after, *updates.timed)
                         updates.timed = None
                     window.phase_seconds["learn"] += time.perf_counter() - stored
                     self.counters.wall_seconds = wall_before + time.perf_counter() - session_start
-                    fault = self._periodic_duties(
-                        before, after, log=lambda: self._log(window, last_result, collector.epsilon(after), frame_skip),
-                        evaluate=self._evaluate if self.topology.is_chief else None,
-                        status=lambda: self._status(collector.epsilon(after), window))
+                    try:
+                        fault = self._periodic_duties(
+                            before, after,
+                            log=lambda: self._log(window, last_result, collector.epsilon(after), frame_skip),
+                            evaluate=self._evaluate if self.topology.is_chief else None,
+                            status=lambda: self._status(collector.epsilon(after), window))
+                    except PartLost as error:  # gathering the job's figures failed
+                        lost = error
+                        break
                     if fault is not None:
                         break
                 self.ending = True
@@ -206,8 +219,8 @@ class Training:
         finally:
             self.writer.close()
             collector.close()
-        stopped_by = (interrupted_by or (None if fault is None else "EnvironmentFault") or (lost and "ActorLost")
-                      or (outcomes.stopped and "NonFiniteUpdates"))
+        stopped_by = (interrupted_by or (None if fault is None else "EnvironmentFault")
+                      or (lost and type(lost).__name__) or (outcomes.stopped and "NonFiniteUpdates"))
         summary = self._finish(stopped_by, bundle)
         if fault is not None:
             raise self._report_fault(fault, bundle)
