@@ -3,8 +3,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+HOROVOD_STAMP := $(VENV)/.horovod-installed
 
-.PHONY: demo test test-slow test-cluster bench bench-long peers venv clean
+.PHONY: demo test test-slow test-cluster horovod bench bench-long peers venv clean
 
 venv: $(STAMP)
 
@@ -28,10 +29,22 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow tests
 
-# Parameter-server jobs across three network-namespace hosts with real sshd (tests/netns_cluster.py): needs
-# root and ip netns (openssh-server is installed with apt if missing); skips with the reason otherwise.
-test-cluster: $(STAMP)
+# Parameter-server and Horovod jobs across three network-namespace hosts with real sshd (tests/netns_cluster.py):
+# needs root and ip netns (openssh-server is installed with apt if missing); skips with the reason otherwise.
+# Installs the Horovod extra first: a failed build fails this target.
+test-cluster: $(STAMP) $(HOROVOD_STAMP)
 	$(BIN)/python -m pytest -q -m cluster tests
+
+# The horovod learner's extra: Horovod 0.28.1 built from source for MXNet with Gloo and without MPI (about 2
+# minutes; needs g++ and cmake).
+horovod: $(HOROVOD_STAMP)
+
+$(HOROVOD_STAMP): $(STAMP) requirements-horovod.txt
+	HOROVOD_WITH_MXNET=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 HOROVOD_WITHOUT_TENSORFLOW=1 \
+	HOROVOD_WITHOUT_PYTORCH=1 $(BIN)/pip install --quiet --disable-pip-version-check --no-build-isolation \
+	-c constraints.txt -r requirements-horovod.txt
+	$(BIN)/horovodrun --check-build | grep -q "\[X\] MXNet" || { echo "horovod was built without MXNet"; exit 1; }
+	touch $@
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/cnn_update.py

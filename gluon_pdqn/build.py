@@ -301,7 +301,7 @@ class Solo:
     stops_together = True
 
     @staticmethod
-    def agree_to_stop(done: bool, env_steps: int) -> bool:
+    def agree_to_stop(done: bool, env_steps: int, budget_spent: bool) -> bool:
         return done
 
     def leave(self) -> None:

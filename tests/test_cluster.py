@@ -1,7 +1,8 @@
 """Mode dist across hosts: three network-namespace hosts with real sshd (tests/netns_cluster.py).
 
 Host 0 runs the launcher and the scheduler; the hostfile names hosts 1 and 2, which run the server (host 1)
-and the workers (worker 0 on host 2, worker 1 on host 1), reached over real ssh (or Open MPI's mpirun, which
+and the workers (worker 0 on host 2, worker 1 on host 1; a Horovod job has no server: rank 0 on host 1, rank 1
+on host 2), reached over real ssh (or Open MPI's mpirun, which
 uses ssh) and listening on ``cl0`` only. Opt in (root, ``ip netns``, OpenSSH): ``make test-cluster``, or
 ``pytest -m cluster``.
 """
@@ -13,6 +14,7 @@ import time
 import pytest
 
 from gluon_pdqn import checkpoint
+from gluon_pdqn.parallel import horovod
 
 from netns_cluster import NamespaceCluster, ensure_mpirun, unavailable
 from tests_helpers import csv_rows, every_actor_acting
@@ -253,4 +255,51 @@ def test_ctrl_c_checkpoints_every_apex_worker_across_hosts_and_the_launch_resume
         # frame) are those of both sessions, not of the second alone.
         written = checkpoint.load_arrays(checkpoint.resolve(str(directory)), "replay.npz")["written"].sum()
         assert written >= after["env_steps"], (written, before, after)
+    _wait_until_no_process_is_left(cluster, ORPHAN_BOUND)
+
+
+# --- Horovod jobs: no scheduler or server, the rendezvous in the launcher on host 0, ranks 0 and 1 on hosts 1, 2.
+
+HOROVOD = ("--learner", "horovod")
+needs_horovod = pytest.mark.skipif(not horovod.installed(), reason=f"Horovod is not installed: {horovod.INSTALL}")
+
+
+@needs_horovod
+def test_a_horovod_job_across_hosts_solves_cartpole_listening_only_on_the_interface(cluster, tmp_path):
+    run_dir = tmp_path / "run"
+    job = cluster.launch(run_dir, *HOROVOD, "--steps", "40000", "--set", "run.eval_every=2000")
+    _wait_for(lambda: _training(run_dir) or job.poll() is not None, 120, "both ranks training")
+    listening = {host: cluster.listening(host) for host in range(cluster.size)}
+    out, _ = job.communicate(timeout=900)
+    assert job.returncode == 0, out[-3000:]
+    # The launcher's rendezvous on host 0, and each rank's Gloo sockets on its host: all on cl0's address.
+    ours = {host: [address for address, program in sockets if program.startswith("python")]
+            for host, sockets in listening.items()}
+    assert len(ours[0]) == 1 and ours[1] and ours[2], listening
+    for host, addresses in ours.items():
+        assert all(a.rsplit(":", 1)[0] == cluster.addresses[host] for a in addresses), listening
+    _assert_solved(run_dir)
+    assert {row["rank"] for row in csv_rows(run_dir / "workers.csv")} == {"0", "1"}
+    _wait_until_no_process_is_left(cluster, 10)
+
+
+@needs_horovod
+def test_a_horovod_rank_killed_on_a_remote_host_ends_the_job_naming_it_leaving_no_process(cluster, tmp_path):
+    run_dir = tmp_path / "run"
+    job = cluster.launch(run_dir, *HOROVOD, "--steps", "10000000", "--set", "run.eval_every=0")
+    try:
+        _wait_for(lambda: _training(run_dir), 120, "both ranks training")
+        victim = next(pid for pid, command in cluster.processes(2).items()
+                      if "gluon_pdqn.cli train" in command and "parallel.remote" not in command)
+        os.kill(victim, signal.SIGKILL)  # rank 1, on host 2
+        ended = _wait_for(lambda: job.poll() is not None, 30, "the launcher's end")
+        out = job.stdout.read()
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    assert job.returncode == 3 and ended < 30, out[-2000:]
+    line = next(line for line in out.splitlines() if line.startswith("error:"))
+    assert line.startswith(f"error: worker 1 on {cluster.addresses[2]} was killed by SIGKILL"), line
+    newest = max(int(name.split("-")[1]) for name in os.listdir(run_dir / "checkpoints") if name.startswith("ckpt-"))
+    assert f"worker 0 at {newest:,} env steps" in line, line  # rank 0 saved its work when its allreduce failed
     _wait_until_no_process_is_left(cluster, ORPHAN_BOUND)

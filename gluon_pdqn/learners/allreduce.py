@@ -8,10 +8,11 @@ rank with no server in between, and the target refresh (counted in updates) happ
 everywhere. Rank 0's parameters (fresh, or loaded from its checkpoint on a resume) are broadcast to the others
 before the first update.
 
-Every rank must make the same collective calls in the same order: each update's allreduce, each loop turn's
-vote to stop (``agree_to_stop``: a budget, a signal or rank 0's solved evaluation on any rank stops all at
-the same update), and each log's gathering of figures at rank 0 (``exchange_figures``). The vector collector
-gives that: every rank steps ``env.num_envs`` environments per turn and updates at the same env steps.
+Every rank must make the same collective calls in the same order: each update's allreduce, each vote to stop
+(``agree_to_stop``: a signal, the time budget or rank 0's solved evaluation on any rank stops all at the same
+update), and each log's gathering of figures at rank 0 (``exchange_figures``). The vector collector gives
+that: every rank steps ``env.num_envs`` environments per turn, and updates, votes and logs at the same counts
+of env steps.
 """
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ class HorovodAllreduce(OneDevice):
     """
 
     EXCHANGE_TIMED_EVERY = 20  # updates between timed exchanges (a timed one waits for the backward pass first)
+    VOTE_EVERY = 32  # env steps (of each rank) between votes to stop
 
     def __init__(self, ctx: mx.Context):
         super().__init__(ctx)
@@ -49,7 +51,7 @@ class HorovodAllreduce(OneDevice):
         self.rank, self.num_workers = self.hvd.rank(), self.hvd.size()
         self.nets = None
         self._broadcast_done = False
-        self._voted_at: int | None = None  # the env steps of this rank's last vote to stop
+        self._voted_round = 0  # env steps // VOTE_EVERY at this rank's last vote to stop
         self.exchanges = 0
         self._exchanges_ms: list[float] = []
 
@@ -115,15 +117,22 @@ class HorovodAllreduce(OneDevice):
         except mx.base.MXNetError as error:
             raise JobPeerLost(f"rank {self.rank}: {what} failed: {JobPeerLost.WORDS} ({_first_line(error)})") from None
 
-    def agree_to_stop(self, wish: bool, env_steps: int) -> bool:
-        """Whether every rank stops now: the ranks' wishes summed by an allreduce, once at each count of env
-        steps. Every rank counts the same env steps turn after turn (``env.num_envs`` a turn), but a turn in
-        which an environment only reset counts none, and happens on each rank at its own time: a vote there
-        would meet another rank's gradients. So a rank votes only when its count has moved since its last vote;
-        a wish on a turn that does not vote waits for the next."""
-        if env_steps == self._voted_at:
+    def agree_to_stop(self, wish: bool, env_steps: int, budget_spent: bool) -> bool:
+        """Whether every rank stops now.
+
+        Every rank counts the same env steps turn after turn (``env.num_envs`` a turn; a turn in which an
+        environment only reset counts none, on each rank at its own time), so every rank spends its share of
+        the budget at the same count: then all stop with no word. Any other wish (a signal, the time budget,
+        rank 0's solved evaluation) is a vote: the ranks' wishes summed by an allreduce, taken when the count
+        of env steps crosses a multiple of ``VOTE_EVERY``, which every rank does at the same counts. A wish
+        waits for the next vote (an allreduce per turn cost as much as CartPole's env step and acting together).
+        """
+        if budget_spent:
+            self._end_horovod()
+            return True
+        if env_steps // self.VOTE_EVERY == self._voted_round:
             return False
-        self._voted_at = env_steps
+        self._voted_round = env_steps // self.VOTE_EVERY
         votes = self.hvd.allreduce(mx.nd.full((1,), float(wish), ctx=self.contexts[0]), average=False,
                                    name="stop")
         try:
@@ -132,10 +141,13 @@ class HorovodAllreduce(OneDevice):
             raise JobPeerLost(f"rank {self.rank}: the vote to stop failed: {JobPeerLost.WORDS} "
                               f"({_first_line(error)})") from None
         if agreed:
-            # No collective follows (the ranks only checkpoint now): end Horovod together, while every rank is
-            # there. A rank that exited without it would show the others' Horovod a broken connection.
-            self.hvd.shutdown()
+            self._end_horovod()
         return agreed
+
+    def _end_horovod(self) -> None:
+        """No collective follows (the ranks only checkpoint now): end Horovod on every rank together, while every
+        rank is there. A rank that exited without it would show the others' Horovod a broken connection."""
+        self.hvd.shutdown()
 
     def leave(self) -> None:
         """Nothing to wait for: Horovod ended when the ranks agreed to stop."""

@@ -122,9 +122,9 @@ class ParameterServer(OneDevice):
         evaluation reaching run.stop_return) can end them all; in dist_async each worker stops on its own."""
         return self._votes
 
-    def agree_to_stop(self, wish: bool, env_steps: int) -> bool:
-        """Whether this worker stops now (at ``env_steps``), given whether it wishes to (its budget, time or a
-        signal).
+    def agree_to_stop(self, wish: bool, env_steps: int, budget_spent: bool) -> bool:
+        """Whether this worker stops now (at ``env_steps``; ``budget_spent``: its share of the env steps is done),
+        given whether it wishes to (its budget, time or a signal).
 
         In dist_sync a worker that stopped alone would leave the others waiting for its pushes forever. So
         there a wish is a vote, pushed with the next gradients; the servers sum the votes and the total comes

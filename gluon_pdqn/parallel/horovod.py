@@ -44,7 +44,10 @@ def installed() -> bool:
     """Whether Horovod for MXNet can be imported here (without importing MXNet to find out)."""
     import importlib.util
 
-    return importlib.util.find_spec("horovod") is not None and importlib.util.find_spec("horovod.mxnet") is not None
+    try:
+        return importlib.util.find_spec("horovod.mxnet") is not None
+    except (ImportError, ValueError):  # no horovod package (or one that cannot be imported)
+        return False
 
 
 def join() -> tuple[int, int]:

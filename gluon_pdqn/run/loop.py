@@ -156,10 +156,11 @@ class Training:
                 while True:
                     if interrupt["signal"] is not None:
                         interrupted_by = signal.Signals(interrupt["signal"]).name
-                    done = (interrupted_by is not None or self.counters.env_steps >= limit
-                            or self.solved is not None or self._out_of_time() or outcomes.stopped is not None)
+                    spent = self.counters.env_steps >= limit  # at the same env step on every worker of a job
+                    done = (interrupted_by is not None or spent or self.solved is not None or self._out_of_time()
+                            or outcomes.stopped is not None)
                     try:
-                        if job.agree_to_stop(done, self.counters.env_steps):  # dist_sync, horovod: all at once
+                        if job.agree_to_stop(done, self.counters.env_steps, spent):  # dist_sync, horovod: all at once
                             break
                     except PartLost as error:  # another process of the job has ended
                         lost = error
