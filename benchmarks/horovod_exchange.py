@@ -48,7 +48,7 @@ sys.path.insert(0, os.path.join(REPO, "tests"))
 # (train options, env steps per process) of each network.
 NETWORKS = {
     "mlp": (["--env", "CartPole-v1", "--preset", "cartpole", "--set", "replay.learning_starts=500",
-             "--set", "agent.train_every=1"], 3000),
+             "--set", "agent.train_every=1", "--set", "agent.updates_per_train=1"], 3000),
     "nature_cnn": (["--env", "ALE/Pong-v5", "--preset", "atari-cpu", "--set", "network.name=nature_cnn",
                     "--set", "env.num_envs=1", "--set", "replay.capacity=5000", "--set", "replay.learning_starts=200",
                     "--set", "agent.train_every=4"], 1000),

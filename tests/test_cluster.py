@@ -267,7 +267,7 @@ needs_horovod = pytest.mark.skipif(not horovod.installed(), reason=f"Horovod is 
 @needs_horovod
 def test_a_horovod_job_across_hosts_solves_cartpole_listening_only_on_the_interface(cluster, tmp_path):
     run_dir = tmp_path / "run"
-    job = cluster.launch(run_dir, *HOROVOD, "--steps", "40000", "--set", "run.eval_every=2000")
+    job = cluster.launch(run_dir, *HOROVOD, "--steps", "60000", "--set", "run.eval_every=2000")
     _wait_for(lambda: _training(run_dir) or job.poll() is not None, 120, "both ranks training")
     listening = {host: cluster.listening(host) for host in range(cluster.size)}
     out, _ = job.communicate(timeout=900)

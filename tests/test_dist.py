@@ -18,7 +18,7 @@ from gluon_pdqn.errors import UserError
 from gluon_pdqn.learners import SingleLearner
 from gluon_pdqn.parallel.launcher import Job, JobFailed
 from gluon_pdqn.replay import Batch
-from tests_helpers import SPEC, equivalence_batch
+from tests_helpers import SPEC, csv_rows, equivalence_batch
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, TESTS_DIR)
@@ -159,6 +159,21 @@ def test_reaching_stop_return_ends_every_dist_sync_worker_at_one_update(tmp_path
     assert summaries[0]["solved_at_env_steps"] == 1000
     assert summaries[0]["counters"]["learner_steps"] == summaries[1]["counters"]["learner_steps"] > 0
     assert summaries[1]["counters"]["env_steps"] < 5000 and all(summary["checkpoint"] for summary in summaries)
+
+
+def test_dist_sync_workers_whose_warm_up_runs_at_different_speeds_still_post_their_figures(tmp_path):
+    """Rank 0's environment is slow during the replay's warm-up, which has no update to keep the workers in step:
+    worker 1 posted its figures for later logs before rank 0 pulled the board of the first, and the servers held
+    rank 0's pull back until its own next post: both hung (until the stall timeout ended the job)."""
+    run_dir = tmp_path / "run"
+    result = launch("--workers", "2", "--stall-timeout", "30", "--", "train", "--mode", "dist", "--env",
+                    "toy_envs:SlowFirstWorker-v0", "--seed", "0", "--run-dir", str(run_dir), "--steps", "1600",
+                    "--quiet", "--set", "run.eval_every=0", "--set", "run.log_every=50",
+                    "--set", "replay.learning_starts=600", timeout=240)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    posted = [(row["env_steps"], row["rank"]) for row in csv_rows(run_dir / "workers.csv")]
+    logs = sorted({steps for steps, _ in posted}, key=int)
+    assert len(logs) >= 16 and sorted(posted) == sorted((steps, rank) for steps in logs for rank in "01")
 
 
 @pytest.mark.parametrize("reported, expected", [

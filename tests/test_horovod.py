@@ -119,7 +119,7 @@ def test_two_ranks_give_the_update_of_one_learner_on_both_batches(tmp_path, algo
 
 def test_a_two_rank_job_on_loopback_solves_cartpole_listening_only_on_loopback(tmp_path):
     run_dir = tmp_path / "run"
-    job = _launch(run_dir, "--steps", "40000", "--set", "run.eval_every=2000")
+    job = _launch(run_dir, "--steps", "60000", "--set", "run.eval_every=2000")
     try:
         _wait_for(lambda: (run_dir / "workers" / "rank-1" / "metrics.csv").exists() or job.poll() is not None, 120,
                   "rank 1 training")

@@ -1,4 +1,6 @@
 """Small environments for tests, registered on import (used as `toy_envs:Name-v0`)."""
+import time
+
 import gymnasium as gym
 import numpy as np
 
@@ -32,6 +34,23 @@ class CountingEnv(gym.Env):
         self.t += 1
         done = self.t >= self.length
         return self._obs(), float(self.t), done and self.terminate, done and not self.terminate, {}
+
+
+class SlowFirstWorkerEnv(CountingEnv):
+    """CountingEnv whose steps take 3 ms when it was reset with a seed below 1,000: in a job of workers seeded
+    ``run.seed + 1000 x rank`` (``--seed 0``), rank 0's environment is slow and the others' fast."""
+
+    slow = False
+
+    def reset(self, *, seed=None, options=None):
+        if seed is not None:
+            self.slow = seed < 1000
+        return super().reset(seed=seed, options=options)
+
+    def step(self, action):
+        if self.slow:
+            time.sleep(0.003)
+        return super().step(action)
 
 
 class NanRewardEnv(gym.Env):
@@ -166,6 +185,7 @@ class SpaceEnv(gym.Env):
 
 gym.register("Counting-v0", entry_point=CountingEnv)
 gym.register("CountingImage-v0", entry_point=CountingEnv, kwargs={"image": True, "length": 7})
+gym.register("SlowFirstWorker-v0", entry_point=SlowFirstWorkerEnv, kwargs={"length": 20})
 gym.register("NanReward-v0", entry_point=NanRewardEnv)
 gym.register("Failing-v0", entry_point=FailingEnv)
 gym.register("HugeObservation-v0", entry_point=HugeObservationEnv)

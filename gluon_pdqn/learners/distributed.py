@@ -238,13 +238,20 @@ class ParameterServer(OneDevice):
         board[self.rank, 0] = 1.0  # this row is posted
         board[self.rank, 1:1 + len(figures)] = [float(v) for v in figures.values()]
         self.kvstore.push(self._board_key, mx.nd.array(board, ctx=self.contexts[0]))
-        if self.rank != 0:
+        if self.rank != 0 and self.kvstore.type != "dist_sync":
             return []
+        # In dist_sync every worker pulls the board it posted to and waits for it, as a barrier: a server holds
+        # a pull back while a round of pushes to its key is incomplete, so rank 0's pull, had another worker
+        # already posted the next round (one that ran a log interval ahead during the replay's warm-up, with no
+        # update to keep them in step), waited for rank 0's own next post: both workers hung.
         pulled = mx.nd.zeros(board.shape, ctx=self.contexts[0])
         self.kvstore.pull(self._board_key, out=pulled)
+        rows = pulled.asnumpy()
+        if self.rank != 0:
+            return []
         names = list(figures)
         return [{"rank": rank, **{name: float(v) for name, v in zip(names, row[1:])}}
-                for rank, row in enumerate(pulled.asnumpy()) if row[0] != 0]
+                for rank, row in enumerate(rows) if row[0] != 0]
 
     def apply_update(self, learner, losses, q_taken, td_abs) -> StepResult:
         """Clip the gradient and add it to the sum; push and pull when due. The host reads the norm (one wait):
