@@ -131,6 +131,30 @@ def _sh_worker(script: str) -> list[str]:
     return ["sh", "-c", script]
 
 
+def test_local_servers_and_workers_get_ports_in_launch_order_and_a_share_of_the_cores(monkeypatch):
+    """ps-lite ranks one host's nodes by port, so each local server and worker gets its port in launch order
+    (worker 1 is kvstore rank 1); and the processes of a local job share this machine's cores."""
+    import io
+
+    from gluon_pdqn import physical_cores
+    from gluon_pdqn.parallel import launcher
+
+    monkeypatch.setattr(launcher, "OMP_THREADS_SET_BY_USER", False)
+    out = io.StringIO()
+    job = Job(2, 1, _sh_worker('echo "placed $PORT $OMP_NUM_THREADS"'), deadline=60, out=out)
+    job._start_coordination = lambda: job._start("server", 0)  # no scheduler: nothing needs to meet here
+    job.start()
+    for child in job.children:
+        if child.role == "worker":
+            child.process.wait(timeout=30)
+            child.output.join(timeout=5)
+    job.stop()  # the server, waiting for a scheduler
+    placed = sorted(line.split(" placed ")[1].split() for line in out.getvalue().splitlines() if " placed " in line)
+    ports = [int(port) for port, _ in placed]
+    assert len(ports) == 2 and ports == sorted(ports) and ports[0] > int(job._node_ports[0])
+    assert {threads for _, threads in placed} == {str(max(1, physical_cores() // 3))}
+
+
 def test_dist_sync_workers_stop_together_when_their_clocks_disagree(tmp_path):
     """run.max_seconds with one worker starting 0.5 s later: each worker's clock says stop at another update,
     yet they must stop at the same one (the first to stop alone would leave the other pushing forever)."""

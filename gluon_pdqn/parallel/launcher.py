@@ -299,11 +299,11 @@ class Job:
         env = self._role_environment(role, rank, node_host)
         if role != "scheduler":
             env.update(self.environment)
-        elif role != "scheduler":
-            env["PORT"] = str(self._node_ports[rank if role == "server" else self.servers + rank])
-            if not OMP_THREADS_SET_BY_USER:
-                # The processes here share this machine's cores: each gets its share of OpenMP threads.
-                env["OMP_NUM_THREADS"] = str(max(1, physical_cores() // self._local_processes()))
+            if node_host:
+                env["PORT"] = str(self._node_ports[rank if role == "server" else self.servers + rank])
+                if not OMP_THREADS_SET_BY_USER:
+                    # The processes here share this machine's cores: each gets its share of OpenMP threads.
+                    env["OMP_NUM_THREADS"] = str(max(1, physical_cores() // self._local_processes()))
         command, full_env = self._command(role, rank, env)
         launcher_pid = os.getpid()
         try:
