@@ -273,5 +273,15 @@ class NamespaceCluster:
             sockets.append((fields[3], program))
         return sockets
 
+    def connections(self, host: int) -> list[tuple[str, str]]:
+        """(local ``address:port``, program name) of every established TCP connection on ``host``."""
+        out = _run(*self.command(host, "ss", "-Htnp", "state", "established")).stdout
+        found = []
+        for line in filter(str.strip, out.splitlines()):
+            fields = line.split()
+            program = fields[-1].split('"')[1] if '"' in fields[-1] else "?"
+            found.append((fields[2], program))
+        return found
+
     def set_link(self, host: int, up: bool) -> None:
         _run("ip", "-n", self.names[host], "link", "set", INTERFACE, "up" if up else "down")

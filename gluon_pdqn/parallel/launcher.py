@@ -235,6 +235,7 @@ class Job:
         self._libc = ctypes.CDLL(None)  # loaded here: a child between fork and exec must not
 
     SERVERS_NEEDED = 1
+    EXPOSED = "ps-lite has no authentication and its servers unpickle what they are sent"  # off loopback
 
     def _command(self, role: str, index: int, env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
         """Argument list and environment of one process, wrapped for the launcher."""
@@ -327,8 +328,8 @@ class Job:
     def start(self) -> None:
         """Start the scheduler, then the servers, then the workers (and, over ssh, their heartbeats)."""
         if self.host != LOOPBACK:
-            self.out.write(f"warning: the job listens on {self.host}:{self.port}; ps-lite has no authentication "
-                           "and its servers unpickle what they are sent: run it on a private network only\n")
+            self.out.write(f"warning: the job listens on {self.host}:{self.port}; {self.EXPOSED}: run it on a "
+                           "private network only\n")
         self._start_coordination()
         for rank in range(self.workers):
             self._start("worker", rank)
@@ -629,6 +630,7 @@ class HorovodJob(Job):
     """
 
     SERVERS_NEEDED = 0
+    EXPOSED = "Horovod's rendezvous and Gloo have no authentication"
 
     def __init__(self, workers: int, worker_command: list[str], launcher: str = "local", **options):
         if launcher not in ("local", "ssh"):
