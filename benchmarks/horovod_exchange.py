@@ -71,7 +71,7 @@ def _exchange_ms(run_dir: str, placement: str) -> float | None:
     """The median exchange of one update: posted by the workers (workers.csv), or the kvstore's (devices.csv)."""
     if placement == "data":
         with open(os.path.join(run_dir, "devices.csv"), newline="") as f:
-            values = [float(r["kvstore_ms"]) for r in csv.DictReader(f) if r["device"] == "cpu(0)"]
+            values = [float(r["kvstore_ms"]) for r in csv.DictReader(f) if r["device"] == "cpu:0"]
     else:
         with open(os.path.join(run_dir, "workers.csv"), newline="") as f:
             values = [float(r["worker/round_trip_ms"]) for r in csv.DictReader(f)
