@@ -237,8 +237,9 @@ def _record_gif(learner, env_cfg, spec, epsilon, seed, path, max_frames=3000) ->
 @cli.command()
 @click.option("--env", "env_id", default="CartPole-v1", show_default=True, help="Environment of every run.")
 @click.option("--modes", default="single,data,model,ensemble,async", show_default=True,
-              help=f"Comma-separated modes ({', '.join(MODES)}; dist runs as a job of 2 workers and 1 server), each "
-                   "optionally MODE[:LEARNER][@ACTORS]: apex:data@4 is apex with a data-parallel learner and 4 actors.")
+              help=f"Comma-separated modes ({', '.join(MODES)}; dist runs as a job of 2 workers and 1 server, "
+                   "dist:horovod as 2 Horovod ranks), each optionally MODE[:LEARNER][@ACTORS]: apex:data@4 is apex "
+                   "with a data-parallel learner and 4 actors.")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds 0..N-1 per mode.")
 @click.option("--budget-steps", type=click.IntRange(min=1), help="Env steps per run.")
 @click.option("--budget-seconds", type=click.FloatRange(min=1), help="Seconds of training per run.")

@@ -24,7 +24,7 @@ from . import plots
 from .config import MODES, PLACEMENTS, load_preset, mode_pair
 from .errors import UserError
 
-DIST_WORKERS = 2  # mode dist runs as a job of this many workers and one server on this machine
+DIST_WORKERS = 2  # mode dist runs as a job of this many workers (and one server, or as Horovod ranks) here
 PLAN_FILE = "compare.json"
 
 
@@ -72,8 +72,9 @@ def train_command(plan: Plan, spec: str, seed: int, run_dir: str, resume: bool) 
     mode, learner, actors = parse_spec(spec)
     pair = mode_pair(mode, learner)
     command = [sys.executable, "-m", "gluon_pdqn.cli", "train", "--quiet"]
-    if pair.is_job:  # a job: the launcher starts scheduler, server and workers around the train command
-        command[3:3] = ["launch", "--workers", str(DIST_WORKERS), "--servers", "1", "--"]
+    if pair.is_job:  # a job: the launcher starts its processes (scheduler, server, workers; or ranks)
+        servers = ["--servers", "1"] if pair.uses_servers else []
+        command[3:3] = ["launch", "--workers", str(DIST_WORKERS), *servers, "--"]
     if resume:
         return command + ["--resume", run_dir]
     first_device = plan.ctx.split(",")[0]
@@ -99,6 +100,8 @@ def _settings(plan: Plan, spec: str) -> str:
     pair = mode_pair(*parse_spec(spec)[:2])
     if not pair.has_replay:
         return f"preset {plan.async_preset}, no replay"
+    if pair.is_job and not pair.uses_servers:
+        return f"preset {plan.preset}, {DIST_WORKERS} Horovod ranks, allreduce"
     if pair.is_job:
         return f"preset {plan.preset}, {DIST_WORKERS} workers + 1 server, dist_sync"
     return f"preset {plan.preset}"
