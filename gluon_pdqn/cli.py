@@ -411,7 +411,7 @@ def launch(workers, servers, launcher, hostfile, interface, port, deadline, stal
     if pair is None or not pair.is_job:
         raise UserError("launch runs: gluon-pdqn launch [options] -- train --mode dist [--learner horovod] [train "
                         "options] (or -- train --resume RUN_DIR to continue a dist run)")
-    horovod = pair.placement == "horovod"
+    horovod = not pair.uses_servers  # a job without servers: Horovod ranks
     if horovod and servers is not None:
         raise UserError("a Horovod job has no servers (its ranks allreduce among themselves): leave out --servers")
     hosts = None
