@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from gluon_pdqn import checkpoint
-from gluon_pdqn.config import COLLECTORS, PLACEMENTS, REFUSED_PAIRS, load_preset, mode_pair
+from gluon_pdqn.config import COLLECTORS, JOB_PLACEMENTS, PLACEMENTS, REFUSED_PAIRS, load_preset, mode_pair
 from gluon_pdqn.errors import UserError
 from gluon_pdqn.run.loop import Training
 
@@ -39,8 +39,10 @@ def test_every_pair_is_accepted_or_refused():
 
 
 @pytest.mark.parametrize("collector,placement", [pytest.param(*p, id="-".join(p)) for p in ACCEPTED
-                                                 if p[1] != mode_pair("dist").placement])
+                                                 if p[1] not in JOB_PLACEMENTS])
 def test_an_accepted_pair_trains_checkpoints_and_resumes(tmp_path, collector, placement):
+    """Every pair that is not a job trains in this process. (The ps pairs train in a launched job below; the
+    horovod pair, the vector env with a Horovod rank's learner, in tests/test_horovod.py, where Horovod is.)"""
     preset, settings = _settings(collector, placement)
     cfg = load_preset(preset).replace(settings)
     (tmp_path / "run").mkdir()
