@@ -54,11 +54,20 @@ def test_a_fault_in_the_users_environment_ends_with_a_checkpoint_and_a_log(tmp_p
     assert evaluated.returncode == 0, evaluated.stderr
 
 
-@pytest.mark.parametrize("collector", [["--mode", "apex", "--actors", "2"],
-                                       ["--mode", "async", "--actors", "2", "--actor-backend", "thread"],
-                                       ["--mode", "async", "--actors", "2", "--actor-backend", "process"]],
-                         ids=["apex", "async-threads", "async-processes"])
-@pytest.mark.parametrize("env_id,fragments", FAULTY_ENVS, ids=["exception", "nan-reward", "wrong-shape"])
+ACTOR_COLLECTORS = {"apex": ["--mode", "apex", "--actors", "2"],
+                    "async-threads": ["--mode", "async", "--actors", "2", "--actor-backend", "thread"],
+                    "async-processes": ["--mode", "async", "--actors", "2", "--actor-backend", "process"]}
+# Every fault in apex actors; in async actors each fault on one backend and each backend with a fault in the
+# default suite (both backends call the same checks, acting/checks.py), the other three in make test-slow.
+SLOW_ACTOR_FAULTS = {("exception", "async-processes"), ("nan-reward", "async-threads"),
+                     ("wrong-shape", "async-threads")}
+
+
+@pytest.mark.parametrize("env_id,fragments,collector", [
+    pytest.param(env_id, fragments, command, id=f"{fault}-{name}",
+                 marks=[pytest.mark.slow] if (fault, name) in SLOW_ACTOR_FAULTS else [])
+    for name, command in ACTOR_COLLECTORS.items()
+    for (env_id, fragments), fault in zip(FAULTY_ENVS, ["exception", "nan-reward", "wrong-shape"])])
 def test_a_fault_inside_an_actor_ends_the_run_as_it_does_in_the_vector_env(tmp_path, collector, env_id, fragments):
     """Every collector's environment calls go through the same checks: one line naming the environment, the
     actor and the env step, exit 4, the traceback in environment-error.log, and a checkpoint that resumes."""
