@@ -454,7 +454,7 @@ def info():
 
     click.echo(f"gluon-pdqn {__version__} on Python {platform.python_version()} ({platform.machine()})")
     for package in ("mxnet", "mxnet-cu112", "mxnet-cu117", "numpy", "gymnasium", "ale-py", "gluonnlp", "click",
-                    "tensorboardX"):
+                    "tensorboardX", "horovod"):
         try:
             click.echo(f"  {package:<12} {metadata.version(package)}")
         except metadata.PackageNotFoundError:
