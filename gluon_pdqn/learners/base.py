@@ -12,8 +12,8 @@ A learner is an algorithm (``algorithms``: the target and the loss) and a placem
 ``data_parallel.DataParallel``, ``model_parallel.ModelParallel``, ``distributed.ParameterServer``: how the
 batch's gradient is computed and applied over devices) put together around its networks (``qnets``). Two take
 part in something beyond one update, and say so through an optional role instead of hooks every learner
-would have to stub: ``Learner.job`` (a parameter-server worker: ``agree_to_stop``, ``stops_together``,
-``leave``, ``traffic_figures``, ``exchange_figures``) and ``Learner.ensemble`` (``member_q_functions``,
+would have to stub: ``Learner.job`` (a worker of a job, parameter-server or Horovod: ``agree_to_stop``,
+``stops_together``, ``leave``, ``traffic_figures``, ``exchange_figures``) and ``Learner.ensemble`` (``member_q_functions``,
 ``set_member_returns``, ``episode_started``). Both are None elsewhere.
 """
 from __future__ import annotations
