@@ -13,8 +13,8 @@ A learner is an algorithm (``algorithms``: the target and the loss) and a placem
 batch's gradient is computed and applied over devices) put together around its networks (``qnets``). Two take
 part in something beyond one update, and say so through an optional role instead of hooks every learner
 would have to stub: ``Learner.job`` (a worker of a job, parameter-server or Horovod: ``agree_to_stop``,
-``stops_together``, ``leave``, ``traffic_figures``, ``exchange_figures``) and ``Learner.ensemble`` (``member_q_functions``,
-``set_member_returns``, ``episode_started``). Both are None elsewhere.
+``stops_together``, ``leave``, ``traffic_figures``, ``exchange_figures``) and ``Learner.ensemble``
+(``member_q_functions``, ``set_member_returns``, ``episode_started``). Both are None elsewhere.
 """
 from __future__ import annotations
 
@@ -149,7 +149,7 @@ class Learner(abc.ABC):
 
     @property
     def job(self):
-        """This learner's part in a parameter-server job (mode dist), or None: see the module's docstring."""
+        """This learner's part in a job of several processes (mode dist), or None: see the module's docstring."""
         return None
 
     @property
