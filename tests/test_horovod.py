@@ -25,6 +25,7 @@ from gluon_pdqn.replay import Batch
 TESTS_DIR = os.path.dirname(__file__)
 sys.path.insert(0, TESTS_DIR)
 from horovod_worker import SETTINGS, STEPS, algo_settings  # noqa: E402
+from test_async import children_of  # noqa: E402
 from tests_helpers import SPEC, csv_rows, equivalence_batch  # noqa: E402
 
 pytestmark = [pytest.mark.cluster,
@@ -37,21 +38,6 @@ def _launch(run_dir, *train_args: str):
                "--learner", "horovod", "--quiet", "--run-dir", str(run_dir), *train_args]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             stdin=subprocess.DEVNULL, start_new_session=True)
-
-
-def _job_processes(launcher_pid: int) -> list[int]:
-    """Every process whose command line names the job's run directory, or started by the launcher."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == launcher_pid or int(entry) == launcher_pid:  # its parent
-                found.append(int(entry))
-    return found
 
 
 def _listening_addresses(pids: list[int]) -> list[str]:
@@ -123,7 +109,7 @@ def test_a_two_rank_job_on_loopback_solves_cartpole_listening_only_on_loopback(t
     try:
         _wait_for(lambda: (run_dir / "workers" / "rank-1" / "metrics.csv").exists() or job.poll() is not None, 120,
                   "rank 1 training")
-        listening = _listening_addresses(_job_processes(job.pid))
+        listening = _listening_addresses([job.pid, *children_of(job.pid)])
         out, _ = job.communicate(timeout=900)
     finally:
         if job.poll() is None:
@@ -141,13 +127,22 @@ def test_a_two_rank_job_on_loopback_solves_cartpole_listening_only_on_loopback(t
         np.testing.assert_array_equal(zero[name], one[name], err_msg=name)
 
 
-def test_a_killed_rank_ends_the_job_naming_it_and_the_other_rank_checkpoints(tmp_path):
-    run_dir = tmp_path / "run"
+def _training_job(run_dir):
+    """A long loopback job, once both ranks train; (the launcher, the ranks' pids)."""
     job = _launch(run_dir, "--steps", "10000000", "--set", "run.eval_every=0")
     try:
         _wait_for(lambda: (run_dir / "workers" / "rank-1" / "metrics.csv").exists(), 120, "rank 1 training")
-        time.sleep(3)
-        ranks = [pid for pid in _job_processes(job.pid) if pid != job.pid]
+    except BaseException:
+        os.killpg(job.pid, signal.SIGKILL)
+        raise
+    time.sleep(3)
+    return job, children_of(job.pid)
+
+
+def test_a_killed_rank_ends_the_job_naming_it_and_the_other_rank_checkpoints(tmp_path):
+    run_dir = tmp_path / "run"
+    job, ranks = _training_job(run_dir)
+    try:
         assert len(ranks) == 2
         os.kill(max(ranks), signal.SIGKILL)  # the later started: rank 1
         out, _ = job.communicate(timeout=60)
@@ -164,11 +159,8 @@ def test_a_killed_rank_ends_the_job_naming_it_and_the_other_rank_checkpoints(tmp
 
 def test_ctrl_c_checkpoints_every_rank_at_one_env_step_and_the_job_resumes(tmp_path):
     run_dir = tmp_path / "run"
-    job = _launch(run_dir, "--steps", "10000000", "--set", "run.eval_every=0")
+    job, ranks = _training_job(run_dir)
     try:
-        _wait_for(lambda: (run_dir / "workers" / "rank-1" / "metrics.csv").exists(), 120, "rank 1 training")
-        time.sleep(3)
-        ranks = [pid for pid in _job_processes(job.pid) if pid != job.pid]
         job.send_signal(signal.SIGINT)
         out, _ = job.communicate(timeout=90)
     finally:
