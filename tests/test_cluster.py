@@ -78,6 +78,25 @@ def _assert_only_ps_lite_listens_on_the_interface(cluster, listening) -> None:
         assert all(a.rsplit(":", 1)[0] == cluster.addresses[host] for a in addresses), listening
 
 
+def _kill_and_wait_for_the_end(job, victim: int, seconds: float) -> tuple[float, str, str]:
+    """SIGKILL ``victim`` and wait for the launcher to end the job: (seconds it took, its output, its error line).
+    A launcher still running after that is killed with its job."""
+    try:
+        os.kill(victim, signal.SIGKILL)
+        ended = _wait_for(lambda: job.poll() is not None, seconds, "the launcher's end")
+        out = job.stdout.read()
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    return ended, out, next((line for line in out.splitlines() if line.startswith("error:")), "")
+
+
+def _newest_checkpoint(directory) -> int | None:
+    """Env steps of the newest complete-named bundle in ``directory``/checkpoints (not one still being written)."""
+    names = os.listdir(directory / "checkpoints")
+    return max((int(name[5:]) for name in names if name.startswith("ckpt-") and name[5:].isdigit()), default=None)
+
+
 def _assert_solved(run_dir) -> None:
     """Rank 0's greedy evaluations reached CartPole's 475."""
     returns = [float(row["mean_return"]) for row in csv_rows(run_dir / "eval.csv")]
@@ -141,9 +160,7 @@ def test_a_killed_server_ends_the_job_naming_checkpoints_that_resume(cluster, tm
     assert "server 0 was killed by SIGKILL on 198.18.0.11" in line, line
     # The checkpoints the launcher names are those on disk (rank 0 on host 2, rank 1 on host 1).
     for rank, directory in ((0, run_dir), (1, run_dir / "workers" / "rank-1")):
-        newest = max(int(name.split("-")[1]) for name in os.listdir(directory / "checkpoints")
-                     if name.startswith("ckpt-"))
-        assert f"worker {rank} at {newest:,} env steps" in line, line
+        assert f"worker {rank} at {_newest_checkpoint(directory):,} env steps" in line, line
     _wait_until_no_process_is_left(cluster, ORPHAN_BOUND)
     # The same launch with train --resume continues every worker from its own checkpoint.
     resumed = cluster.launch(run_dir, "--resume", str(run_dir), "--steps", "6000")
@@ -206,22 +223,17 @@ def test_an_apex_actor_dying_on_a_remote_host_ends_the_job_in_seconds_naming_hos
                          "--set", "run.log_every=200")
     try:
         _wait_for(lambda: every_actor_acting(run_dir, 4), 180, "every actor acting")
-        victim = sorted(_actors_on(cluster, 1))[1]  # worker 1's second actor, on host 1
-        os.kill(victim, signal.SIGKILL)
-        ended = _wait_for(lambda: job.poll() is not None, 10, "the launcher's end")
-        out = job.stdout.read()
-    finally:
-        if job.poll() is None:
-            os.killpg(job.pid, signal.SIGKILL)
+    except BaseException:
+        os.killpg(job.pid, signal.SIGKILL)
+        raise
+    victim = sorted(_actors_on(cluster, 1))[1]  # worker 1's second actor, on host 1
+    ended, out, line = _kill_and_wait_for_the_end(job, victim, 10)
     assert job.returncode == 3 and ended < 10, out[-2000:]
-    line = next(line for line in out.splitlines() if line.startswith("error:"))
     assert line.startswith(f"error: worker 1 on {cluster.addresses[1]} exited with code 3: apex actor 1 ended "
                            "unexpectedly"), line
     # Both workers saved their work (worker 0 when the launcher asked), and the line names those checkpoints.
     for rank, directory in ((0, run_dir), (1, run_dir / "workers" / "rank-1")):
-        newest = max(int(name.split("-")[1]) for name in os.listdir(directory / "checkpoints")
-                     if name.startswith("ckpt-"))
-        assert f"worker {rank} at {newest:,} env steps" in line, line
+        assert f"worker {rank} at {_newest_checkpoint(directory):,} env steps" in line, line
     _wait_until_no_process_is_left(cluster, ORPHAN_BOUND)
 
 
@@ -294,19 +306,15 @@ def test_a_horovod_rank_killed_on_a_remote_host_ends_the_job_naming_it_leaving_n
     job = cluster.launch(run_dir, *HOROVOD, "--steps", "10000000", "--set", "run.eval_every=0")
     try:
         _wait_for(lambda: _training(run_dir), 120, "both ranks training")
-        victim = next(pid for pid, command in cluster.processes(2).items()
-                      if "gluon_pdqn.cli train" in command and "parallel.remote" not in command)
-        os.kill(victim, signal.SIGKILL)  # rank 1, on host 2
-        ended = _wait_for(lambda: job.poll() is not None, 30, "the launcher's end")
-        out = job.stdout.read()
-    finally:
-        if job.poll() is None:
-            os.killpg(job.pid, signal.SIGKILL)
+    except BaseException:
+        os.killpg(job.pid, signal.SIGKILL)
+        raise
+    victim = next(pid for pid, command in cluster.processes(2).items()
+                  if "gluon_pdqn.cli train" in command and "parallel.remote" not in command)  # rank 1, on host 2
+    ended, out, line = _kill_and_wait_for_the_end(job, victim, 30)
     assert job.returncode == 3 and ended < 30, out[-2000:]
-    line = next(line for line in out.splitlines() if line.startswith("error:"))
     assert line.startswith(f"error: worker 1 was killed by SIGKILL on {cluster.addresses[2]}"), line
     _wait_until_no_process_is_left(cluster, ORPHAN_BOUND)
-    bundles = os.listdir(run_dir / "checkpoints")
-    newest = max((int(name[5:]) for name in bundles if name.startswith("ckpt-") and name[5:].isdigit()), default=None)
-    # rank 0 saved its work when its allreduce failed
-    assert newest is not None and f"worker 0 at {newest:,} env steps" in line, (bundles, out[-3000:])
+    newest = _newest_checkpoint(run_dir)  # rank 0 saved its work when its allreduce failed
+    assert newest is not None and f"worker 0 at {newest:,} env steps" in line, (os.listdir(run_dir / "checkpoints"),
+                                                                                out[-3000:])
