@@ -153,58 +153,48 @@ class Training:
             with graceful_interrupts() as interrupt:
                 self._interrupt = interrupt
                 job = self.job  # a parameter-server worker's part in its job (Solo for a whole run)
-                while True:
-                    if interrupt["signal"] is not None:
-                        interrupted_by = signal.Signals(interrupt["signal"]).name
-                    spent = self.counters.env_steps >= limit  # at the same env step on every worker of a job
-                    done = (interrupted_by is not None or spent or self.solved is not None or self._out_of_time()
-                            or outcomes.stopped is not None)
-                    try:
-                        if job.agree_to_stop(done, self.counters.env_steps, spent):  # dist_sync, horovod: all at once
+                # A part outside this process that ended (an actor; another process of the job, when a collective
+                # with it fails: the vote to stop, an update's allreduce, the figures' exchange) stops the loop.
+                try:
+                    while True:
+                        if interrupt["signal"] is not None:
+                            interrupted_by = signal.Signals(interrupt["signal"]).name
+                        spent = self.counters.env_steps >= limit  # at the same env step on every worker of a job
+                        done = (interrupted_by is not None or spent or self.solved is not None or self._out_of_time()
+                                or outcomes.stopped is not None)
+                        if job.agree_to_stop(done, self.counters.env_steps, spent):  # dist_sync, horovod: all stop
                             break
-                    except PartLost as error:  # another process of the job has ended
-                        lost = error
-                        break
-                    before = self.counters.env_steps
-                    # Experience: random actions during warm-up, epsilon-greedy after (apex actors keep their own).
-                    try:
-                        collected = collector.collect(before, before >= cfg.replay.learning_starts,
-                                                      window.phase_seconds)
-                    except EnvironmentFault as error:
-                        fault = error
-                        break
-                    except PartLost as error:  # an actor ended
-                        lost = error
-                        break
-                    if not collected.env_steps:
-                        # Nothing arrived but action requests (async actors), or the envs only reset: no update
-                        # can be due and no multiple crossed, so skip the bookkeeping.
-                        continue
-                    self._count(collected, window)
-                    stored = time.perf_counter()
-                    after = self.counters.env_steps
-                    try:
+                        before = self.counters.env_steps
+                        # Experience: random actions during warm-up, epsilon-greedy after (apex actors keep their own).
+                        try:
+                            collected = collector.collect(before, before >= cfg.replay.learning_starts,
+                                                          window.phase_seconds)
+                        except EnvironmentFault as error:
+                            fault = error
+                            break
+                        if not collected.env_steps:
+                            # Nothing arrived but action requests (async actors), or the envs only reset: no update
+                            # can be due and no multiple crossed, so skip the bookkeeping.
+                            continue
+                        self._count(collected, window)
+                        stored = time.perf_counter()
+                        after = self.counters.env_steps
                         last_result = updates.learn(collected, before, after, outcomes) or last_result
-                    except PartLost as error:  # an allreduce with another process of the job failed
-                        lost = error
-                        break
-                    self.counters.learner_steps = self.learner.learner_steps
-                    if updates.timed is not None:  # the update timed per device (one per log window)
-                        self.writer.devices(after, *updates.timed)
-                        updates.timed = None
-                    window.phase_seconds["learn"] += time.perf_counter() - stored
-                    self.counters.wall_seconds = wall_before + time.perf_counter() - session_start
-                    try:
+                        self.counters.learner_steps = self.learner.learner_steps
+                        if updates.timed is not None:  # the update timed per device (one per log window)
+                            self.writer.devices(after, *updates.timed)
+                            updates.timed = None
+                        window.phase_seconds["learn"] += time.perf_counter() - stored
+                        self.counters.wall_seconds = wall_before + time.perf_counter() - session_start
                         fault = self._periodic_duties(
                             before, after,
                             log=lambda: self._log(window, last_result, collector.epsilon(after), frame_skip),
                             evaluate=self._evaluate if self.topology.is_chief else None,
                             status=lambda: self._status(collector.epsilon(after), window))
-                    except PartLost as error:  # gathering the job's figures failed
-                        lost = error
-                        break
-                    if fault is not None:
-                        break
+                        if fault is not None:
+                            break
+                except PartLost as error:
+                    lost = error
                 self.ending = True
                 self.counters.wall_seconds = wall_before + time.perf_counter() - session_start
                 if fault is not None:
