@@ -125,7 +125,8 @@ class HorovodAllreduce(OneDevice):
         the budget at the same count: then all stop with no word. Any other wish (a signal, the time budget,
         rank 0's solved evaluation) is a vote: the ranks' wishes summed by an allreduce, taken when the count
         of env steps crosses a multiple of ``VOTE_EVERY``, which every rank does at the same counts. A wish
-        waits for the next vote (an allreduce per turn cost as much as CartPole's env step and acting together).
+        waits for the next vote. (A vote at every turn of CartPole's loop ran 71 to 97 env steps/s a rank where
+        one every 32 env steps ran 85 to 134, both beside two MinAtar runs.)
         """
         if budget_spent:
             self._end_horovod()
