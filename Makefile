@@ -53,7 +53,7 @@ $(HOROVOD_STAMP): $(STAMP) requirements-horovod.txt patches/horovod-$(HOROVOD_VE
 	HOROVOD_WITH_MXNET=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 HOROVOD_WITHOUT_TENSORFLOW=1 \
 	HOROVOD_WITHOUT_PYTORCH=1 $(BIN)/pip install --quiet --disable-pip-version-check --no-build-isolation \
 	--no-deps --force-reinstall -c constraints.txt ./$(HOROVOD_SOURCE)
-	$(BIN)/horovodrun --check-build | grep -q "\[X\] MXNet" || { echo "horovod was built without MXNet"; exit 1; }
+	$(BIN)/horovodrun --check-build | grep "\[X\] MXNet" > /dev/null || { echo "horovod was built without MXNet"; exit 1; }
 	touch $@
 
 bench: $(STAMP)

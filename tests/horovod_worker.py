@@ -33,3 +33,4 @@ if __name__ == "__main__":
     norms = [learner.step(equivalence_batch(step, topology.rank)).grad_norm for step in range(STEPS)]
     np.savez(f"{out_prefix}-{topology.rank}.npz", norms=np.array(norms),
              **{k: v.data().asnumpy() for k, v in learner.online._collect_params_with_prefix().items()})
+    learner.placement.agree_to_stop(False, STEPS, budget_spent=True)  # Horovod ends as at a training rank's end

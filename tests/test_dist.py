@@ -214,6 +214,17 @@ def test_a_worker_that_makes_no_progress_ends_the_job(reported, expected):
     assert all(c.process.poll() is not None for c in job.children)
 
 
+def test_a_worker_that_crashes_below_python_is_named_with_its_last_line():
+    """An abort in a C++ library prints its reason and raises SIGABRT: the job's error carries the reason."""
+    crash = ("import os, sys; print('terminate called after throwing an instance of gloo::IoException', "
+             "file=sys.stderr, flush=True); os.abort()")
+    job = Job(1, 1, [sys.executable, "-c", crash], deadline=60, out=open(os.devnull, "w"))
+    job.start()
+    with pytest.raises(JobFailed, match="^worker 0 was killed by SIGABRT; its last line: terminate called after "
+                                        "throwing an instance of gloo::IoException;"):
+        job.wait()
+
+
 def test_ctrl_c_ends_at_once_a_job_whose_workers_are_still_joining():
     """Workers still joining (blocked in ps-lite, where SIGINT waits forever) have nothing to save."""
     out = tempfile.TemporaryFile("w+")

@@ -19,7 +19,7 @@ import pytest
 from gluon_pdqn.config import Config
 from gluon_pdqn.learners import SingleLearner
 from gluon_pdqn.parallel import horovod
-from gluon_pdqn.parallel.launcher import HorovodJob
+from gluon_pdqn.parallel.launcher import HorovodJob, JobFailed
 from gluon_pdqn.replay import Batch
 
 TESTS_DIR = os.path.dirname(__file__)
@@ -83,10 +83,15 @@ def test_two_ranks_give_the_update_of_one_learner_on_both_batches(tmp_path, algo
     """Rank 0's parameters broadcast, then 3 clipped Adam updates on each rank's batch: both ranks hold what one
     learner holds after the same updates on the two batches concatenated, and clipped the same norm."""
     prefix = str(tmp_path / "params")
-    job = HorovodJob(2, [sys.executable, os.path.join(TESTS_DIR, "horovod_worker.py"), prefix, algo], deadline=120,
-                     out=open(os.devnull, "w"))
-    job.start()
-    assert job.wait() == 0
+    log = tmp_path / "ranks.log"
+    with open(log, "w") as out:
+        job = HorovodJob(2, [sys.executable, os.path.join(TESTS_DIR, "horovod_worker.py"), prefix, algo],
+                         deadline=120, out=out)
+        job.start()
+        try:
+            assert job.wait() == 0
+        except JobFailed as failure:
+            pytest.fail(f"{failure}\nthe ranks' output:\n{log.read_text()[-3000:]}")
     ranks = [np.load(f"{prefix}-{rank}.npz") for rank in (0, 1)]
     mx.random.seed(0)  # rank 0's initial parameters
     reference = SingleLearner(Config().replace({**SETTINGS, **algo_settings(algo), "run.mode": "single",

@@ -141,6 +141,7 @@ class Child:
     saving: bool = False  # a worker reported that its loop has stopped (its last checkpoint follows)
     saved: bool = False  # a worker reported that its last checkpoint is on disk
     error: str | None = None  # the one-line error it printed last ("error: ..."), if any
+    last_line: str | None = None  # the last line it printed (a native crash's own words, before the signal)
     output: threading.Thread | None = None  # the thread that prints its output
 
     @property
@@ -163,6 +164,10 @@ class Child:
             self.checkpoint = int(fields[1])
 
 
+# Signals a process sends itself when it crashes below Python (not those another process sends to end it).
+CRASH_SIGNALS = {signal.SIGABRT, signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL}
+
+
 def _prefix_output(child: Child, stream, out) -> None:
     for line in iter(stream.readline, ""):
         if line.startswith(REPORT_MARK):
@@ -173,6 +178,8 @@ def _prefix_output(child: Child, stream, out) -> None:
             continue
         if line.startswith("error: "):
             child.error = line[len("error: "):].strip()
+        if line.strip():
+            child.last_line = line.strip()
         out.write(f"[{child.name}] {line}")
         out.flush()
     stream.close()
@@ -430,7 +437,12 @@ class Job:
         if self.launcher in ("ssh", "mpi") and child.role != "scheduler":
             host = self._host_of(child.role, child.rank)
             where = "" if host in how else f" on {host}"
-        return f"{child.name}{where} {how}" + (f": {child.error}" if child.error else "")
+        if child.error:
+            return f"{child.name}{where} {how}: {child.error}"
+        if -code in CRASH_SIGNALS and child.last_line:
+            # A crash below Python (an abort in a C++ library, a segmentation fault) prints its reason last.
+            return f"{child.name}{where} {how}; its last line: {child.last_line}"
+        return f"{child.name}{where} {how}"
 
     def _describe_exit(self, child: Child, code: int) -> str:
         if code < 0:

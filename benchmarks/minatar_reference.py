@@ -1,0 +1,80 @@
+"""The MinAtar authors' reference DQN trained to a budget, its training returns written as our runs write them.
+
+``examples/dqn.py`` of github.com/kenjyoung/MinAtar (PyTorch, GPL-3.0: not part of this repository; pass its
+path, e.g. from a clone) is run as its own ``main()`` would, with its own constants, except ``NUM_FRAMES`` (the
+budget), one torch thread (as each of our runs has one MXNet thread), and seeds for Python, numpy, torch and the
+environment (the script seeds nothing). Every episode's return is appended to ``OUT/episodes.csv`` as it ends
+(columns ``env_steps,return``, as in our run directories), so ``minatar_curves.py`` reads both alike and a run
+cut short keeps what it did; ``OUT/summary.json`` gets the training return over the last 100 episodes at the
+end. This is how a shortfall against the paper's curves is told apart: ours, or the game and its version.
+
+    python benchmarks/minatar_reference.py PATH/TO/dqn.py --game Breakout --seed 0 --frames 1000000 --out DIR
+"""
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import os
+import random
+import time
+
+import click
+import numpy as np
+
+
+@click.command()
+@click.argument("reference", type=click.Path(exists=True, dir_okay=False))
+@click.option("--game", default="Breakout", show_default=True, help="MinAtar's game, by our id's name.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--frames", default=1_000_000, show_default=True)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory for episodes.csv.")
+def main(reference, game, seed, frames, out):
+    import torch
+    from minatar import Environment
+
+    os.makedirs(out, exist_ok=True)
+    spec = importlib.util.spec_from_file_location("minatar_reference_dqn", reference)
+    dqn = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dqn)
+    dqn.NUM_FRAMES = frames
+    torch.set_num_threads(1)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    env = Environment(game.lower().replace("spaceinvaders", "space_invaders"))
+    env.seed(seed)
+
+    episodes = open(os.path.join(out, "episodes.csv"), "w", newline="")
+    writer = csv.writer(episodes)
+    writer.writerow(["env_steps", "return", "wall_seconds"])
+    returns: list[float] = []
+    episode_return = [0.0]
+    started = time.perf_counter()
+    world_dynamics = dqn.world_dynamics
+
+    def recorded(t, *args):
+        """The reference's own step, with the episode's return kept and written when the episode ends."""
+        s_prime, action, reward, terminated = world_dynamics(t, *args)
+        episode_return[0] += float(reward.item())
+        if bool(terminated.item()):
+            returns.append(episode_return[0])
+            writer.writerow([t + 1, episode_return[0], round(time.perf_counter() - started, 1)])
+            episodes.flush()
+            episode_return[0] = 0.0
+        return s_prime, action, reward, terminated
+
+    dqn.world_dynamics = recorded
+    dqn.dqn(env, False, False, os.path.join(out, "reference"))
+    episodes.close()
+    summary = {"reference": "kenjyoung/MinAtar examples/dqn.py", "game": game, "seed": seed, "frames": frames,
+               "episodes": len(returns), "wall_seconds": round(time.perf_counter() - started, 1),
+               "training_return_last_100": round(float(np.mean(returns[-100:])), 3) if returns else None,
+               "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
+    with open(os.path.join(out, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    click.echo(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
