@@ -118,6 +118,10 @@ class OptimConfig:
     rmsprop_decay: float = 0.95  # decay of the squared-gradient average (MXNet's gamma1)
     rmsprop_epsilon: float = 0.01
     rmsprop_centered: bool = True  # as in Nature DQN
+    # Where epsilon goes: under the root, g / sqrt(v + eps), as DeepMind's DQN and MXNet (false); or added to
+    # the root, g / (sqrt(v) + eps), as PyTorch, TensorFlow and code written for them (true). Up to 10x apart
+    # in step size at DQN's epsilon of 0.01.
+    rmsprop_epsilon_outside_root: bool = False
     momentum: float = 0.0  # sgd momentum
     max_grad_norm: float = 10.0  # global gradient-norm clip; 0 disables clipping
     loss: str = "huber"  # `huber` or `mse`

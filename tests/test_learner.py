@@ -99,8 +99,10 @@ def test_target_network_follows_on_schedule():
 
 
 def test_save_and_load_continue_exactly(tmp_path):
-    for optimizer in ("adam", "rmsprop", "sgd"):
-        cfg = Config().replace({"network.hidden": "16,16", "optim.name": optimizer, "optim.momentum": 0.9})
+    for optimizer in ("adam", "rmsprop", "rmsprop-outside", "sgd"):
+        cfg = Config().replace({"network.hidden": "16,16", "optim.name": optimizer.split("-")[0],
+                                "optim.momentum": 0.9,
+                                "optim.rmsprop_epsilon_outside_root": optimizer.endswith("outside")})
         straight, resumed = make(cfg, seed=1), make(cfg, seed=2)
         for i in range(5):
             straight.step(a_batch(seed=i))
@@ -170,3 +172,52 @@ def test_overlapped_acting_uses_its_snapshot_until_refreshed():
     assert not np.allclose(after, before)
     online = learner.online(mx.nd.array(obs)).asnumpy()
     np.testing.assert_allclose(after, online, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("centered", [True, False])
+def test_rmsprop_with_epsilon_outside_the_root_steps_as_pytorch_defines_it(centered):
+    """g / (sqrt(v) + eps) with v the decayed mean square (minus the squared decayed mean, centred), no bias
+    correction: PyTorch's RMSprop (the MinAtar reference DQN's); MXNet's puts eps under the root. The gradient's
+    rescale (the clip, applied by the optimizer) is read once a step."""
+    from gluon_pdqn.learners.optimizers import RMSPropEpsilonOutsideRoot
+
+    rng = np.random.default_rng(0)
+    lr, decay, eps = 0.01, 0.95, 0.01
+    optimizer = RMSPropEpsilonOutsideRoot(learning_rate=lr, gamma1=decay, epsilon=eps, centered=centered)
+    weight = mx.nd.array(rng.normal(size=(3, 5)))
+    state = optimizer.create_state(0, weight)
+    expected, squares, mean = weight.asnumpy().astype(np.float64), 0.0, 0.0
+    for step in range(6):
+        grad = rng.normal(scale=10.0 ** -rng.integers(1, 4), size=(3, 5))
+        optimizer.rescale_grad = scale = 0.5 if step % 2 else 1.0
+        optimizer.update(0, weight, mx.nd.array(grad), state)
+        g = scale * grad
+        squares = decay * squares + (1 - decay) * g * g
+        mean = decay * mean + (1 - decay) * g
+        variance = squares - mean * mean if centered else squares
+        expected -= lr * g / (np.sqrt(variance) + eps)
+        np.testing.assert_allclose(weight.asnumpy(), expected, rtol=1e-5, atol=1e-7, err_msg=f"step {step}")
+
+
+def test_the_epsilon_placement_changes_the_step_tenfold_for_small_gradients():
+    """The reason the option exists: at DQN's epsilon 0.01 and a gradient of 1e-3, the first step outside the root
+    is about 10x the step under it."""
+    steps = {}
+    for outside in (False, True):
+        cfg = Config().replace({"network.hidden": "16,16", "optim.name": "rmsprop", "optim.learning_rate": 2.5e-4,
+                                "optim.rmsprop_epsilon_outside_root": outside})
+        from gluon_pdqn.learners.optimizers import make_optimizer
+
+        optimizer = make_optimizer(cfg.optim)
+        weight = mx.nd.zeros((4,))
+        optimizer.update(0, weight, mx.nd.full((4,), 1e-3), optimizer.create_state(0, weight))
+        steps[outside] = abs(float(weight[0].asscalar()))
+    assert 9 < steps[True] / steps[False] < 11, steps
+
+
+def test_rmsprop_with_epsilon_outside_the_root_is_refused_on_parameter_servers():
+    from gluon_pdqn.learners.optimizers import make_optimizer
+
+    cfg = Config().replace({"optim.name": "rmsprop", "optim.rmsprop_epsilon_outside_root": True})
+    with pytest.raises(UserError, match="parameter servers"):
+        make_optimizer(cfg.optim, on_kvstore_servers=True)
