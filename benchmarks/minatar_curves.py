@@ -12,6 +12,8 @@ Also reported per run, as the paper reports it: the training return averaged ove
 episodes.csv), beside the paper's DQN at 1M frames (``PAPER_DQN_1M``). ``--name`` keeps a set of runs apart
 (``minatar_1m`` for the paper's 1M-frame budget); ``--collect`` only gathers the runs of the set that finished
 (in ``--scratch`` or already in the results), for a set whose runs take more than one session.
+``--reference-runs DIR`` adds the MinAtar authors' reference DQN run by ``minatar_reference.py`` to the same
+budget (``DIR/<Game>-s<S>/``): its training curve is drawn beside ours and its value reported beside the paper's.
 
     python benchmarks/minatar_curves.py [--games Breakout,SpaceInvaders] [--seeds 0,1,2] [--steps 150000]
     python benchmarks/minatar_curves.py --name minatar_1m --games Breakout,Freeway,SpaceInvaders --steps 1000000
@@ -68,7 +70,7 @@ def run_command(env_id: str, seed: int, steps: int, run_dir: str, sets: tuple[st
             "--steps", str(steps), "--run-dir", run_dir] + [a for s in sets for a in ("--set", s)]
 
 
-def plot(games: list[str], runs: dict, randoms: dict, path: str) -> None:
+def plot(games: list[str], runs: dict, randoms: dict, path: str, references: dict) -> None:
     from gluon_pdqn.plots import evaluation_curve, plt
 
     fig, axes = plt.subplots(len(games), 2, figsize=(11, 3.6 * len(games)), dpi=100, squeeze=False)
@@ -89,6 +91,12 @@ def plot(games: list[str], runs: dict, randoms: dict, path: str) -> None:
                     if training:
                         ax.plot(training["env_steps"], training["mean_return"], color="tab:orange", linewidth=0.8,
                                 alpha=0.7, label="training return, last 100 episodes (each seed)" if k == 0 else None)
+                for k, run_dir in enumerate(references.get(game, [])):
+                    training = training_curve(run_dir)
+                    if training:
+                        ax.plot(training["env_steps"], training["mean_return"], color="tab:green", linewidth=0.8,
+                                label="reference DQN (PyTorch), training return, last 100 episodes" if k == 0
+                                else None)
                 if game in PAPER_DQN_1M and max(c[x][-1] for c in curves) >= 500_000:
                     ax.plot([1_000_000], [PAPER_DQN_1M[game]], marker="*", markersize=12, color="black",
                             linestyle="none", label="paper's DQN at 1M frames (training return, 30 seeds)")
@@ -103,6 +111,34 @@ def plot(games: list[str], runs: dict, randoms: dict, path: str) -> None:
     plt.close(fig)
 
 
+def _reference_runs(source: str | None, out_dir: str, game: str) -> list[str]:
+    """The reference DQN's runs of ``game`` that finished, copied into ``out_dir/reference/`` (from ``source``,
+    or those copied there by an earlier collection)."""
+    kept = os.path.join(out_dir, "reference")
+    if source and os.path.isdir(source):
+        for entry in sorted(os.listdir(source)):
+            finished = os.path.join(source, entry, "summary.json")
+            if entry.startswith(f"{game}-s") and os.path.exists(finished):
+                os.makedirs(os.path.join(kept, entry), exist_ok=True)
+                for copied in ("episodes.csv", "summary.json"):
+                    shutil.copy(os.path.join(source, entry, copied), os.path.join(kept, entry, copied))
+    if not os.path.isdir(kept):
+        return []
+    return [os.path.join(kept, e) for e in sorted(os.listdir(kept)) if e.startswith(f"{game}-s")]
+
+
+def _reference_summary(run_dirs: list[str]) -> dict | None:
+    """The reference DQN's training return over its last 100 episodes at the end, per seed and median."""
+    if not run_dirs:
+        return None
+    values = []
+    for run_dir in run_dirs:
+        with open(os.path.join(run_dir, "summary.json")) as f:
+            values.append(json.load(f)["training_return_last_100"])
+    return {"runs": [os.path.basename(d) for d in run_dirs], "training_return_last_100_episodes": values,
+            "median": statistics.median(values)}
+
+
 @click.command()
 @click.option("--games", default="Breakout,SpaceInvaders", show_default=True)
 @click.option("--seeds", default="0,1,2", show_default=True)
@@ -112,7 +148,9 @@ def plot(games: list[str], runs: dict, randoms: dict, path: str) -> None:
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Setting overrides for every run.")
 @click.option("--name", default="minatar", show_default=True, help="The set of runs: results/NAME/ and NAME.json.")
 @click.option("--collect", is_flag=True, help="Start no run: gather those of the set that finished.")
-def main(games, seeds, steps, parallel, scratch, sets, name, collect):
+@click.option("--reference-runs", type=click.Path(file_okay=False), default=None,
+              help="Runs of the reference DQN (minatar_reference.py --out DIR/<Game>-s<S>) to draw and report.")
+def main(games, seeds, steps, parallel, scratch, sets, name, collect, reference_runs):
     games, seeds = games.split(","), [int(s) for s in seeds.split(",")]
     results_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
     out_dir = os.path.join(results_dir, name)
@@ -155,6 +193,7 @@ def main(games, seeds, steps, parallel, scratch, sets, name, collect):
 
     games = [g for g in games if runs[g]]
     randoms = {g: random_play(f"MinAtar/{g}-v1", 100) for g in games}
+    references = {g: _reference_runs(reference_runs, out_dir, g) for g in games}
     table = {}
     for game in games:
         per_seed = []
@@ -179,6 +218,7 @@ def main(games, seeds, steps, parallel, scratch, sets, name, collect):
         table[game] = {"random_play": randoms[game], "runs": per_seed,
                        "median_training_return_last_100_episodes": statistics.median(trainings) if trainings else None,
                        "paper_dqn_training_return_at_1M_frames": PAPER_DQN_1M.get(game),
+                       "reference_dqn": _reference_summary(references[game]),
                        "median_final_eval_mean": statistics.median(finals),
                        "min_final_eval_mean": min(finals),
                        "median_final_over_random": round(statistics.median(finals)
@@ -190,7 +230,7 @@ def main(games, seeds, steps, parallel, scratch, sets, name, collect):
                    f"{table[game]['median_training_return_last_100_episodes']}, the paper's DQN at 1M frames "
                    f"{PAPER_DQN_1M.get(game)}; median {table[game]['median_seconds']:.0f} s; random play "
                    f"{randoms[game]['mean']:.2f}")
-    plot(games, runs, randoms, os.path.join(out_dir, "curves.png"))
+    plot(games, runs, randoms, os.path.join(out_dir, "curves.png"), references)
     write_results({"games": table, "steps_per_run": steps, "parallel_runs": parallel, "mxnet_threads_per_run": 1,
                    "settings": list(sets), "preset": "minatar", "load_average_before": load_before},
                   os.path.join(results_dir, f"{name}.json"))
