@@ -174,8 +174,9 @@ def test_overlapped_acting_uses_its_snapshot_until_refreshed():
     np.testing.assert_allclose(after, online, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("shape", [(3, 5), (300, 250)])  # multi-tensor kernels, and one parameter's own
 @pytest.mark.parametrize("centered", [True, False])
-def test_rmsprop_with_epsilon_outside_the_root_steps_as_pytorch_defines_it(centered):
+def test_rmsprop_with_epsilon_outside_the_root_steps_as_pytorch_defines_it(centered, shape):
     """g / (sqrt(v) + eps) with v the decayed mean square (minus the squared decayed mean, centred), no bias
     correction: PyTorch's RMSprop (the MinAtar reference DQN's); MXNet's puts eps under the root. The gradient's
     rescale (the clip, applied by the optimizer) is read once a step."""
@@ -184,11 +185,11 @@ def test_rmsprop_with_epsilon_outside_the_root_steps_as_pytorch_defines_it(cente
     rng = np.random.default_rng(0)
     lr, decay, eps = 0.01, 0.95, 0.01
     optimizer = RMSPropEpsilonOutsideRoot(learning_rate=lr, gamma1=decay, epsilon=eps, centered=centered)
-    weight = mx.nd.array(rng.normal(size=(3, 5)))
+    weight = mx.nd.array(rng.normal(size=shape))
     state = optimizer.create_state(0, weight)
     expected, squares, mean = weight.asnumpy().astype(np.float64), 0.0, 0.0
     for step in range(6):
-        grad = rng.normal(scale=10.0 ** -rng.integers(1, 4), size=(3, 5))
+        grad = rng.normal(scale=10.0 ** -rng.integers(1, 4), size=shape)
         optimizer.rescale_grad = scale = 0.5 if step % 2 else 1.0
         optimizer.update(0, weight, mx.nd.array(grad), state)
         g = scale * grad
