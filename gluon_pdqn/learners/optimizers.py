@@ -189,8 +189,9 @@ def make_optimizer(cfg: OptimConfig, on_kvstore_servers: bool = False) -> mx.opt
         return MultiTensorAdam(learning_rate=cfg.learning_rate, epsilon=cfg.adam_epsilon)
     if cfg.name == "rmsprop" and cfg.rmsprop_epsilon_outside_root:
         if on_kvstore_servers:
-            raise UserError("optim.rmsprop_epsilon_outside_root is applied in the learner's process; the "
-                            "parameter servers (mode dist with the ps learner) have only MXNet's RMSProp")
+            raise UserError("optim.rmsprop_epsilon_outside_root=true (the minatar preset's) runs in the learner's "
+                            "process, and the parameter servers of mode dist have only MXNet's RMSProp: use "
+                            "--learner horovod, or --set optim.rmsprop_epsilon_outside_root=false")
         return RMSPropEpsilonOutsideRoot(learning_rate=cfg.learning_rate, gamma1=cfg.rmsprop_decay,
                                          epsilon=cfg.rmsprop_epsilon, centered=cfg.rmsprop_centered)
     if cfg.name == "rmsprop":
