@@ -1,4 +1,5 @@
-"""Optimizers for the learners: MXNet's own, plus Adam applied by one multi-tensor kernel."""
+"""Optimizers for the learners: MXNet's own, Adam applied by one multi-tensor kernel, and RMSProp with epsilon
+added to the root (PyTorch's)."""
 from __future__ import annotations
 
 import math
@@ -9,38 +10,18 @@ from ..config import OptimConfig
 from ..errors import UserError
 
 
-class DeviceScaled:
-    """An optimizer that reads its gradient scale from an NDArray and skips the step when that is NaN,
-    infinite or 0 (its kernels are ``adamw_update``'s).
-
-    A learner sets ``gradient_scale`` (see ``learners.base.clip_scale``) so that clipping and the non-finite
-    check happen on the device: the Python thread need not wait for any update.
-    """
-
-    gradient_scale: mx.nd.NDArray | None = None  # this step's scale on some device, if set
-
-    def _rescale_array(self, context) -> mx.nd.NDArray:
-        """``rescale_grad`` (times ``gradient_scale``) as the NDArray the kernel takes, on ``context``."""
-        if self.gradient_scale is not None:
-            scale = self.gradient_scale.as_in_context(context)
-            return scale if self.rescale_grad == 1.0 else scale * self.rescale_grad
-        arrays = self.__dict__.setdefault("_rescale_arrays", {})
-        key = (self.rescale_grad, context)
-        if key not in arrays:
-            if any(value != self.rescale_grad for value, _ in arrays):
-                arrays.clear()
-            arrays[key] = mx.nd.full((1,), self.rescale_grad, ctx=context)
-        return arrays[key]
-
-
 @mx.optimizer.register
-class MultiTensorAdam(DeviceScaled, mx.optimizer.Adam):
+class MultiTensorAdam(mx.optimizer.Adam):
     """Adam whose update of all small parameters is one call of MXNet's ``multi_adamw_update`` kernel.
 
     Why: MXNet's Adam launches one ``adam_update`` per parameter, and on a CPU each launch costs tens of
     microseconds of overhead, a large share of a small network's update (measured: 6 launches were 18% of
     a CartPole run). With weight decay 0 and the bias correction folded into each learning rate, as
     ``mx.optimizer.Adam`` itself does, ``adamw_update`` computes the same step.
+
+    The kernel reads its gradient scale from an NDArray and skips the step when that is NaN, infinite or 0.
+    A learner sets ``gradient_scale`` (see ``learners.base.clip_scale``) so that clipping and the
+    non-finite check happen on the device: the Python thread need not wait for any update.
     """
 
     # Parameters of at least this many elements get a kernel call of their own (``adamw_update``, which reads the
@@ -51,6 +32,20 @@ class MultiTensorAdam(DeviceScaled, mx.optimizer.Adam):
     def __init__(self, **kwargs):
         super().__init__(lazy_update=False, **kwargs)
         self.aggregate_num = 32  # parameters per kernel call (the Updater passes lists of this many)
+        self._rescale_arrays: dict = {}
+        self.gradient_scale: mx.nd.NDArray | None = None  # this step's scale on some device, if set
+
+    def _rescale_array(self, context) -> mx.nd.NDArray:
+        """``rescale_grad`` (times ``gradient_scale``) as the NDArray the kernel takes, on ``context``."""
+        if self.gradient_scale is not None:
+            scale = self.gradient_scale.as_in_context(context)
+            return scale if self.rescale_grad == 1.0 else scale * self.rescale_grad
+        key = (self.rescale_grad, context)
+        if key not in self._rescale_arrays:
+            if any(value != self.rescale_grad for value, _ in self._rescale_arrays):
+                self._rescale_arrays.clear()
+            self._rescale_arrays[key] = mx.nd.full((1,), self.rescale_grad, ctx=context)
+        return self._rescale_arrays[key]
 
     def update(self, index, weight, grad, state):
         if not isinstance(index, (list, tuple)):

@@ -21,7 +21,7 @@ from ..replay import Batch
 from .algorithms import TDLearning
 from .base import (DynamicLossScale, GradientNormAndScale, Learner, StepResult, device_figures, load_params,
                    load_trainer_states, save_params, save_trainer_states)
-from .optimizers import DeviceScaled, make_optimizer
+from .optimizers import MultiTensorAdam, make_optimizer
 from .qnets import QNetworks
 
 
@@ -55,9 +55,8 @@ class Gradients:
         self._norm_and_scale = norm_and_scale
 
     def skips_on_device(self) -> bool:
-        """Whether the optimizer clips and skips non-finite steps on the device (``DeviceScaled``: our Adam), so
-        no step waits."""
-        return bool(self.trainers) and all(isinstance(t._optimizer, DeviceScaled) for t in self.trainers)
+        """Whether the optimizer clips and skips non-finite steps on the device (Adam), so no step waits."""
+        return bool(self.trainers) and all(isinstance(t._optimizer, MultiTensorAdam) for t in self.trainers)
 
     def norm_and_scale(self) -> tuple[mx.nd.NDArray, mx.nd.NDArray]:
         """Global gradient norm and clip scale (see ``base.clip_scale``) as (1,) NDArrays, not waited for."""
