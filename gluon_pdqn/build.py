@@ -315,6 +315,11 @@ class Solo:
     def exchange_figures(figures: dict):
         return None
 
+    @staticmethod
+    def lost_part(error: Exception):
+        """No other part to lose: every error is the run's own."""
+        return None
+
 
 @dataclass
 class Parts:

@@ -93,7 +93,7 @@ def _kill_and_wait_for_the_end(job, victim: int, seconds: float) -> tuple[float,
 
 def _newest_checkpoint(directory) -> int | None:
     """Env steps of the newest complete-named bundle in ``directory``/checkpoints (not one still being written)."""
-    names = os.listdir(directory / "checkpoints")
+    names = os.listdir(directory / "checkpoints") if (directory / "checkpoints").is_dir() else []
     return max((int(name[5:]) for name in names if name.startswith("ckpt-") and name[5:].isdigit()), default=None)
 
 

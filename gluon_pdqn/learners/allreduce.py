@@ -58,7 +58,7 @@ class HorovodAllreduce(OneDevice):
     @property
     def job(self):
         """A rank of a Horovod job: ``agree_to_stop``, ``stops_together``, ``leave``, ``traffic_figures``,
-        ``exchange_figures``."""
+        ``exchange_figures``, ``lost_part``."""
         return self
 
     stops_together = True  # every rank stops at one agreed update
@@ -115,7 +115,35 @@ class HorovodAllreduce(OneDevice):
             for array in arrays():
                 array.wait_to_read()
         except mx.base.MXNetError as error:
-            raise JobPeerLost(f"rank {self.rank}: {what} failed: {JobPeerLost.WORDS} ({_first_line(error)})") from None
+            raise self._peer_lost(what, error) from None
+
+    # Words of the errors a collective fails with when another rank has ended: Gloo's, from the failed transfer,
+    # and Horovod's, for every collective after its background loop ended.
+    FAILURE_WORDS = ("Horovod has been shut down", "Connection reset by peer", "Connection closed by peer",
+                     "Read error", "Write error", "Broken pipe")
+
+    def lost_part(self, error: Exception) -> JobPeerLost | None:
+        """``JobPeerLost`` if ``error`` is a failed collective's, seen wherever MXNet carried it (any array the
+        collective wrote, any computed from those, any wait for them all); None for any other error."""
+        if isinstance(error, mx.base.MXNetError) and any(w in str(error) for w in self.FAILURE_WORDS):
+            return self._peer_lost("a computation after a collective", error)
+        return None
+
+    def _peer_lost(self, what: str, error: Exception) -> JobPeerLost:
+        """The error of a failed collective, once MXNet's engine holds no failure any more.
+
+        MXNet keeps a failed operation's error on every array it wrote and computed from them, and in the
+        engine, which raises it at the next wait for everything: the checkpoint that follows would fail on it
+        (it did, once in three kills of a rank). Waiting for everything until none is raised clears them; no
+        collective is started after this, so none can fail again.
+        """
+        for _ in range(8):
+            try:
+                mx.nd.waitall()
+                break
+            except mx.base.MXNetError:
+                continue
+        return JobPeerLost(f"rank {self.rank}: {what} failed: {JobPeerLost.WORDS} ({_first_line(error)})")
 
     def agree_to_stop(self, wish: bool, env_steps: int, budget_spent: bool) -> bool:
         """Whether every rank stops now.
@@ -134,13 +162,12 @@ class HorovodAllreduce(OneDevice):
         if env_steps // self.VOTE_EVERY == self._voted_round:
             return False
         self._voted_round = env_steps // self.VOTE_EVERY
-        votes = self.hvd.allreduce(mx.nd.full((1,), float(wish), ctx=self.contexts[0]), average=False,
-                                   name="stop")
         try:
+            votes = self.hvd.allreduce(mx.nd.full((1,), float(wish), ctx=self.contexts[0]), average=False,
+                                       name="stop")
             agreed = float(votes.asscalar()) > 0
         except mx.base.MXNetError as error:
-            raise JobPeerLost(f"rank {self.rank}: the vote to stop failed: {JobPeerLost.WORDS} "
-                              f"({_first_line(error)})") from None
+            raise self._peer_lost("the vote to stop", error) from None
         if agreed:
             self._end_horovod()
         return agreed
@@ -167,12 +194,11 @@ class HorovodAllreduce(OneDevice):
     def exchange_figures(self, figures: dict) -> list[dict]:
         """Gather every rank's ``figures`` at rank 0 (an allgather: every rank calls it at the same log)."""
         row = np.array([[float(v) for v in figures.values()]], dtype=np.float32)
-        gathered = self.hvd.allgather(mx.nd.array(row, ctx=self.contexts[0]), name="figures")
         try:
-            table = gathered.asnumpy()
+            # Horovod's allgather waits for its result itself: a lost rank fails the call, not only the read.
+            table = self.hvd.allgather(mx.nd.array(row, ctx=self.contexts[0]), name="figures").asnumpy()
         except mx.base.MXNetError as error:
-            raise JobPeerLost(f"rank {self.rank}: gathering the figures failed: {JobPeerLost.WORDS} "
-                              f"({_first_line(error)})") from None
+            raise self._peer_lost("gathering the figures", error) from None
         if self.rank != 0:
             return []
         return [{"rank": rank, **dict(zip(figures, map(float, values)))} for rank, values in enumerate(table)]

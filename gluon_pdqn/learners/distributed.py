@@ -113,8 +113,13 @@ class ParameterServer(OneDevice):
     @property
     def job(self):
         """A worker of a parameter-server job: ``agree_to_stop``, ``stops_together``, ``leave``,
-        ``traffic_figures``, ``exchange_figures``."""
+        ``traffic_figures``, ``exchange_figures``, ``lost_part``."""
         return self
+
+    @staticmethod
+    def lost_part(error: Exception):
+        """None: ps-lite itself ends a worker whose scheduler or server is lost; no error of it reaches here."""
+        return None
 
     @property
     def stops_together(self) -> bool:

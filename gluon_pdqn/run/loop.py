@@ -195,6 +195,11 @@ class Training:
                             break
                 except PartLost as error:
                     lost = error
+                except Exception as error:  # noqa: BLE001 (re-raised unless the job tells it is a lost part)
+                    # A failed collective's error reaches whatever computation reads its arrays next.
+                    lost = job.lost_part(error)
+                    if lost is None:
+                        raise
                 self.ending = True
                 self.counters.wall_seconds = wall_before + time.perf_counter() - session_start
                 if fault is not None:
