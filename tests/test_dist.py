@@ -111,9 +111,11 @@ def _endless_job(run_dir, stderr=subprocess.PIPE) -> subprocess.Popen:
 def test_ctrl_c_on_the_launcher_checkpoints_the_workers_and_ends_the_job(tmp_path):
     run_dir = tmp_path / "run"
     process = _endless_job(run_dir)
-    metrics_csv = run_dir / "metrics.csv"
-    deadline = time.monotonic() + 120  # until rank 0 trains (start-up takes longer on a loaded machine)
-    while time.monotonic() < deadline and not (metrics_csv.exists() and len(metrics_csv.read_text().splitlines()) > 1):
+    # Until both ranks train (start-up takes longer on a loaded machine): rank 0 logs during its warm-up while rank 1
+    # may still be joining, and a dist_sync worker cannot agree to stop with a rank that is not there yet.
+    logs = [run_dir / "metrics.csv", run_dir / "workers" / "rank-1" / "metrics.csv"]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not all(f.exists() and len(f.read_text().splitlines()) > 1 for f in logs):
         time.sleep(0.5)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=90)
