@@ -8,7 +8,12 @@ environment (the script seeds nothing). Every episode's return is appended to ``
 cut short keeps what it did; ``OUT/summary.json`` gets the training return over the last 100 episodes at the
 end. This is how a shortfall against the paper's curves is told apart: ours, or the game and its version.
 
-    python benchmarks/minatar_reference.py PATH/TO/dqn.py --game Breakout --seed 0 --frames 1000000 --out DIR
+``table`` puts runs side by side (the reference's and ours, finished or not): the training return over the last
+100 episodes at each of ``--marks`` frames, printed and written to ``results/NAME.json``, each run's files copied
+to ``results/NAME/<label>/``.
+
+    python benchmarks/minatar_reference.py run PATH/TO/dqn.py --game Breakout --seed 0 --frames 1000000 --out DIR
+    python benchmarks/minatar_reference.py table --name minatar_reference LABEL=DIR [LABEL=DIR ...]
 """
 from __future__ import annotations
 
@@ -17,19 +22,29 @@ import importlib.util
 import json
 import os
 import random
+import shutil
 import time
 
 import click
 import numpy as np
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+KEPT = ("episodes.csv", "summary.json", "eval.csv", "metrics.csv", "config.json")
 
-@click.command()
+
+@click.group()
+def main():
+    """The MinAtar authors' reference DQN: run it to a budget, or tabulate runs side by side."""
+
+
+@main.command()
 @click.argument("reference", type=click.Path(exists=True, dir_okay=False))
 @click.option("--game", default="Breakout", show_default=True, help="MinAtar's game, by our id's name.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--frames", default=1_000_000, show_default=True)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory for episodes.csv.")
-def main(reference, game, seed, frames, out):
+def run(reference, game, seed, frames, out):
+    """Train the reference DQN at REFERENCE (its examples/dqn.py) and write its episodes to --out."""
     import torch
     from minatar import Environment
 
@@ -74,6 +89,45 @@ def main(reference, game, seed, frames, out):
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     click.echo(json.dumps(summary))
+
+
+def training_return_at(episodes_csv: str, frames: int, window: int = 100) -> float | None:
+    """The mean return of the last ``window`` episodes that ended by ``frames`` (None before any ended, or when the
+    run has not reached ``frames``)."""
+    with open(episodes_csv) as f:
+        rows = [(int(r["env_steps"]), float(r["return"])) for r in csv.DictReader(f)]
+    if not rows or rows[-1][0] < frames * 0.99:
+        return None
+    returns = [value for steps, value in rows if steps <= frames][-window:]
+    return round(float(np.mean(returns)), 2) if returns else None
+
+
+@main.command()
+@click.option("--name", default="minatar_reference", show_default=True, help="results/NAME.json and results/NAME/.")
+@click.option("--marks", default="100000,200000,300000,500000,750000,1000000", show_default=True)
+@click.argument("runs", nargs=-1, required=True)
+def table(name, marks, runs):
+    """Tabulate RUNS (LABEL=DIR, each with an episodes.csv) at --marks frames and keep their files."""
+    from results_file import write_results
+
+    marks = [int(m) for m in marks.split(",")]
+    out_dir = os.path.join(HERE, "results", name)
+    rows = []
+    for entry in runs:
+        label, _, directory = entry.partition("=")
+        kept = os.path.join(out_dir, label)
+        os.makedirs(kept, exist_ok=True)
+        for file in KEPT:
+            if os.path.exists(os.path.join(directory, file)) and os.path.abspath(directory) != os.path.abspath(kept):
+                shutil.copy(os.path.join(directory, file), os.path.join(kept, file))
+        with open(os.path.join(kept, "episodes.csv")) as f:
+            reached = max(int(r["env_steps"]) for r in csv.DictReader(f))
+        values = {str(m): training_return_at(os.path.join(kept, "episodes.csv"), m) for m in marks}
+        rows.append({"run": label, "frames_reached": reached, "training_return_last_100_episodes": values})
+        click.echo(f"{label} (to {reached:,} frames): " + ", ".join(f"{int(m) // 1000}k {v}" for m, v in values.items()))
+    write_results({"benchmark": "minatar_reference", "measure": "training return, mean of the last 100 episodes",
+                   "marks": marks, "rows": rows, "load_average_before": os.getloadavg()},
+                  os.path.join(HERE, "results", f"{name}.json"))
 
 
 if __name__ == "__main__":
