@@ -9,8 +9,8 @@ cut short keeps what it did; ``OUT/summary.json`` gets the training return over 
 end. This is how a shortfall against the paper's curves is told apart: ours, or the game and its version.
 
 ``table`` puts runs side by side (the reference's and ours, finished or not): the training return over the last
-100 episodes at each of ``--marks`` frames, printed and written to ``results/NAME.json``, each run's files copied
-to ``results/NAME/<label>/``.
+100 episodes at each of ``--marks`` frames, printed and written to ``results/NAME.json``, the files of each run
+from outside ``results/`` copied to ``results/NAME/<label>/``.
 
     python benchmarks/minatar_reference.py run PATH/TO/dqn.py --game Breakout --seed 0 --frames 1000000 --out DIR
     python benchmarks/minatar_reference.py table --name minatar_reference LABEL=DIR [LABEL=DIR ...]
@@ -115,15 +115,18 @@ def table(name, marks, runs):
     rows = []
     for entry in runs:
         label, _, directory = entry.partition("=")
-        kept = os.path.join(out_dir, label)
-        os.makedirs(kept, exist_ok=True)
-        for file in KEPT:
-            if os.path.exists(os.path.join(directory, file)) and os.path.abspath(directory) != os.path.abspath(kept):
-                shutil.copy(os.path.join(directory, file), os.path.join(kept, file))
+        kept = os.path.abspath(directory)
+        if not kept.startswith(os.path.join(HERE, "results") + os.sep):  # a run outside the results: keep it there
+            kept = os.path.join(out_dir, label)
+            os.makedirs(kept, exist_ok=True)
+            for file in KEPT:
+                if os.path.exists(os.path.join(directory, file)):
+                    shutil.copy(os.path.join(directory, file), os.path.join(kept, file))
         with open(os.path.join(kept, "episodes.csv")) as f:
             reached = max(int(r["env_steps"]) for r in csv.DictReader(f))
         values = {str(m): training_return_at(os.path.join(kept, "episodes.csv"), m) for m in marks}
-        rows.append({"run": label, "frames_reached": reached, "training_return_last_100_episodes": values})
+        rows.append({"run": label, "files": os.path.relpath(kept, HERE), "frames_reached": reached,
+                     "training_return_last_100_episodes": values})
         click.echo(f"{label} (to {reached:,} frames): " + ", ".join(f"{int(m) // 1000}k {v}" for m, v in values.items()))
     write_results({"benchmark": "minatar_reference", "measure": "training return, mean of the last 100 episodes",
                    "marks": marks, "rows": rows, "load_average_before": os.getloadavg()},
