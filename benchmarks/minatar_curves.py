@@ -13,7 +13,8 @@ episodes.csv), beside the paper's DQN at 1M frames (``PAPER_DQN_1M``). ``--name`
 (``minatar_1m`` for the paper's 1M-frame budget); ``--collect`` only gathers the runs of the set that finished
 (in ``--scratch`` or already in the results), for a set whose runs take more than one session.
 ``--reference-runs DIR`` adds the MinAtar authors' reference DQN run by ``minatar_reference.py`` to the same
-budget (``DIR/<Game>-s<S>/``): its training curve is drawn beside ours and its value reported beside the paper's.
+budget (``DIR/...<Game>-s<S>/``, e.g. ``results/minatar_reference``): its training curve is drawn beside ours and
+its value reported beside the paper's.
 
     python benchmarks/minatar_curves.py [--games Breakout,SpaceInvaders] [--seeds 0,1,2] [--steps 150000]
     python benchmarks/minatar_curves.py --name minatar_1m --games Breakout,Freeway,SpaceInvaders --steps 1000000
@@ -112,19 +113,31 @@ def plot(games: list[str], runs: dict, randoms: dict, path: str, references: dic
 
 
 def _reference_runs(source: str | None, out_dir: str, game: str) -> list[str]:
-    """The reference DQN's runs of ``game`` that finished, copied into ``out_dir/reference/`` (from ``source``,
-    or those copied there by an earlier collection)."""
-    kept = os.path.join(out_dir, "reference")
-    if source and os.path.isdir(source):
+    """The reference DQN's finished runs of ``game`` (directories named ``...<Game>-s<S>``): read in place when
+    ``source`` is inside the results (``minatar_reference.py table`` keeps them there), else copied into
+    ``out_dir/reference/``, where an earlier collection may have left some."""
+    results = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results") + os.sep
+    in_place = bool(source) and os.path.abspath(source).startswith(results)
+    kept = source if in_place else os.path.join(out_dir, "reference")
+    if source and not in_place and os.path.isdir(source):
         for entry in sorted(os.listdir(source)):
-            finished = os.path.join(source, entry, "summary.json")
-            if entry.startswith(f"{game}-s") and os.path.exists(finished):
+            if entry.startswith(f"{game}-s") and os.path.exists(os.path.join(source, entry, "summary.json")):
                 os.makedirs(os.path.join(kept, entry), exist_ok=True)
                 for copied in ("episodes.csv", "summary.json"):
                     shutil.copy(os.path.join(source, entry, copied), os.path.join(kept, entry, copied))
-    if not os.path.isdir(kept):
+    if not kept or not os.path.isdir(kept):
         return []
-    return [os.path.join(kept, e) for e in sorted(os.listdir(kept)) if e.startswith(f"{game}-s")]
+    return [os.path.join(kept, e) for e in sorted(os.listdir(kept))
+            if e.rpartition(f"{game}-s")[2].isdigit() and _is_reference_run(os.path.join(kept, e))]
+
+
+def _is_reference_run(run_dir: str) -> bool:
+    """Whether ``run_dir`` holds a finished run of the reference DQN (not one of ours kept beside it)."""
+    try:
+        with open(os.path.join(run_dir, "summary.json")) as f:
+            return "reference" in json.load(f)
+    except OSError:
+        return False
 
 
 def _reference_summary(run_dirs: list[str]) -> dict | None:
