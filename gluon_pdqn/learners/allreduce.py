@@ -133,8 +133,8 @@ class HorovodAllreduce(OneDevice):
         """The error of a failed collective, once MXNet's engine holds no failure any more.
 
         MXNet keeps a failed operation's error on every array it wrote and computed from them, and in the
-        engine, which raises it at the next wait for everything: the checkpoint that follows failed on it (in 4
-        of 7 kills of a rank, under load). A wait for everything raises the first stored error and clears them
+        engine, which raises it at the next wait for everything: the checkpoint that follows failed on it (seen
+        here when a rank was killed under load). A wait for everything raises the first stored error and clears them
         all; no collective is started after this, so the next wait raises none (three is a bound, not a count).
         """
         for _ in range(3):
