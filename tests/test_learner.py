@@ -203,12 +203,12 @@ def test_rmsprop_with_epsilon_outside_the_root_steps_as_pytorch_defines_it(cente
 def test_the_epsilon_placement_changes_the_step_tenfold_for_small_gradients():
     """The reason the option exists: at DQN's epsilon 0.01 and a gradient of 1e-3, the first step outside the root
     is about 10x the step under it."""
+    from gluon_pdqn.learners.optimizers import make_optimizer
+
     steps = {}
     for outside in (False, True):
         cfg = Config().replace({"network.hidden": "16,16", "optim.name": "rmsprop", "optim.learning_rate": 2.5e-4,
                                 "optim.rmsprop_epsilon_outside_root": outside})
-        from gluon_pdqn.learners.optimizers import make_optimizer
-
         optimizer = make_optimizer(cfg.optim)
         weight = mx.nd.zeros((4,))
         optimizer.update(0, weight, mx.nd.full((4,), 1e-3), optimizer.create_state(0, weight))
