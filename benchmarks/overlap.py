@@ -33,7 +33,7 @@ warnings.filterwarnings("ignore")
 from gluon_pdqn.config import Config, load_preset  # noqa: E402
 from gluon_pdqn.envs import EnvSpec  # noqa: E402
 from gluon_pdqn.build import make_learner  # noqa: E402
-from gluon_pdqn.learners import SingleLearner  # noqa: E402
+from gluon_pdqn.learners.single import Gradients  # noqa: E402
 from gluon_pdqn.run.loop import Training  # noqa: E402
 from gluon_pdqn.parallel import parse_contexts  # noqa: E402
 from gluon_pdqn.replay import Batch  # noqa: E402
@@ -46,11 +46,11 @@ class _Waiting:
     """Within the block, learners take the waiting path (host-side clip and skip) whatever the optimizer."""
 
     def __enter__(self):
-        self._original = SingleLearner._skips_on_device
-        SingleLearner._skips_on_device = lambda learner: False
+        self._original = Gradients.skips_on_device
+        Gradients.skips_on_device = lambda gradients: False
 
     def __exit__(self, *exc):
-        SingleLearner._skips_on_device = self._original
+        Gradients.skips_on_device = self._original
 
 
 def _variant(name: str):

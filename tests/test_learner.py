@@ -43,9 +43,11 @@ def test_updates_fit_a_fixed_target():
     assert learner.learner_steps == 201
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+@pytest.mark.parametrize("optimizer", ["adam", "sgd", "rmsprop_epsilon_outside_root"])
 def test_non_finite_gradient_skips_the_update(optimizer):
-    learner = make(Config().replace({"network.hidden": "16,16", "optim.name": optimizer}))
+    outside = optimizer == "rmsprop_epsilon_outside_root"
+    learner = make(Config().replace({"network.hidden": "16,16", "optim.name": "rmsprop" if outside else optimizer,
+                                     "optim.rmsprop_epsilon_outside_root": outside}))
     before = params_of(learner)
     rewards = np.ones(32)
     rewards[3] = np.nan
@@ -117,6 +119,34 @@ def test_save_and_load_continue_exactly(tmp_path):
             np.testing.assert_array_equal(params_of(resumed)[name], value, err_msg=f"{optimizer}: {name}")
 
 
+def test_a_checkpoint_of_the_first_rmsprop_outside_the_root_resumes_exactly(tmp_path):
+    """The centred state's second array was the mean itself (layout 1); it is the mean over beta1 now, and a
+    checkpoint of layout 1 is read as such. Such a checkpoint is made here from one of today's."""
+    import json
+
+    cfg = Config().replace({"network.hidden": "16,16", "optim.name": "rmsprop",
+                            "optim.rmsprop_epsilon_outside_root": True})
+    straight, resumed = make(cfg, seed=1), make(cfg, seed=2)
+    for i in range(5):
+        straight.step(a_batch(seed=i))
+    straight.save(str(tmp_path))
+    beta1 = straight.trainers[0]._optimizer.beta1
+    arrays = mx.nd.load(str(tmp_path / "optimizer.params"))
+    means = [name for name in arrays if name.endswith(".1")]
+    assert means and all(abs(arrays[name]).sum() > 0 for name in means)
+    mx.nd.save(str(tmp_path / "optimizer.params"),
+               {name: value * beta1 if name in means else value for name, value in arrays.items()})
+    meta = json.loads((tmp_path / "optimizer.json").read_text())
+    assert meta.pop("state_layout") == 2
+    (tmp_path / "optimizer.json").write_text(json.dumps(meta))
+    resumed.load(str(tmp_path))
+    for i in range(5, 9):
+        straight.step(a_batch(seed=i))
+        resumed.step(a_batch(seed=i))
+    for name, value in params_of(straight).items():
+        np.testing.assert_allclose(params_of(resumed)[name], value, rtol=1e-5, atol=1e-7, err_msg=name)
+
+
 def test_loading_another_network_is_a_clear_error(tmp_path):
     make().save(str(tmp_path))
     other = SingleLearner(Config().replace({"network.hidden": "8"}), SPEC, mx.cpu(0))
@@ -174,9 +204,9 @@ def test_overlapped_acting_uses_its_snapshot_until_refreshed():
     np.testing.assert_allclose(after, online, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("shape", [(3, 5), (300, 250)])  # multi-tensor kernels, and one parameter's own
+@pytest.mark.parametrize("shapes", [[(3, 5)], [(3, 5), (7,), (600, 500)]])  # a parameter alone, small ones together
 @pytest.mark.parametrize("centered", [True, False])
-def test_rmsprop_with_epsilon_outside_the_root_steps_as_pytorch_defines_it(centered, shape):
+def test_rmsprop_with_epsilon_outside_the_root_steps_as_pytorch_defines_it(centered, shapes):
     """g / (sqrt(v) + eps) with v the decayed mean square (minus the squared decayed mean, centred), no bias
     correction: PyTorch's RMSprop (the MinAtar reference DQN's); MXNet's puts eps under the root. The gradient's
     rescale (the clip, applied by the optimizer) is read once a step."""
@@ -185,19 +215,23 @@ def test_rmsprop_with_epsilon_outside_the_root_steps_as_pytorch_defines_it(cente
     rng = np.random.default_rng(0)
     lr, decay, eps = 0.01, 0.95, 0.01
     optimizer = RMSPropEpsilonOutsideRoot(learning_rate=lr, gamma1=decay, epsilon=eps, centered=centered)
-    weight = mx.nd.array(rng.normal(size=shape))
-    state = optimizer.create_state(0, weight)
-    expected, squares, mean = weight.asnumpy().astype(np.float64), 0.0, 0.0
+    assert 7 * 5 < RMSPropEpsilonOutsideRoot.LARGE <= 600 * 500
+    weights = [mx.nd.array(rng.normal(size=shape)) for shape in shapes]
+    states = [optimizer.create_state(k, w) for k, w in enumerate(weights)]
+    expected = [w.asnumpy().astype(np.float64) for w in weights]
+    squares, means = [0.0] * len(shapes), [0.0] * len(shapes)
     for step in range(6):
-        grad = rng.normal(scale=10.0 ** -rng.integers(1, 4), size=shape)
+        grads = [rng.normal(scale=10.0 ** -rng.integers(1, 4), size=shape) for shape in shapes]
         optimizer.rescale_grad = scale = 0.5 if step % 2 else 1.0
-        optimizer.update(0, weight, mx.nd.array(grad), state)
-        g = scale * grad
-        squares = decay * squares + (1 - decay) * g * g
-        mean = decay * mean + (1 - decay) * g
-        variance = squares - mean * mean if centered else squares
-        expected -= lr * g / (np.sqrt(variance) + eps)
-        np.testing.assert_allclose(weight.asnumpy(), expected, rtol=1e-5, atol=1e-7, err_msg=f"step {step}")
+        optimizer.update(list(range(len(shapes))), weights, [mx.nd.array(g) for g in grads], states)
+        for k, grad in enumerate(grads):
+            g = scale * grad
+            squares[k] = decay * squares[k] + (1 - decay) * g * g
+            means[k] = decay * means[k] + (1 - decay) * g
+            variance = squares[k] - means[k] * means[k] if centered else squares[k]
+            expected[k] -= lr * g / (np.sqrt(variance) + eps)
+            np.testing.assert_allclose(weights[k].asnumpy(), expected[k], rtol=1e-5, atol=1e-7,
+                                       err_msg=f"step {step}, parameter {k}")
 
 
 def test_the_epsilon_placement_changes_the_step_tenfold_for_small_gradients():

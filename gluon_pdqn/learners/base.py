@@ -255,6 +255,7 @@ def save_trainer_states(trainer: gluon.Trainer, directory: str, name: str = "opt
         "update_counts": {str(dev): {str(i): n for i, n in counts.items()}
                           for dev, counts in optimizer._all_index_update_counts.items()},
         "indices": {str(device): sorted(updater.states) for device, updater in enumerate(trainer._updaters)},
+        "state_layout": getattr(optimizer, "STATE_LAYOUT", 1),
     }
     mx.nd.save(os.path.join(directory, f"{name}.params"), arrays)
     with open(os.path.join(directory, f"{name}.json"), "w") as f:
@@ -286,11 +287,17 @@ def _restore_trainer_states(trainer: gluon.Trainer, directory: str, name: str, m
     if len(meta["indices"]) != len(trainer._updaters):
         raise UserError(f"checkpoint optimizer state is for {len(meta['indices'])} device(s), this run has "
                         f"{len(trainer._updaters)}")
+    layout = meta.get("state_layout", 1)  # what the states' arrays mean, for optimizers whose meaning changed
+    if layout > getattr(optimizer, "STATE_LAYOUT", 1):
+        raise UserError(f"checkpoint {directory} was written by a newer gluon_pdqn ({meta['optimizer']} state "
+                        f"layout {layout})")
     for device, updater in enumerate(trainer._updaters):
         for index in meta["indices"][str(device)]:
             weight = trainer._params[index].list_data()[device]
             state = optimizer.create_state_multi_precision(index, weight)
             _fill_state(state, f"{device}/{index}", arrays)
+            if layout < getattr(optimizer, "STATE_LAYOUT", 1):
+                optimizer.upgrade_state(state, layout)
             updater.states[index] = state
             updater.states_synced[index] = True
     optimizer.num_update = meta["num_update"]

@@ -87,37 +87,45 @@ class RMSPropEpsilonOutsideRoot(mx.optimizer.Optimizer):
     ``v`` is the decayed mean of squared gradients, less the square of the decayed mean gradient when
     ``centered``; no bias correction, no momentum, as PyTorch's default.
 
-    MXNet has no kernel for it; Adam's kernels make it (``adam_update`` applies no bias correction itself):
-    uncentred, it is Adam with ``beta1 = 0`` and ``beta2 = gamma1``, one kernel. Centred, the variance is kept
-    directly by its own recurrence, ``v' = gamma v + gamma (1 - gamma) (g - m)^2`` with ``m`` the mean gradient
-    before this step (which equals the mean square less the squared mean, and cannot go negative by rounding as
-    their difference can), as Adam's second moment of ``g - m`` scaled by ``sqrt(gamma)``; ``m`` moves by
-    ``(1 - gamma) (g - m)`` as an SGD step; the step is Adam with ``beta1 = 0`` and ``beta2 = 1`` on ``v``.
-    Parameters under ``LARGE`` elements share multi-tensor calls (8 calls for them all, centred, instead of 4
-    each): on a CPU each call costs tens of microseconds whatever its size.
+    MXNet has no kernel for it; Adam's, which puts epsilon outside the root and applies no bias correction
+    itself, makes it, once per parameter: MXNet's CPU kernels take a square root one element at a time (6 ns an
+    element here, against numpy's 0.3), so a pass with a root costs as much as the rest of a small network's
+    update, and each step makes exactly one. Uncentred, the step is Adam with ``beta1 = 0`` and
+    ``beta2 = gamma1``. Centred, see ``_centred``: two SGD kernels and one Adam kernel, on all small parameters
+    at once (multi-tensor calls: on a CPU a call costs tens of microseconds whatever its size).
     """
 
+    # Parameters of at least this many elements get kernels of their own (MXNet's multi-tensor kernels run on one
+    # thread, and their loop over parameters is slower per element than the single-parameter kernels).
     LARGE = 1 << 16
+    # The meaning of the centred state's arrays (saved in checkpoints): 1, the mean itself (the first version);
+    # 2, the mean divided by ``beta1`` of ``_centred``. ``upgrade_state`` reads a checkpoint of layout 1.
+    STATE_LAYOUT = 2
 
     def __init__(self, gamma1: float = 0.95, epsilon: float = 0.01, centered: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.gamma1, self.epsilon, self.centered = gamma1, epsilon, centered
         self.aggregate_num = 32  # parameters per call (the Updater passes lists of this many)
-        self._constants: dict = {}
+        self._unit = {}  # the multi-tensor Adam kernel's gradient scale, an NDArray of 1, per device
+
+    @property
+    def beta1(self) -> float:
+        """Adam's ``beta1`` in the centred step: ``1 - 1 / sqrt(gamma1)``, about -0.026 at 0.95."""
+        return 1.0 - 1.0 / math.sqrt(self.gamma1)
 
     def create_state(self, index, weight):
         def zeros():
             return mx.nd.zeros(weight.shape, weight.context, dtype=weight.dtype)
 
-        # the variance (the mean square when not centred), the mean gradient, the gradient less that mean, the
-        # first moment Adam's kernel is given (overwritten by every call)
-        return (zeros(), zeros(), zeros(), zeros()) if self.centered else (zeros(), zeros())
+        # Centred: the variance, the mean gradient over ``beta1``, its next value, and the deviation (see
+        # ``_centred``; a list, as the step swaps the second and third). Uncentred: the mean square, and the
+        # first moment Adam's kernel overwrites.
+        return [zeros(), zeros(), zeros(), zeros()] if self.centered else [zeros(), zeros()]
 
-    def _constant(self, value: float, context) -> mx.nd.NDArray:
-        """``value`` as the (1,) NDArray the multi-tensor kernels take for their gradient scale."""
-        if (value, context) not in self._constants:
-            self._constants[(value, context)] = mx.nd.full((1,), value, ctx=context)
-        return self._constants[(value, context)]
+    def upgrade_state(self, state, layout: int) -> None:
+        """Turn a state saved with ``STATE_LAYOUT`` ``layout`` into this version's, in place."""
+        if self.centered and layout == 1:  # (variance, mean, scratch, scratch)
+            state[1] *= 1.0 / self.beta1
 
     def update(self, index, weight, grad, state):
         if not isinstance(index, (list, tuple)):
@@ -125,51 +133,67 @@ class RMSPropEpsilonOutsideRoot(mx.optimizer.Optimizer):
         self._update_count(index)
         if any(self._get_wd(i) for i in index):
             raise ValueError("RMSPropEpsilonOutsideRoot does not apply weight decay")
-        for g in grad:  # the learners pass 1 and no clip: these cost nothing then
-            if self.rescale_grad != 1.0:
-                g *= self.rescale_grad
-            if self.clip_gradient:
-                mx.nd.clip(g, -self.clip_gradient, self.clip_gradient, out=g)
         lrs = [self._get_lr(i) for i in index]
-        gamma, common = self.gamma1, {"epsilon": self.epsilon}
-        large = [k for k, w in enumerate(weight) if w.size >= self.LARGE]
         small = [k for k, w in enumerate(weight) if w.size < self.LARGE]
-        if not self.centered:
-            for k in large:
-                mx.nd.adam_update(weight[k], grad[k], state[k][1], state[k][0], lr=lrs[k], beta1=0.0, beta2=gamma,
-                                  wd=0.0, out=weight[k], **common)
-            if small:
-                self._multi_adam(weight, grad, [s[1] for s in state], [s[0] for s in state], small,
-                                 [lrs[k] for k in small], 1.0, beta1=0.0, beta2=gamma, **common)
-            return
-        for k in range(len(weight)):
-            mx.nd.elemwise_sub(grad[k], state[k][1], out=state[k][2])
-        for k in large:
-            variance, mean, deviation, moment = state[k]
-            mx.nd.sgd_update(mean, deviation, lr=-(1.0 - gamma), wd=0.0, out=mean)
-            mx.nd.adam_update(weight[k], deviation, moment, variance, lr=0.0, beta1=0.0, beta2=gamma, wd=0.0,
-                              rescale_grad=math.sqrt(gamma), out=weight[k], **common)
-            mx.nd.adam_update(weight[k], grad[k], moment, variance, lr=lrs[k], beta1=0.0, beta2=1.0, wd=0.0,
-                              out=weight[k], **common)
-        if small:
-            data = [a for k in small for a in (state[k][1], state[k][2])]
-            mx.nd.multi_sgd_update(*data, lrs=[-(1.0 - gamma)] * len(small), wds=[0.0] * len(small),
-                                   num_weights=len(small), out=[state[k][1] for k in small])
-            variances, moments = [s[0] for s in state], [s[3] for s in state]
-            # multi_adamw_update leaves its gradients scaled in place by its scale: the deviations are not read
-            # again, and the gradients' scale is 1.
-            self._multi_adam(weight, [s[2] for s in state], moments, variances, small, [0.0] * len(small),
-                             math.sqrt(gamma), beta1=0.0, beta2=gamma, **common)
-            self._multi_adam(weight, grad, moments, variances, small, [lrs[k] for k in small], 1.0, beta1=0.0,
-                             beta2=1.0, **common)
+        for group in [small] + [[k] for k, w in enumerate(weight) if w.size >= self.LARGE]:
+            if not group:
+                continue
+            pick = lambda arrays: [arrays[k] for k in group]  # noqa: E731
+            if self.centered:
+                self._centred(pick(weight), pick(grad), pick(state), pick(lrs))
+            else:
+                states = pick(state)
+                self._adam(pick(weight), pick(grad), [s[1] for s in states], [s[0] for s in states], pick(lrs),
+                           self.rescale_grad, beta1=0.0, beta2=self.gamma1)
 
-    def _multi_adam(self, weight, grad, moments, variances, chosen, lrs, scale, **kwargs):
-        """One ``multi_adamw_update`` over the ``chosen`` parameters, gradients scaled by ``scale``."""
-        mx.nd.contrib.multi_adamw_update([weight[k] for k in chosen], [grad[k] for k in chosen],
-                                         [moments[k] for k in chosen], [variances[k] for k in chosen],
-                                         rescale_grad=self._constant(scale, weight[chosen[0]].context), lrs=lrs,
-                                         wds=[0.0] * len(chosen), etas=[1.0] * len(chosen),
-                                         out=[weight[k] for k in chosen], **kwargs)
+    def _centred(self, weights, grads, states, lrs) -> None:
+        """One centred step of these parameters, one pass with a root over each element.
+
+        With ``u`` the gradient (times ``rescale_grad``, clipped), ``m`` the mean gradient before the step,
+        ``k = sqrt(gamma)`` and ``b = 1 - 1 / k`` (Adam's ``beta1`` here, negative), the state holds ``v``,
+        ``P = m / b``, ``Q`` and ``X``:
+        1. SGD kernel: ``X := k (u - m) = (1 - k) P + k u`` (learning rate ``-k``, weight decay -1);
+        2. SGD kernel: ``Q := m' / b = gamma P + (1 - gamma) / b u``, the next step's ``P``;
+        3. Adam kernel with ``beta1 = b``, ``beta2 = gamma`` on gradient ``X``: its first moment
+           ``b P + (1 - b) X = m + (u - m) = u`` and second ``gamma v + (1 - gamma) gamma (u - m)^2``, which is
+           the centred variance's recurrence (the mean square less the squared mean, which can go negative by
+           rounding where their difference cannot); the step ``lr u / (sqrt(v') + eps)``.
+        Then ``P`` and ``Q`` swap places (``P`` holds ``u`` now, and is the next step's scratch).
+        """
+        gamma, k, b = self.gamma1, math.sqrt(self.gamma1), self.beta1
+        variances, means, nexts, deviations = ([s[j] for s in states] for j in range(4))
+        self._sgd(means, grads, deviations, lr=-k, wd=-1.0)
+        self._sgd(means, grads, nexts, lr=-(1.0 - gamma) / b, wd=-b)
+        self._adam(weights, deviations, means, variances, lrs, 1.0, beta1=b, beta2=gamma, clip=False)
+        for state in states:
+            state[1], state[2] = state[2], state[1]
+
+    def _sgd(self, weights, grads, outs, lr: float, wd: float) -> None:
+        """``outs := (1 - lr wd) weights - lr u``: MXNet's SGD kernel, with ``u`` the scaled, clipped gradient."""
+        kwargs = {"rescale_grad": self.rescale_grad}
+        if self.clip_gradient:
+            kwargs["clip_gradient"] = self.clip_gradient
+        if len(weights) == 1:
+            mx.nd.sgd_update(weights[0], grads[0], lr=lr, wd=wd, out=outs[0], **kwargs)
+        else:
+            mx.nd.multi_sgd_update(*[a for pair in zip(weights, grads) for a in pair], lrs=[lr] * len(weights),
+                                   wds=[wd] * len(weights), num_weights=len(weights), out=outs, **kwargs)
+
+    def _adam(self, weights, grads, means, variances, lrs, scale: float, clip: bool = True, **kwargs) -> None:
+        """Adam's update of ``weights`` (no bias correction, epsilon outside the root), gradients times ``scale``."""
+        kwargs["epsilon"] = self.epsilon
+        if clip and self.clip_gradient:
+            kwargs["clip_gradient"] = self.clip_gradient
+        if len(weights) == 1:
+            mx.nd.adam_update(weights[0], grads[0], means[0], variances[0], lr=lrs[0], wd=0.0, rescale_grad=scale,
+                              out=weights[0], **kwargs)
+            return
+        context = weights[0].context
+        if (scale, context) not in self._unit:
+            self._unit[(scale, context)] = mx.nd.full((1,), scale, ctx=context)
+        mx.nd.contrib.multi_adamw_update(weights, grads, means, variances, rescale_grad=self._unit[(scale, context)],
+                                         lrs=lrs, wds=[0.0] * len(weights), etas=[1.0] * len(weights), out=weights,
+                                         **kwargs)
 
 
 def make_optimizer(cfg: OptimConfig, on_kvstore_servers: bool = False) -> mx.optimizer.Optimizer:
