@@ -18,8 +18,9 @@ from frame 10,000 to ``--frames``. Each contestant runs in its own process as it
 Rounds are interleaved and medians reported, with the ratios of ours to each. Then, where the time of one of our
 updates goes (``UPDATE_PARTS``, in a process of its own, one MXNet thread): the learner's update alone, back to
 back (its throughput is what the loop can reach at most); the same forward, backward and RMSProp kernels with no
-host read at all (MXNet's floor for this work); each part waited for; one acting call through MXNet and through
-the numpy copy that apex actors use.
+host read at all (MXNet's floor for this work); each part waited for; the preset's RMSProp step alone, and MXNet's
+own RMSProp kernel on the same parameters; one acting call through MXNet and through the numpy copy that apex
+actors use.
 
     python benchmarks/minatar_loop.py --reference PATH/TO/MinAtar/examples/dqn.py [--game breakout] [--rounds 3]
 """
@@ -87,6 +88,7 @@ from gluon_pdqn import networks
 from gluon_pdqn.config import load_preset
 from gluon_pdqn.envs import describe
 from gluon_pdqn.learners import SingleLearner
+from gluon_pdqn.learners.optimizers import make_optimizer
 from gluon_pdqn.learners.single import batch_inputs
 from gluon_pdqn.replay import Batch
 
@@ -122,6 +124,16 @@ gradients = learner.gradients
 def no_read(i):
     learner.forward_backward(batches[i % 64])
     gradients.update()
+def optimizer_step(outside):
+    # One optimizer step over copies of the network's parameters: the preset's RMSProp, or MXNet's kernel.
+    optimizer = make_optimizer(cfg.replace({"optim.rmsprop_epsilon_outside_root": outside}).optim)
+    params = list(learner.online.collect_params().values())
+    weights = [p.data().copy() for p in params]
+    grads = [mx.nd.random.normal(scale=1e-3, shape=w.shape) for w in weights]
+    states = [optimizer.create_state(k, w) for k, w in enumerate(weights)]
+    if outside:  # it takes the Updater's lists of parameters; MXNet's takes one parameter a call
+        return lambda i: optimizer.update(list(range(len(weights))), weights, grads, states)
+    return lambda i: [optimizer.update(k, weights[k], grads[k], states[k]) for k in range(len(weights))]
 obs = batches[0].obs[:1]
 copy = networks.numpy_copy(learner.online)
 copy.load(np.concatenate([p.data().asnumpy().ravel() for p in copy.parameters()]))
@@ -132,6 +144,8 @@ print(json.dumps({
     "waited_loss_forward_backward_ms": ms(loss_and_backward, wait_each=True),
     "waited_norm_and_clip_ms": ms(lambda i: gradients.norm_and_scale(), wait_each=True),
     "waited_update_ms": ms(lambda i: learner.step(batches[i % 64]), wait_each=True),
+    "optimizer_ms": ms(optimizer_step(True)),
+    "optimizer_mxnet_rmsprop_ms": ms(optimizer_step(False)),
     "acting_call_mxnet_ms": ms(lambda i: learner.q_values(obs)),
     "acting_call_numpy_copy_ms": ms(lambda i: copy(obs)),
 }))
