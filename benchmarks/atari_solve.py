@@ -6,7 +6,10 @@ and it resumes from the run's newest checkpoint. When the run ends, its ``metric
 ``episodes.csv``, ``config.json``, ``summary.json`` and learning curve are copied to
 ``benchmarks/results/<name>/``, and ``benchmarks/results/<name>.json`` gets the figures: the first
 evaluation at or above ``--target`` (env steps, hours), the best and last evaluations, env steps/s and
-updates/s, and the machine's load. A run takes hours: start it in the background,
+updates/s, and the machine's load. Then the run's best and last policies are evaluated afresh
+(``gluon-pdqn evaluate``, ``--final-episodes`` each, seeds apart from training's) at the run's own protocol
+(for Atari ids the Nature protocol: epsilon 0.05, up to 30 no-ops) and at Dopamine's evaluation epsilon of
+0.001, so the figure compares with both kinds of published number. A run takes hours: start it in the background,
 
     nohup python benchmarks/atari_solve.py --run-dir /root/pong-solve > pong-solve.log 2>&1 &
 """
@@ -31,6 +34,27 @@ COPIED = ("metrics.csv", "eval.csv", "episodes.csv", "config.json", "summary.jso
 def _rows(path: str) -> list[dict]:
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
+
+
+DOPAMINE_EVAL_EPSILON = 0.001  # Dopamine's DQN and Rainbow evaluate with this epsilon (the Nature protocol: 0.05)
+
+
+def _final_evaluations(run_dir: str, episodes: int) -> dict:
+    """The best and last policies of ``run_dir``, each played ``episodes`` fresh episodes at the run's protocol
+    epsilon and at Dopamine's, by ``gluon-pdqn evaluate`` (its JSON, less the list of returns)."""
+    results = {}
+    for which in ("best", "last"):
+        for label, epsilon in (("protocol", None), ("dopamine_epsilon", DOPAMINE_EVAL_EPSILON)):
+            command = [sys.executable, "-m", "gluon_pdqn.cli", "evaluate", run_dir, "--checkpoint", which,
+                       "--episodes", str(episodes), "--json"] + ([] if epsilon is None else ["--epsilon", str(epsilon)])
+            done = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+            if done.returncode != 0:
+                results[f"{which}_{label}"] = {"error": done.stderr.strip().splitlines()[-1:]}
+                continue
+            result = json.loads(done.stdout)
+            results[f"{which}_{label}"] = {k: result[k] for k in ("protocol", "epsilon", "episodes", "mean", "median",
+                                                                   "min", "max", "std")}
+    return results
 
 
 def _figures(run_dir: str, target: float) -> dict:
@@ -76,7 +100,9 @@ def _figures(run_dir: str, target: float) -> dict:
 @click.option("--run-dir", required=True, help="The run directory (resumed if it holds a checkpoint).")
 @click.option("--name", default="pong_solve", show_default=True, help="Name of the results in benchmarks/results.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Setting overrides.")
-def main(preset, env_id, hours, target, seed, run_dir, name, sets):
+@click.option("--final-episodes", type=click.IntRange(min=0), default=30, show_default=True,
+              help="Fresh episodes for each final evaluation (0: none).")
+def main(preset, env_id, hours, target, seed, run_dir, name, sets, final_episodes):
     results_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
     load_before = os.getloadavg()
     overrides = [a for s in (f"run.max_seconds={hours * 3600}", *sets) for a in ("--set", s)]
@@ -102,12 +128,17 @@ def main(preset, env_id, hours, target, seed, run_dir, name, sets):
     figures.update({"preset": preset, "env": env_id, "seed": seed, "budget_hours": hours,
                     "command": "gluon-pdqn " + " ".join(command), "load_average_before_last_session": load_before,
                     "last_session_seconds": round(time.time() - started, 1)})
+    if final_episodes:
+        figures["final_evaluations"] = _final_evaluations(run_dir, final_episodes)
     write_results(figures, os.path.join(results_dir, f"{name}.json"))
     reached = figures["reached_target"]
     click.echo(f"{env_id}: " + (f"greedy mean {reached['mean_return']:.1f} >= {target:g} at {reached['env_steps']:,} "
                                 f"env steps, {reached['hours']:.2f} h" if reached else
                                 f"did not reach {target:g} in {figures['hours']:.2f} h; best "
                                 f"{(figures['best_evaluation'] or {}).get('mean_return')}"))
+    for label, result in figures.get("final_evaluations", {}).items():
+        click.echo(f"{label}: " + (f"mean {result['mean']:.1f} over {result['episodes']} episodes, epsilon "
+                                   f"{result['epsilon']:g}" if "mean" in result else f"failed: {result['error']}"))
 
 
 if __name__ == "__main__":
