@@ -106,7 +106,7 @@ class RMSPropEpsilonOutsideRoot(mx.optimizer.Optimizer):
         super().__init__(**kwargs)
         self.gamma1, self.epsilon, self.centered = gamma1, epsilon, centered
         self.aggregate_num = 32  # parameters per call (the Updater passes lists of this many)
-        self._unit = {}  # the multi-tensor Adam kernel's gradient scale, an NDArray of 1, per device
+        self._scale_arrays = {}  # the multi-tensor Adam kernel takes its gradient scale as an NDArray
 
     @property
     def beta1(self) -> float:
@@ -189,9 +189,9 @@ class RMSPropEpsilonOutsideRoot(mx.optimizer.Optimizer):
                               out=weights[0], **kwargs)
             return
         context = weights[0].context
-        if (scale, context) not in self._unit:
-            self._unit[(scale, context)] = mx.nd.full((1,), scale, ctx=context)
-        mx.nd.contrib.multi_adamw_update(weights, grads, means, variances, rescale_grad=self._unit[(scale, context)],
+        if (scale, context) not in self._scale_arrays:
+            self._scale_arrays[(scale, context)] = mx.nd.full((1,), scale, ctx=context)
+        mx.nd.contrib.multi_adamw_update(weights, grads, means, variances, rescale_grad=self._scale_arrays[(scale, context)],
                                          lrs=lrs, wds=[0.0] * len(weights), etas=[1.0] * len(weights), out=weights,
                                          **kwargs)
 
