@@ -191,9 +191,9 @@ class RMSPropEpsilonOutsideRoot(mx.optimizer.Optimizer):
         context = weights[0].context
         if (scale, context) not in self._scale_arrays:
             self._scale_arrays[(scale, context)] = mx.nd.full((1,), scale, ctx=context)
-        mx.nd.contrib.multi_adamw_update(weights, grads, means, variances, rescale_grad=self._scale_arrays[(scale, context)],
-                                         lrs=lrs, wds=[0.0] * len(weights), etas=[1.0] * len(weights), out=weights,
-                                         **kwargs)
+        mx.nd.contrib.multi_adamw_update(weights, grads, means, variances,
+                                         rescale_grad=self._scale_arrays[(scale, context)], lrs=lrs,
+                                         wds=[0.0] * len(weights), etas=[1.0] * len(weights), out=weights, **kwargs)
 
 
 def make_optimizer(cfg: OptimConfig, on_kvstore_servers: bool = False) -> mx.optimizer.Optimizer:
