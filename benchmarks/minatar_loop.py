@@ -7,7 +7,8 @@ from frame 10,000 to ``--frames``. Each contestant runs in its own process as it
 
 - ``reference``: ``examples/dqn.py`` of github.com/kenjyoung/MinAtar (PyTorch, GPL-3.0: not part of this
   repository; pass its path with ``--reference``, e.g. from a clone). Its module constants are set for the
-  schedule above and its frame function is timed by a wrapper; its code runs unchanged. PyTorch's default threads.
+  schedule above and its frame function is timed by a wrapper; its code runs unchanged. PyTorch's default threads
+  (``--threads N``: N for every contestant).
 - ``bare``: ``bare_dqn.minatar_loop``, the same work in plain MXNet/Gluon (MinAtar's own environment, a numpy
   replay), one MXNet thread.
 - ``ours``: ``gluon-pdqn train --env MinAtar/<Game>-v1`` (the minatar preset, picked by the id), its own threads;
@@ -23,6 +24,7 @@ own RMSProp kernel on the same parameters; one acting call through MXNet and thr
 actors use.
 
     python benchmarks/minatar_loop.py --reference PATH/TO/MinAtar/examples/dqn.py [--game breakout] [--rounds 3]
+    python benchmarks/minatar_loop.py --reference PATH --threads 1 --contestants ours,reference --output OUT.json
 """
 from __future__ import annotations
 
@@ -165,22 +167,27 @@ def _last_json_line(process: subprocess.CompletedProcess, who: str) -> dict:
     return json.loads(process.stdout.strip().splitlines()[-1])
 
 
-def reference(path: str, game: str, frames: int, seed: int) -> dict:
-    environment = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+def _threads(environment: dict, threads: int | None) -> dict:
+    """``environment`` with ``OMP_NUM_THREADS`` set to ``threads`` (MXNet's and PyTorch's kernels), if given."""
+    return environment if threads is None else {**environment, "OMP_NUM_THREADS": str(threads)}
+
+
+def reference(path: str, game: str, frames: int, seed: int, threads: int | None = None) -> dict:
+    environment = _threads({k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}, threads)
     return _last_json_line(subprocess.run([sys.executable, "-c", REFERENCE_DRIVER, path, game, str(frames),
                                            str(MEASURE_FROM)], capture_output=True, text=True, env=environment,
                                           stdin=subprocess.DEVNULL), "the reference DQN")
 
 
-def bare(game: str, frames: int, seed: int) -> dict:
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": HERE}
+def bare(game: str, frames: int, seed: int, threads: int | None = None) -> dict:
+    environment = {**os.environ, "OMP_NUM_THREADS": str(threads or 1), "PYTHONPATH": HERE}
     return _last_json_line(subprocess.run([sys.executable, "-c", BARE_DRIVER, game, str(frames), str(MEASURE_FROM),
                                            str(seed)], capture_output=True, text=True, env=environment,
                                           stdin=subprocess.DEVNULL), "the bare MXNet loop")
 
 
-def ours(game: str, frames: int, seed: int, sets: tuple[str, ...]) -> dict:
-    environment = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+def ours(game: str, frames: int, seed: int, sets: tuple[str, ...], threads: int | None = None) -> dict:
+    environment = _threads({k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}, threads)
     env_id = GAMES[game]
     with tempfile.TemporaryDirectory() as scratch:
         run_dir = os.path.join(scratch, "run")
@@ -205,7 +212,12 @@ def ours(game: str, frames: int, seed: int, sets: tuple[str, ...]) -> dict:
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Settings for our runs (a variant).")
 @click.option("--output", default=os.path.join(HERE, "results", "minatar_loop.json"), show_default=True)
 @click.option("--parts-only", is_flag=True, help="Measure only the update's parts, into the existing results file.")
-def main(reference_path, game, frames, rounds, sets, output, parts_only):
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Kernel threads (OMP_NUM_THREADS) of every contestant (default: each its own: the reference "
+                   "PyTorch's, ours MXNet's, the bare loop 1).")
+@click.option("--contestants", default="ours,ours_under_root,bare,reference", show_default=True,
+              help="Which to run (reference only with --reference).")
+def main(reference_path, game, frames, rounds, sets, output, parts_only, threads, contestants):
     if parts_only:
         with open(output) as f:
             results = json.load(f)
@@ -213,14 +225,17 @@ def main(reference_path, game, frames, rounds, sets, output, parts_only):
         click.echo(json.dumps(results["our_update_parts"]))
         write_results(results, output)
         return
-    contestants = {"ours": lambda seed: ours(game, frames, seed, sets),
+    chosen = contestants.split(",")
+    contestants = {"ours": lambda seed: ours(game, frames, seed, sets, threads),
                    "ours_under_root": lambda seed: ours(game, frames, seed,
-                                                        sets + ("optim.rmsprop_epsilon_outside_root=false",)),
-                   "bare": lambda seed: bare(game, frames, seed)}
+                                                        sets + ("optim.rmsprop_epsilon_outside_root=false",), threads),
+                   "bare": lambda seed: bare(game, frames, seed, threads)}
     if reference_path:
-        contestants["reference"] = lambda seed: reference(reference_path, game, frames, seed)
+        contestants["reference"] = lambda seed: reference(reference_path, game, frames, seed, threads)
+    contestants = {name: run for name, run in contestants.items() if name in chosen}
     results = {"benchmark": "minatar_loop", "game": game, "frames": frames, "measured_from_frame": MEASURE_FROM,
-               "rounds": rounds, "our_settings": list(sets), "load_average_before": os.getloadavg(),
+               "rounds": rounds, "our_settings": list(sets), "threads": threads or "each its own",
+               "load_average_before": os.getloadavg(),
                "cpu": _cpu_model(), "rows": []}
     samples = {name: [] for name in contestants}
     for seed in range(rounds):
@@ -232,8 +247,9 @@ def main(reference_path, game, frames, rounds, sets, output, parts_only):
         medians[name] = statistics.median(r["env_steps_per_s"] for r in runs)
         results["rows"].append({"contestant": name, "env_steps_per_s": round(medians[name], 1),
                                 "samples": [round(r["env_steps_per_s"], 1) for r in runs]})
-    pairs = [("ours", other) for other in contestants if other != "ours"]
-    pairs += [("ours_under_root", other) for other in ("bare", "reference") if other in contestants]
+    pairs = [("ours", other) for other in contestants if other != "ours" and "ours" in contestants]
+    pairs += [("ours_under_root", other) for other in ("bare", "reference")
+              if other in contestants and "ours_under_root" in contestants]
     for mine, other in pairs:
         # Ratio per round (side by side), then the median: robust to the load drifting between rounds.
         ratios = [a["env_steps_per_s"] / b["env_steps_per_s"] for a, b in zip(samples[mine], samples[other])]
