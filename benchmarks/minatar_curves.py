@@ -95,9 +95,10 @@ def plot(games: list[str], runs: dict, randoms: dict, path: str, references: dic
                 for k, run_dir in enumerate(references.get(game, [])):
                     training = training_curve(run_dir)
                     if training:
+                        stopped = "" if os.path.exists(os.path.join(run_dir, "summary.json")) else " (stopped early)"
                         ax.plot(training["env_steps"], training["mean_return"], color="tab:green", linewidth=0.8,
-                                label="reference DQN (PyTorch), training return, last 100 episodes" if k == 0
-                                else None)
+                                label=f"reference DQN (PyTorch), training return, last 100 episodes{stopped}"
+                                if k == 0 else None)
                 if game in PAPER_DQN_1M and max(c[x][-1] for c in curves) >= 500_000:
                     ax.plot([1_000_000], [PAPER_DQN_1M[game]], marker="*", markersize=12, color="black",
                             linestyle="none", label="paper's DQN at 1M frames (training return, 30 seeds)")
@@ -106,7 +107,7 @@ def plot(games: list[str], runs: dict, randoms: dict, path: str, references: dic
             ax.set_ylabel("return")
             ax.set_title(f"MinAtar/{game}-v1")
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=8, loc="upper left")
+            ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -132,16 +133,19 @@ def _reference_runs(source: str | None, out_dir: str, game: str) -> list[str]:
 
 
 def _is_reference_run(run_dir: str) -> bool:
-    """Whether ``run_dir`` holds a finished run of the reference DQN (not one of ours kept beside it)."""
+    """Whether ``run_dir`` holds a run of the reference DQN (not one of ours kept beside it): a finished one says so
+    in its summary.json; one stopped early has only its episodes.csv, under a name ``reference-...``."""
     try:
         with open(os.path.join(run_dir, "summary.json")) as f:
             return "reference" in json.load(f)
     except OSError:
-        return False
+        return (os.path.basename(run_dir).startswith("reference-")
+                and os.path.exists(os.path.join(run_dir, "episodes.csv")))
 
 
 def _reference_summary(run_dirs: list[str]) -> dict | None:
-    """The reference DQN's training return over its last 100 episodes at the end, per seed and median."""
+    """The reference DQN's training return over its last 100 episodes at the end, per finished seed and median."""
+    run_dirs = [d for d in run_dirs if os.path.exists(os.path.join(d, "summary.json"))]
     if not run_dirs:
         return None
     values = []
