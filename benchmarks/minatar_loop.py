@@ -167,13 +167,15 @@ def _last_json_line(process: subprocess.CompletedProcess, who: str) -> dict:
     return json.loads(process.stdout.strip().splitlines()[-1])
 
 
-def _threads(environment: dict, threads: int | None) -> dict:
-    """``environment`` with ``OMP_NUM_THREADS`` set to ``threads`` (MXNet's and PyTorch's kernels), if given."""
+def _environment(threads: int | None) -> dict:
+    """This process's environment with ``OMP_NUM_THREADS`` (MXNet's and PyTorch's kernel threads) set to
+    ``threads``, or left to the framework's default when None."""
+    environment = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     return environment if threads is None else {**environment, "OMP_NUM_THREADS": str(threads)}
 
 
 def reference(path: str, game: str, frames: int, seed: int, threads: int | None = None) -> dict:
-    environment = _threads({k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}, threads)
+    environment = _environment(threads)
     return _last_json_line(subprocess.run([sys.executable, "-c", REFERENCE_DRIVER, path, game, str(frames),
                                            str(MEASURE_FROM)], capture_output=True, text=True, env=environment,
                                           stdin=subprocess.DEVNULL), "the reference DQN")
@@ -187,7 +189,7 @@ def bare(game: str, frames: int, seed: int, threads: int | None = None) -> dict:
 
 
 def ours(game: str, frames: int, seed: int, sets: tuple[str, ...], threads: int | None = None) -> dict:
-    environment = _threads({k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}, threads)
+    environment = _environment(threads)
     env_id = GAMES[game]
     with tempfile.TemporaryDirectory() as scratch:
         run_dir = os.path.join(scratch, "run")
@@ -215,8 +217,9 @@ def ours(game: str, frames: int, seed: int, sets: tuple[str, ...], threads: int 
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="Kernel threads (OMP_NUM_THREADS) of every contestant (default: each its own: the reference "
                    "PyTorch's, ours MXNet's, the bare loop 1).")
-@click.option("--contestants", default="ours,ours_under_root,bare,reference", show_default=True,
-              help="Which to run (reference only with --reference).")
+@click.option("--contestants", default=None,
+              help="Which to run, of ours,ours_under_root,bare,reference (default: all; the reference with "
+                   "--reference).")
 def main(reference_path, game, frames, rounds, sets, output, parts_only, threads, contestants):
     if parts_only:
         with open(output) as f:
@@ -225,7 +228,13 @@ def main(reference_path, game, frames, rounds, sets, output, parts_only, threads
         click.echo(json.dumps(results["our_update_parts"]))
         write_results(results, output)
         return
-    chosen = contestants.split(",")
+    chosen = contestants.split(",") if contestants else ["ours", "ours_under_root", "bare", "reference"]
+    if not contestants and not reference_path:
+        chosen.remove("reference")
+    unknown = set(chosen) - {"ours", "ours_under_root", "bare", "reference"}
+    if unknown or ("reference" in chosen and not reference_path):
+        raise click.UsageError(f"--contestants: unknown {', '.join(sorted(unknown))}" if unknown
+                               else "--contestants reference needs --reference")
     contestants = {"ours": lambda seed: ours(game, frames, seed, sets, threads),
                    "ours_under_root": lambda seed: ours(game, frames, seed,
                                                         sets + ("optim.rmsprop_epsilon_outside_root=false",), threads),

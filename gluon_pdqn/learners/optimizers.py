@@ -88,7 +88,7 @@ class RMSPropEpsilonOutsideRoot(mx.optimizer.Optimizer):
     ``centered``; no bias correction, no momentum, as PyTorch's default.
 
     MXNet has no kernel for it; Adam's, which puts epsilon outside the root and applies no bias correction
-    itself, makes it, once per parameter: MXNet's CPU kernels take a square root one element at a time (6 ns an
+    itself, makes it, once per parameter: MXNet's CPU kernels take a square root one element at a time (5 ns an
     element here, against numpy's 0.3), so a pass with a root costs as much as the rest of a small network's
     update, and each step makes exactly one. Uncentred, the step is Adam with ``beta1 = 0`` and
     ``beta2 = gamma1``. Centred, see ``_centred``: two SGD kernels and one Adam kernel, on all small parameters
