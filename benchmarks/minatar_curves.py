@@ -66,9 +66,76 @@ def random_play(env_id: str, episodes: int) -> dict:
     return {"mean": float(returns.mean()), "std": float(returns.std()), "episodes": episodes}
 
 
-def run_command(env_id: str, seed: int, steps: int, run_dir: str, sets: tuple[str, ...]) -> list[str]:
-    return [sys.executable, "-m", "gluon_pdqn.cli", "train", "--quiet", "--env", env_id, "--seed", str(seed),
-            "--steps", str(steps), "--run-dir", run_dir] + [a for s in sets for a in ("--set", s)]
+def run_command(env_id: str, seed: int, steps: int, run_dir: str, sets: tuple[str, ...],
+                preset: str | None = None) -> list[str]:
+    """The train command of one run, as a user types it (without ``preset``, the family preset of ``env_id``)."""
+    return ([sys.executable, "-m", "gluon_pdqn.cli", "train", "--quiet", "--env", env_id, "--seed", str(seed),
+             "--steps", str(steps), "--run-dir", run_dir] + (["--preset", preset] if preset else [])
+            + [a for s in sets for a in ("--set", s)])
+
+
+def run_sets(jobs: list[tuple[str, list[str]]], scratch: str, out_dir: str, parallel: int,
+             collect: bool) -> dict[str, str]:
+    """Run ``jobs`` (a name, e.g. ``Breakout-s0``, and the train command that starts it in ``scratch/<name>``),
+    ``parallel`` at a time with one MXNet thread each, and return the run directory of each that finished.
+
+    A run that finished in an earlier session is read from ``out_dir/<name>`` (where collecting copies it); one
+    with checkpoints in ``scratch`` is resumed. With ``collect`` nothing is started or resumed."""
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}  # runs share the cores: one MXNet thread each
+    finished: dict[str, str] = {}
+    pending = list(jobs)
+    running: list[tuple[subprocess.Popen, str, str]] = []
+    started = time.time()
+    while pending or running:
+        while pending and len(running) < parallel:
+            name, command = pending.pop(0)
+            run_dir, kept = os.path.join(scratch, name), os.path.join(out_dir, name)
+            if not os.path.exists(os.path.join(run_dir, "summary.json")) and os.path.exists(
+                    os.path.join(kept, "summary.json")):
+                run_dir = kept  # finished in an earlier session: its files are in the results
+            if os.path.exists(os.path.join(run_dir, "summary.json")):
+                finished[name] = run_dir
+                continue
+            if collect:
+                continue
+            if os.path.isdir(os.path.join(run_dir, "checkpoints")):
+                command = [sys.executable, "-m", "gluon_pdqn.cli", "train", "--quiet", "--resume", run_dir]
+            else:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            running.append((subprocess.Popen(command, env=environment, stdin=subprocess.DEVNULL,
+                                             stderr=subprocess.PIPE, text=True), name, run_dir))
+        for entry in list(running):
+            process, name, run_dir = entry
+            if process.poll() is None:
+                continue
+            running.remove(entry)
+            if process.returncode != 0:
+                sys.exit(f"{name} failed: {process.stderr.read().strip()}")
+            finished[name] = run_dir
+            click.echo(f"{name}: done after {time.time() - started:.0f} s")
+        time.sleep(1.0)
+    return finished
+
+
+def copy_run(run_dir: str, out_dir: str) -> None:
+    """Copy a run's files (``COPIED``) into ``out_dir/<its name>`` unless it is already there."""
+    kept = os.path.join(out_dir, os.path.basename(run_dir))
+    if os.path.abspath(kept) != os.path.abspath(run_dir):
+        os.makedirs(kept, exist_ok=True)
+        for copied in COPIED:
+            shutil.copy(os.path.join(run_dir, copied), os.path.join(kept, copied))
+
+
+def run_row(run_dir: str) -> dict:
+    """A finished run's figures: env steps, seconds, final and best greedy evaluation, and the paper's measure (the
+    training return over the last 100 episodes)."""
+    with open(os.path.join(run_dir, "summary.json")) as f:
+        summary = json.load(f)
+    training = training_curve(run_dir)
+    return {"run": os.path.basename(run_dir), "env_steps": summary["counters"]["env_steps"],
+            "seconds": round(summary["counters"]["wall_seconds"], 1),
+            "final_eval_mean": summary["last_eval_mean"], "best_eval_mean": summary["best_eval_mean"],
+            "training_return_last_100_episodes": round(float(training["mean_return"][-1]), 2) if training else None}
 
 
 def plot(games: list[str], runs: dict, randoms: dict, path: str, references: dict) -> None:
@@ -172,42 +239,10 @@ def main(games, seeds, steps, parallel, scratch, sets, name, collect, reference_
     results_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
     out_dir = os.path.join(results_dir, name)
     load_before = os.getloadavg()
-    environment = {**os.environ, "OMP_NUM_THREADS": "1"}  # runs share the cores: one MXNet thread each
-    pending = [(g, s) for g in games for s in seeds]
-    runs = {g: [] for g in games}
-    running: list[tuple[subprocess.Popen, str, int, str]] = []
-    started = time.time()
-    while pending or running:
-        while pending and len(running) < parallel:
-            game, seed = pending.pop(0)
-            run_dir = os.path.join(scratch, f"{game}-s{seed}")
-            kept = os.path.join(out_dir, f"{game}-s{seed}")
-            if not os.path.exists(os.path.join(run_dir, "summary.json")) and os.path.exists(
-                    os.path.join(kept, "summary.json")):
-                run_dir = kept  # finished in an earlier session: its files are in the results
-            if os.path.exists(os.path.join(run_dir, "summary.json")):
-                runs[game].append(run_dir)
-                continue  # finished earlier
-            if collect:
-                continue
-            runs[game].append(run_dir)
-            if os.path.isdir(os.path.join(run_dir, "checkpoints")):
-                command = [sys.executable, "-m", "gluon_pdqn.cli", "train", "--quiet", "--resume", run_dir]
-            else:
-                shutil.rmtree(run_dir, ignore_errors=True)
-                command = run_command(f"MinAtar/{game}-v1", seed, steps, run_dir, sets)
-            running.append((subprocess.Popen(command, env=environment, stdin=subprocess.DEVNULL,
-                                             stderr=subprocess.PIPE, text=True), game, seed, run_dir))
-        for entry in list(running):
-            process, game, seed, run_dir = entry
-            if process.poll() is None:
-                continue
-            running.remove(entry)
-            if process.returncode != 0:
-                sys.exit(f"{game} seed {seed} failed: {process.stderr.read().strip()}")
-            click.echo(f"{game} seed {seed}: done after {time.time() - started:.0f} s")
-        time.sleep(1.0)
-
+    jobs = [(f"{g}-s{s}", run_command(f"MinAtar/{g}-v1", s, steps, os.path.join(scratch, f"{g}-s{s}"), sets))
+            for g in games for s in seeds]
+    finished = run_sets(jobs, scratch, out_dir, parallel, collect)
+    runs = {g: [finished[f"{g}-s{s}"] for s in seeds if f"{g}-s{s}" in finished] for g in games}
     games = [g for g in games if runs[g]]
     randoms = {g: random_play(f"MinAtar/{g}-v1", 100) for g in games}
     references = {g: _reference_runs(reference_runs, out_dir, g) for g in games}
@@ -215,20 +250,8 @@ def main(games, seeds, steps, parallel, scratch, sets, name, collect, reference_
     for game in games:
         per_seed = []
         for run_dir in runs[game]:
-            with open(os.path.join(run_dir, "summary.json")) as f:
-                summary = json.load(f)
-            seed_dir = os.path.join(out_dir, os.path.basename(run_dir))
-            if os.path.abspath(seed_dir) != os.path.abspath(run_dir):
-                os.makedirs(seed_dir, exist_ok=True)
-                for copied in COPIED:
-                    shutil.copy(os.path.join(run_dir, copied), os.path.join(seed_dir, copied))
-            counters = summary["counters"]
-            training = training_curve(run_dir)
-            per_seed.append({"run": os.path.basename(run_dir), "env_steps": counters["env_steps"],
-                             "seconds": round(counters["wall_seconds"], 1),
-                             "final_eval_mean": summary["last_eval_mean"], "best_eval_mean": summary["best_eval_mean"],
-                             "training_return_last_100_episodes": (round(float(training["mean_return"][-1]), 2)
-                                                                   if training else None)})
+            copy_run(run_dir, out_dir)
+            per_seed.append(run_row(run_dir))
         finals = [r["final_eval_mean"] for r in per_seed]
         trainings = [r["training_return_last_100_episodes"] for r in per_seed
                      if r["training_return_last_100_episodes"] is not None]

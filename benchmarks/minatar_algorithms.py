@@ -1,0 +1,150 @@
+"""The peers' algorithms on one MinAtar game, as Revisiting Rainbow (Obando-Ceron & Castro 2021) compares them.
+
+Every variant starts from the `minatar-rainbow` preset (Revisiting Rainbow's MinAtar settings: Adam, one update
+per 4 frames, learning from 1,000 frames, the target every 1,000 frames) and switches pieces off:
+
+- ``rainbow``: the preset as it is (C51 on [-100, 100], noisy nets, dueling, double DQN, prioritized replay,
+  3-step returns, Adam 1e-4);
+- ``c51`` and ``qr-dqn``: the return distribution alone (51 atoms; 51 quantiles), epsilon-greedy (1 to 0.01 over
+  250k frames), uniform replay, 1-step returns, Adam 1e-4;
+- ``dqn``: the same without the distribution, Huber loss, Adam 2.5e-4 (Revisiting Rainbow's DQN config).
+
+Each run is ``gluon-pdqn train --preset minatar-rainbow --env MinAtar/<Game>-v1 --seed S --steps N --set ...`` as a
+user types it, one MXNet thread per run, ``--parallel`` runs at a time; runs that finished are kept and one with
+checkpoints is resumed, so the same command continues the set in another session (``--collect`` only gathers).
+The `minatar` preset's DQN (the MinAtar paper's settings, one update per frame) on the same game is drawn beside
+them from ``--paper-dqn-runs`` (the runs of ``minatar_curves.py --name minatar_1m``), with the paper's value.
+
+Results: ``benchmarks/results/NAME/`` (each run's files; ``curves.png``: the training return over the last 100
+episodes against frames and the greedy evaluation against wall-clock seconds, mean and min-max over seeds) and
+``benchmarks/results/NAME.json`` (per variant and seed: the training return over the last 100 episodes at the
+end, the paper's measure, the final and best greedy evaluation, seconds; the median over seeds).
+
+    python benchmarks/minatar_algorithms.py --game Breakout --seeds 0,1,2 --steps 1000000 \\
+        --paper-dqn-runs benchmarks/results/minatar_1m
+"""
+from __future__ import annotations
+
+import os
+import statistics
+
+import click
+import numpy as np
+
+from minatar_curves import PAPER_DQN_1M, copy_run, run_command, run_row, run_sets, training_curve
+from results_file import write_results
+
+DISTRIBUTION_ALONE = ("network.noisy=false", "network.dueling=false", "agent.double_q=false",
+                      "replay.prioritized=false", "replay.n_step=1")
+VARIANTS = {
+    "rainbow": (),
+    "c51": DISTRIBUTION_ALONE,
+    "qr-dqn": DISTRIBUTION_ALONE + ("agent.algo=qr-dqn",),
+    "dqn": DISTRIBUTION_ALONE + ("agent.algo=dqn", "optim.loss=huber", "optim.learning_rate=2.5e-4"),
+}
+PRESET = "minatar-rainbow"
+
+
+def _median(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def _band(ax, curves: list[dict], x: str, y: str, label: str, color: str) -> None:
+    """Mean over ``curves`` (line) and their min-max (band) on a grid where every curve has values."""
+    curves = [c for c in curves if c]
+    if not curves:
+        return
+    start, end = max(c[x][0] for c in curves), min(c[x][-1] for c in curves)
+    grid = np.linspace(start, end, 80)
+    values = np.array([np.interp(grid, c[x], c[y]) for c in curves])
+    ax.plot(grid, values.mean(axis=0), color=color, label=f"{label} ({len(curves)} seed{'s' * (len(curves) != 1)})")
+    ax.fill_between(grid, values.min(axis=0), values.max(axis=0), color=color, alpha=0.15)
+
+
+def plot(game: str, runs: dict[str, list[str]], path: str) -> None:
+    from gluon_pdqn.plots import evaluation_curve, plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2), dpi=100)
+    for (label, run_dirs), color in zip(runs.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
+        trainings = [training_curve(d) for d in run_dirs]
+        _band(left, [{"env_steps": c["env_steps"], "mean_return": c["mean_return"]} for c in trainings if c],
+              "env_steps", "mean_return", label, color)
+        _band(right, [evaluation_curve(d) for d in run_dirs], "wall_seconds", "mean_return", label, color)
+    if game in PAPER_DQN_1M:
+        left.plot([1_000_000], [PAPER_DQN_1M[game]], marker="*", markersize=12, color="black", linestyle="none",
+                  label="the MinAtar paper's DQN at 1M frames (30 seeds)")
+    left.set(xlabel="frames (env steps)", ylabel="training return, last 100 episodes",
+             title=f"MinAtar/{game}-v1: training return (the papers' measure)")
+    right.set(xlabel="wall-clock seconds of training (two runs at a time, one MXNet thread each)",
+              ylabel="greedy evaluation return", title="greedy evaluation (10 episodes)")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+@click.command()
+@click.option("--game", default="Breakout", show_default=True, help="MinAtar game (MinAtar/<GAME>-v1).")
+@click.option("--variants", default=",".join(VARIANTS), show_default=True, help="Which of them to run.")
+@click.option("--seeds", default="0,1,2", show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=1_000_000, show_default=True, help="Frames per run.")
+@click.option("--parallel", type=click.IntRange(min=1), default=2, show_default=True, help="Runs at a time.")
+@click.option("--scratch", default="/tmp/gluon_pdqn_minatar_algorithms", show_default=True,
+              help="Where the runs live.")
+@click.option("--name", default="minatar_algorithms", show_default=True,
+              help="The set of runs: results/NAME/ and NAME.json.")
+@click.option("--collect", is_flag=True, help="Start no run: gather those of the set that finished.")
+@click.option("--paper-dqn-runs", type=click.Path(file_okay=False), default=None,
+              help="Runs of the minatar preset on the game (<Game>-s<S>/) to draw and report beside.")
+def main(game, variants, seeds, steps, parallel, scratch, name, collect, paper_dqn_runs):
+    variants, seeds = variants.split(","), [int(s) for s in seeds.split(",")]
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        raise click.UsageError(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+    results_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+    out_dir = os.path.join(results_dir, name)
+    load_before = os.getloadavg()
+    # Seeds first: the first seed of every variant finishes before the second of any.
+    jobs = [(f"{v}-{game}-s{s}", run_command(f"MinAtar/{game}-v1", s, steps, os.path.join(scratch, f"{v}-{game}-s{s}"),
+                                             VARIANTS[v], preset=PRESET))
+            for s in seeds for v in variants]
+    finished = run_sets(jobs, scratch, out_dir, parallel, collect)
+    runs = {v: [finished[f"{v}-{game}-s{s}"] for s in seeds if f"{v}-{game}-s{s}" in finished] for v in variants}
+    table = {}
+    for variant, run_dirs in runs.items():
+        for run_dir in run_dirs:
+            copy_run(run_dir, out_dir)
+        rows = [run_row(d) for d in run_dirs]
+        table[variant] = {"settings": list(VARIANTS[variant]), "runs": rows,
+                          "median_training_return_last_100_episodes":
+                              _median([r["training_return_last_100_episodes"] for r in rows]),
+                          "median_final_eval_mean": _median([r["final_eval_mean"] for r in rows]),
+                          "median_seconds": _median([r["seconds"] for r in rows])}
+    drawn = {f"{v} (minatar-rainbow footing)": d for v, d in runs.items() if d}
+    if paper_dqn_runs:
+        paper_dirs = [os.path.join(paper_dqn_runs, f"{game}-s{s}") for s in seeds]
+        paper_dirs = [d for d in paper_dirs if os.path.exists(os.path.join(d, "summary.json"))]
+        rows = [run_row(d) for d in paper_dirs]
+        table["dqn, minatar preset"] = {
+            "runs": rows, "source": os.path.relpath(paper_dqn_runs, results_dir),
+            "median_training_return_last_100_episodes": _median([r["training_return_last_100_episodes"] for r in rows]),
+            "median_final_eval_mean": _median([r["final_eval_mean"] for r in rows])}
+        drawn["dqn, minatar preset (the MinAtar paper's settings, one update per frame)"] = paper_dirs
+    for variant, entry in table.items():
+        click.echo(f"{variant}: training return (last 100 episodes) median "
+                   f"{entry['median_training_return_last_100_episodes']}, final greedy median "
+                   f"{entry['median_final_eval_mean']} over {len(entry['runs'])} seeds")
+    if any(drawn.values()):
+        os.makedirs(out_dir, exist_ok=True)
+        plot(game, drawn, os.path.join(out_dir, "curves.png"))
+    write_results({"game": f"MinAtar/{game}-v1", "preset": PRESET, "steps_per_run": steps, "variants": table,
+                   "paper_dqn_training_return_at_1M_frames": PAPER_DQN_1M.get(game), "parallel_runs": parallel,
+                   "mxnet_threads_per_run": 1, "load_average_before": load_before},
+                  os.path.join(results_dir, f"{name}.json"))
+
+
+if __name__ == "__main__":
+    main()
