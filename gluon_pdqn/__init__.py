@@ -1,5 +1,8 @@
 """gluon_pdqn: train Deep Q-Networks in parallel on Apache MXNet/Gluon."""
+import ctypes
+import ctypes.util
 import os
+import platform
 import sys
 import warnings
 
@@ -40,3 +43,45 @@ def give_mxnet_every_core() -> None:
                       "importing it)", stacklevel=2)
         return
     os.environ["OMP_NUM_THREADS"] = str(physical_cores())
+
+
+def flush_denormals() -> bool:
+    """Flush subnormal floats to zero in this thread and in every thread it starts from now on (MXNet's engine
+    workers and OpenMP's included: a new thread inherits its creator's floating-point environment). Returns
+    whether it took effect; ``GLUON_PDQN_KEEP_DENORMALS=1`` in the environment keeps them.
+
+    Why: x86 CPUs take about a hundred times longer over a subnormal operand, and an optimizer's state sinks into
+    that range wherever a weight's gradient stays zero (a ReLU unit that no longer fires, an input channel that
+    stays empty): RMSProp's and Adam's averages decay by a constant factor a step, and the smallest subnormal
+    times 0.95 rounds back to itself, so they stay there. Measured here: MXNet's ``adam_update`` over 131,072
+    subnormal states took 12.6 ms against 0.43 ms; a MinAtar Freeway run at 1M frames held 22,513 of them in its
+    optimizer's state, and its steps cost twice Space Invaders'. TensorFlow and JAX flush them on CPUs by default;
+    PyTorch offers ``torch.set_flush_denormal``. The values lost are below 1.2e-38.
+
+    Linux on x86_64 (MXCSR's FTZ and DAZ bits) and aarch64 (FPCR's FZ bit); elsewhere it does nothing.
+    """
+    if os.environ.get("GLUON_PDQN_KEEP_DENORMALS", "") not in ("", "0"):
+        return False
+    machine = platform.machine().lower()
+    if not sys.platform.startswith("linux") or machine not in ("x86_64", "amd64", "aarch64", "arm64"):
+        return False
+    import numpy as np
+
+    for dtype in (np.float16, np.float32, np.float64, np.longdouble):
+        np.finfo(dtype)  # cached now: computed after, it warns that the smallest subnormal is zero
+    try:
+        libm = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+    except OSError:
+        return False
+    # glibc's fenv_t: on x86_64 32 bytes, the x87 environment then MXCSR; on aarch64 FPCR then FPSR.
+    env = (ctypes.c_uint32 * 8)()
+    if libm.fegetenv(env) != 0:
+        return False
+    if machine in ("x86_64", "amd64"):
+        env[7] |= 0x8000 | 0x0040  # MXCSR: flush-to-zero (results) and denormals-are-zero (operands)
+    else:
+        env[0] |= 1 << 24  # FPCR.FZ
+    return libm.fesetenv(env) == 0
+
+
+DENORMALS_FLUSHED = flush_denormals()  # before any MXNet thread starts
