@@ -86,6 +86,10 @@ class NetworkConfig:
     # Noisy dense layers (Fortunato et al. 2018, factorised Gaussian noise) explore instead of epsilon-greedy:
     # with noisy = true, epsilon is 0 once learning starts (random actions fill the replay before)
     noisy: bool = False
+    # Initial weights: `xavier` (Xavier-uniform over the mean of fan-in and fan-out, zero biases) or `torch`
+    # (PyTorch's layer defaults: weights and biases uniform in +-1/sqrt(fan_in), what PyTorch baselines such as
+    # MinAtar's reference DQN start from). Noisy layers keep their own (Fortunato et al.'s) either way.
+    init: str = "xavier"
 
 
 @dataclass(frozen=True)
@@ -479,6 +483,7 @@ def validate(cfg: Config) -> None:
         (cfg.network.name in ("auto", "mlp", "nature_cnn", "efficient_cnn", "small_cnn"),
          "network.name must be auto, mlp, nature_cnn, efficient_cnn or small_cnn"),
         (all(h > 0 for h in cfg.network.hidden), "network.hidden widths must be positive"),
+        (cfg.network.init in ("xavier", "torch"), "network.init must be xavier or torch"),
         (cfg.replay.batch_size >= 1, "replay.batch_size must be at least 1"),
         (cfg.replay.capacity >= cfg.replay.batch_size, "replay.capacity must be at least replay.batch_size"),
         (cfg.replay.capacity >= 2 * cfg.env.num_envs * (cfg.replay.n_step + cfg.env.frame_stack),

@@ -131,3 +131,37 @@ def test_the_efficient_cnn_is_data_efficient_rainbows_network_and_much_smaller()
     assert shapes[:2] == [(32, IMAGE.obs_shape[0], 5, 5), (32,)] and (64, 32, 5, 5) in shapes
     count = lambda net: sum(p.data().size for p in net.collect_params().values())  # noqa: E731
     assert count(nature) > 6 * count(efficient)
+
+
+@pytest.mark.parametrize("dueling", [False, True])
+def test_torch_init_draws_weights_and_biases_as_pytorch_layers_do(dueling):
+    """network.init=torch: every dense and convolution layer uniform in +-1/sqrt(fan_in), biases too (PyTorch's
+    defaults, what its baselines start from); the target starts as the online network; the seed decides them."""
+    from gluon_pdqn.config import Config
+    from gluon_pdqn.learners import SingleLearner
+
+    spec = EnvSpec("m", (4, 10, 10), np.dtype(np.uint8), (10, 10), 1, 3, True)  # MinAtar's grids: the small CNN
+    settings = {"network.init": "torch", "network.dueling": dueling}
+    mx.random.seed(3)  # (a run seeds it with run.seed: build.py)
+    learner = SingleLearner(Config().replace(settings), spec, mx.cpu())
+    layers = {}
+    for name, param in networks.structural_params(learner.nets.online).items():
+        layers.setdefault(name.rpartition(".")[0], {})[name.rpartition(".")[2]] = param.data().asnumpy()
+    assert len(layers) == (4 if dueling else 3)  # convolution, dense, head (advantage and value when dueling)
+    for name, layer in layers.items():
+        bound = 1.0 / np.sqrt(np.prod(layer["weight"].shape[1:]))
+        for values in (layer["weight"], layer["bias"]):
+            assert np.abs(values).max() <= bound, name
+            assert values.all(), name  # biases too: not zero
+            if values.size >= 16:
+                assert np.abs(values).max() > 0.5 * bound, name  # drawn over the whole range
+    for name, param in networks.structural_params(learner.nets.target).items():
+        np.testing.assert_array_equal(param.data().asnumpy(), layers[name.rpartition(".")[0]][name.rpartition(".")[2]])
+    mx.random.seed(3)
+    again = SingleLearner(Config().replace(settings), spec, mx.cpu())
+    first, second = (networks.structural_params(x.nets.online) for x in (learner, again))
+    for name in first:
+        np.testing.assert_array_equal(first[name].data().asnumpy(), second[name].data().asnumpy())
+    xavier = SingleLearner(Config().replace({**settings, "network.init": "xavier"}), spec, mx.cpu())
+    assert all(not p.data().asnumpy().any() for n, p in networks.structural_params(xavier.nets.online).items()
+               if n.endswith("bias"))

@@ -51,6 +51,8 @@ class QNetworks:
         # Deferred shapes are resolved by one forward pass before anything reads the parameters.
         dummy = mx.nd.zeros((1,) + spec.obs_shape, ctx=contexts[0], dtype=spec.obs_dtype)
         self.online(dummy)
+        if cfg.network.init == "torch":
+            networks.torch_default_init(self.online)
         self.target = None
         if with_target:
             self.target = networks.build(cfg.network, spec, prefix="target_", per_action=per_action)

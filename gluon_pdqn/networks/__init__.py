@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
@@ -27,6 +28,22 @@ def numpy_copy(block: gluon.HybridBlock) -> NumpyMLP | None:
     if isinstance(block, ConvQNetwork) and block.numpy_acting:
         return NumpyConvNet(block)
     return None
+
+
+def torch_default_init(block: gluon.Block) -> None:
+    """Draw the dense and convolution layers' weights and biases of ``block`` (initialized, shapes known) again as
+    PyTorch's layers draw theirs by default: uniform in +-1/sqrt(fan_in) (``kaiming_uniform_`` with a = sqrt(5)
+    for weights). From MXNet's random generator, so the run's seed decides them. Noisy layers are left as they
+    are."""
+    stack = [block]
+    while stack:
+        layer = stack.pop()
+        stack.extend(layer._children.values())
+        if isinstance(layer, (gluon.nn.Dense, gluon.nn.Conv2D)):
+            bound = 1.0 / float(np.sqrt(np.prod(layer.weight.shape[1:])))
+            for param in (layer.weight, layer.bias):
+                if param is not None:
+                    param.set_data(mx.nd.random.uniform(-bound, bound, shape=param.shape))
 
 
 def structural_params(block: gluon.Block) -> dict[str, gluon.Parameter]:
