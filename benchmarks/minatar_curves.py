@@ -18,6 +18,9 @@ its value reported beside the paper's.
 
     python benchmarks/minatar_curves.py [--games Breakout,SpaceInvaders] [--seeds 0,1,2] [--steps 150000]
     python benchmarks/minatar_curves.py --name minatar_1m --games Breakout,Freeway,SpaceInvaders --steps 1000000
+    python benchmarks/minatar_curves.py --name minatar_1m_breakout_v0 --games Breakout --version v0 --steps 1000000
+    python benchmarks/minatar_curves.py --name minatar_1m_breakout_torch_init --games Breakout --steps 1000000 \
+        --set network.init=torch
 """
 from __future__ import annotations
 
@@ -138,7 +141,7 @@ def run_row(run_dir: str) -> dict:
             "training_return_last_100_episodes": round(float(training["mean_return"][-1]), 2) if training else None}
 
 
-def plot(games: list[str], runs: dict, randoms: dict, path: str, references: dict) -> None:
+def plot(games: list[str], runs: dict, randoms: dict, path: str, references: dict, version: str = "v1") -> None:
     from gluon_pdqn.plots import evaluation_curve, plt
 
     fig, axes = plt.subplots(len(games), 2, figsize=(11, 3.6 * len(games)), dpi=100, squeeze=False)
@@ -172,7 +175,7 @@ def plot(games: list[str], runs: dict, randoms: dict, path: str, references: dic
             ax.axhline(randoms[game]["mean"], color="gray", linestyle="--", label="random play")
             ax.set_xlabel("env steps (= frames)" if x == "env_steps" else "wall-clock seconds of training")
             ax.set_ylabel("return")
-            ax.set_title(f"MinAtar/{game}-v1")
+            ax.set_title(f"MinAtar/{game}-{version}")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
@@ -232,19 +235,21 @@ def _reference_summary(run_dirs: list[str]) -> dict | None:
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Setting overrides for every run.")
 @click.option("--name", default="minatar", show_default=True, help="The set of runs: results/NAME/ and NAME.json.")
 @click.option("--collect", is_flag=True, help="Start no run: gather those of the set that finished.")
+@click.option("--version", type=click.Choice(["v1", "v0"]), default="v1", show_default=True,
+              help="MinAtar's ids: v1 with each game's minimal action set, v0 with all 6 actions (the paper's).")
 @click.option("--reference-runs", type=click.Path(file_okay=False), default=None,
               help="Runs of the reference DQN (minatar_reference.py --out DIR/<Game>-s<S>) to draw and report.")
-def main(games, seeds, steps, parallel, scratch, sets, name, collect, reference_runs):
+def main(games, seeds, steps, parallel, scratch, sets, name, collect, version, reference_runs):
     games, seeds = games.split(","), [int(s) for s in seeds.split(",")]
     results_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
     out_dir = os.path.join(results_dir, name)
     load_before = os.getloadavg()
-    jobs = [(f"{g}-s{s}", run_command(f"MinAtar/{g}-v1", s, steps, os.path.join(scratch, f"{g}-s{s}"), sets))
+    jobs = [(f"{g}-s{s}", run_command(f"MinAtar/{g}-{version}", s, steps, os.path.join(scratch, f"{g}-s{s}"), sets))
             for g in games for s in seeds]
     finished = run_sets(jobs, scratch, out_dir, parallel, collect)
     runs = {g: [finished[f"{g}-s{s}"] for s in seeds if f"{g}-s{s}" in finished] for g in games}
     games = [g for g in games if runs[g]]
-    randoms = {g: random_play(f"MinAtar/{g}-v1", 100) for g in games}
+    randoms = {g: random_play(f"MinAtar/{g}-{version}", 100) for g in games}
     references = {g: _reference_runs(reference_runs, out_dir, g) for g in games}
     table = {}
     for game in games:
@@ -264,15 +269,16 @@ def main(games, seeds, steps, parallel, scratch, sets, name, collect, reference_
                        "median_final_over_random": round(statistics.median(finals)
                                                          / max(randoms[game]["mean"], 1e-9), 1),
                        "median_seconds": statistics.median(r["seconds"] for r in per_seed)}
-        click.echo(f"MinAtar/{game}-v1: final greedy return median {table[game]['median_final_eval_mean']:.2f} "
+        click.echo(f"MinAtar/{game}-{version}: final greedy return median {table[game]['median_final_eval_mean']:.2f} "
                    f"(min {table[game]['min_final_eval_mean']:.2f}) over {len(per_seed)} seeds after {steps:,} env "
                    f"steps, training return (last 100 episodes) median "
                    f"{table[game]['median_training_return_last_100_episodes']}, the paper's DQN at 1M frames "
                    f"{PAPER_DQN_1M.get(game)}; median {table[game]['median_seconds']:.0f} s; random play "
                    f"{randoms[game]['mean']:.2f}")
-    plot(games, runs, randoms, os.path.join(out_dir, "curves.png"), references)
+    plot(games, runs, randoms, os.path.join(out_dir, "curves.png"), references, version)
     write_results({"games": table, "steps_per_run": steps, "parallel_runs": parallel, "mxnet_threads_per_run": 1,
-                   "settings": list(sets), "preset": "minatar", "load_average_before": load_before},
+                   "settings": list(sets), "preset": "minatar", "env_version": version,
+                   "load_average_before": load_before},
                   os.path.join(results_dir, f"{name}.json"))
 
 

@@ -8,8 +8,8 @@ rounds interleaved, one MXNet thread:
 - ``kernels``: MXNet's ``adam_update`` and ``rmsprop_update`` over 131,072 weights (the MinAtar network's largest
   layer) with their state all normal and all subnormal;
 - ``loop`` (with ``--checkpoint``): a run resumed from one of its checkpoints (replay included) for ``--steps`` env
-  steps, evaluation and checkpoints off, env steps/s from its metrics.csv after the first 1,000; and the checkpoint's optimizer state
-  counted (how many of its floats are subnormal).
+  steps, evaluation and checkpoints off, env steps/s from its metrics.csv after the first 1,000; and the
+  checkpoint's optimizer state counted (how many of its floats are subnormal).
 
     python benchmarks/subnormals.py [--rounds 3]
     python benchmarks/subnormals.py --checkpoint RUN/checkpoints/ckpt-000000500000 --steps 5000
@@ -131,8 +131,9 @@ def main(rounds, checkpoint, steps, output):
         ratios = [f / k for f, k in zip(results["loop"]["flushed"], results["loop"]["kept"])]
         results["loop"]["flushed_over_kept"] = ratios
         results["loop"]["median_ratio"] = statistics.median(ratios)
+        listed = ", ".join(f"{r:.2f}" for r in ratios)
         click.echo(f"resumed run: {statistics.median(results['loop']['flushed']):.1f} env steps/s flushed, "
-                   f"{statistics.median(results['loop']['kept']):.1f} kept (ratios {', '.join(f'{r:.2f}' for r in ratios)}); "
+                   f"{statistics.median(results['loop']['kept']):.1f} kept (ratios {listed}); "
                    f"optimizer state: {results['checkpoint_counts']['optimizer.params']}")
     write_results(results, output)
 

@@ -228,7 +228,8 @@ def test_mxnet_gets_every_core_when_asked_before_it_loads(calls, warned):
     assert (threads != "None") == (not warned)
 
 
-@pytest.mark.skipif(not gluon_pdqn_module.DENORMALS_FLUSHED, reason="flushing subnormals is for Linux on x86_64/aarch64")
+@pytest.mark.skipif(not gluon_pdqn_module.DENORMALS_FLUSHED,
+                    reason="flushing subnormals is for Linux on x86_64 and aarch64")
 @pytest.mark.parametrize("keep", ["", "1"])
 def test_subnormal_floats_are_flushed_in_mxnets_threads_and_ours_unless_kept(keep):
     """An optimizer state that sinks below 1.2e-38 made MinAtar Freeway's steps twice as slow: gluon_pdqn flushes
@@ -236,7 +237,8 @@ def test_subnormal_floats_are_flushed_in_mxnets_threads_and_ours_unless_kept(kee
     script = ("import threading\nimport gluon_pdqn\nimport mxnet as mx, numpy as np\n"
               "tiny = np.float32(1e-40)\nseen = {}\n"
               "def values():\n"
-              "    return (float((mx.nd.array([tiny]) * 1.0).asnumpy()[0]), float(np.array([tiny]) * np.float32(1.0)))\n"
+              "    return (float((mx.nd.array([tiny]) * 1.0).asnumpy()[0]),\n"
+              "            float(np.array([tiny]) * np.float32(1.0)))\n"
               "thread = threading.Thread(target=lambda: seen.update(thread=values()))\nthread.start(); thread.join()\n"
               "print(*values(), *seen['thread'])")
     env = {**os.environ, "GLUON_PDQN_KEEP_DENORMALS": keep}
