@@ -10,15 +10,17 @@ per 4 frames, learning from 1,000 frames, the target every 1,000 frames) and swi
 - ``dqn``: the same without the distribution, Huber loss, Adam 2.5e-4 (Revisiting Rainbow's DQN config).
 
 Each run is ``gluon-pdqn train --preset minatar-rainbow --env MinAtar/<Game>-v1 --seed S --steps N --set ...`` as a
-user types it, one MXNet thread per run, ``--parallel`` runs at a time; runs that finished are kept and one with
-checkpoints is resumed, so the same command continues the set in another session (``--collect`` only gathers).
-The `minatar` preset's DQN (the MinAtar paper's settings, one update per frame) on the same game is drawn beside
-them from ``--paper-dqn-runs`` (the runs of ``minatar_curves.py --name minatar_1m``), with the paper's value.
+user types it (``--version v0``: the ids with all 6 actions, which Revisiting Rainbow played), one MXNet thread per
+run, ``--parallel`` runs at a time; runs that finished are kept and one with checkpoints is resumed, so the same
+command continues the set in another session (``--collect`` only gathers). The `minatar` preset's DQN (the MinAtar
+paper's settings, one update per frame) on the same game is drawn beside them from ``--paper-dqn-runs`` (the runs
+of ``minatar_curves.py --name minatar_1m``), with the paper's value.
 
-Results: ``benchmarks/results/NAME/`` (each run's files; ``curves.png``: the training return over the last 100
-episodes against frames and the greedy evaluation against wall-clock seconds, mean and min-max over seeds) and
-``benchmarks/results/NAME.json`` (per variant and seed: the training return over the last 100 episodes at the
-end, the paper's measure, the final and best greedy evaluation, seconds; the median over seeds).
+Results, NAME being ``minatar_algorithms_<game>`` unless ``--name`` says otherwise: ``benchmarks/results/NAME/``
+(each run's files; ``curves.png``: the training return over the last 100 episodes against frames and the
+evaluation against wall-clock seconds, mean and min-max over seeds) and ``benchmarks/results/NAME.json`` (per
+variant and seed: the training return over the last 100 episodes at the end, the paper's measure, the final and
+best evaluation, seconds; the median over seeds).
 
     python benchmarks/minatar_algorithms.py --game Breakout --seeds 0,1,2 --steps 1000000 \\
         --paper-dqn-runs benchmarks/results/minatar_1m
@@ -27,11 +29,12 @@ from __future__ import annotations
 
 import os
 import statistics
+import tempfile
 
 import click
 import numpy as np
 
-from minatar_curves import PAPER_DQN_1M, copy_run, run_command, run_row, run_sets, training_curve
+from minatar_curves import PAPER_DQN_1M, copy_run, job, run_row, run_sets, training_curve
 from results_file import write_results
 
 DISTRIBUTION_ALONE = ("network.noisy=false", "network.dueling=false", "agent.double_q=false",
@@ -62,7 +65,7 @@ def _band(ax, curves: list[dict], x: str, y: str, label: str, color: str) -> Non
     ax.fill_between(grid, values.min(axis=0), values.max(axis=0), color=color, alpha=0.15)
 
 
-def plot(game: str, runs: dict[str, list[str]], path: str) -> None:
+def plot(game: str, runs: dict[str, list[str]], path: str, steps: int, version: str) -> None:
     from gluon_pdqn.plots import evaluation_curve, plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2), dpi=100)
@@ -71,13 +74,14 @@ def plot(game: str, runs: dict[str, list[str]], path: str) -> None:
         _band(left, [{"env_steps": c["env_steps"], "mean_return": c["mean_return"]} for c in trainings if c],
               "env_steps", "mean_return", label, color)
         _band(right, [evaluation_curve(d) for d in run_dirs], "wall_seconds", "mean_return", label, color)
-    if game in PAPER_DQN_1M:
+    if game in PAPER_DQN_1M and steps >= 500_000:
         left.plot([1_000_000], [PAPER_DQN_1M[game]], marker="*", markersize=12, color="black", linestyle="none",
                   label="the MinAtar paper's DQN at 1M frames (30 seeds)")
     left.set(xlabel="frames (env steps)", ylabel="training return, last 100 episodes",
-             title=f"MinAtar/{game}-v1: training return (the papers' measure)")
+             title=f"MinAtar/{game}-{version}: training return (the papers' measure)")
     right.set(xlabel="wall-clock seconds of training (two runs at a time, one MXNet thread each)",
-              ylabel="greedy evaluation return", title="greedy evaluation (10 episodes)")
+              ylabel="evaluation return",
+              title="evaluation, 10 episodes (epsilon 0.001; the minatar preset's 0.01)")
     for ax in (left, right):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
@@ -92,26 +96,28 @@ def plot(game: str, runs: dict[str, list[str]], path: str) -> None:
 @click.option("--seeds", default="0,1,2", show_default=True)
 @click.option("--steps", type=click.IntRange(min=1), default=1_000_000, show_default=True, help="Frames per run.")
 @click.option("--parallel", type=click.IntRange(min=1), default=2, show_default=True, help="Runs at a time.")
-@click.option("--scratch", default="/tmp/gluon_pdqn_minatar_algorithms", show_default=True,
-              help="Where the runs live.")
-@click.option("--name", default="minatar_algorithms", show_default=True,
-              help="The set of runs: results/NAME/ and NAME.json.")
+@click.option("--version", type=click.Choice(["v1", "v0"]), default="v1", show_default=True,
+              help="MinAtar's ids: v1 with the game's minimal action set, v0 with all 6 (Revisiting Rainbow's).")
+@click.option("--scratch", default=None, help="Where the runs live [default: /tmp/gluon_pdqn_NAME].")
+@click.option("--name", default=None, help="The set of runs: results/NAME/ and NAME.json [default: "
+              "minatar_algorithms_GAME, with _v0 for --version v0].")
 @click.option("--collect", is_flag=True, help="Start no run: gather those of the set that finished.")
 @click.option("--paper-dqn-runs", type=click.Path(file_okay=False), default=None,
               help="Runs of the minatar preset on the game (<Game>-s<S>/) to draw and report beside.")
-def main(game, variants, seeds, steps, parallel, scratch, name, collect, paper_dqn_runs):
+def main(game, variants, seeds, steps, parallel, version, scratch, name, collect, paper_dqn_runs):
     variants, seeds = variants.split(","), [int(s) for s in seeds.split(",")]
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:
         raise click.UsageError(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
     results_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+    name = name or f"minatar_algorithms_{game.lower()}" + ("_v0" if version == "v0" else "")
     out_dir = os.path.join(results_dir, name)
+    scratch = scratch or os.path.join(tempfile.gettempdir(), f"gluon_pdqn_{name}")
     load_before = os.getloadavg()
     # Seeds first: the first seed of every variant finishes before the second of any.
-    jobs = [(f"{v}-{game}-s{s}", run_command(f"MinAtar/{game}-v1", s, steps, os.path.join(scratch, f"{v}-{game}-s{s}"),
-                                             VARIANTS[v], preset=PRESET))
+    jobs = [job(f"MinAtar/{game}-{version}", s, steps, scratch, f"{v}-{game}-s{s}", VARIANTS[v], preset=PRESET)
             for s in seeds for v in variants]
-    finished = run_sets(jobs, scratch, out_dir, parallel, collect)
+    finished = run_sets(jobs, out_dir, parallel, collect)
     runs = {v: [finished[f"{v}-{game}-s{s}"] for s in seeds if f"{v}-{game}-s{s}" in finished] for v in variants}
     table = {}
     for variant, run_dirs in runs.items():
@@ -139,8 +145,8 @@ def main(game, variants, seeds, steps, parallel, scratch, name, collect, paper_d
                    f"{entry['median_final_eval_mean']} over {len(entry['runs'])} seeds")
     if any(drawn.values()):
         os.makedirs(out_dir, exist_ok=True)
-        plot(game, drawn, os.path.join(out_dir, "curves.png"))
-    write_results({"game": f"MinAtar/{game}-v1", "preset": PRESET, "steps_per_run": steps, "variants": table,
+        plot(game, drawn, os.path.join(out_dir, "curves.png"), steps, version)
+    write_results({"game": f"MinAtar/{game}-{version}", "preset": PRESET, "steps_per_run": steps, "variants": table,
                    "paper_dqn_training_return_at_1M_frames": PAPER_DQN_1M.get(game), "parallel_runs": parallel,
                    "mxnet_threads_per_run": 1, "load_average_before": load_before},
                   os.path.join(results_dir, f"{name}.json"))

@@ -1,8 +1,9 @@
 """MinAtar learning curves: the `minatar` preset (the paper's DQN settings) on several games and seeds.
 
 Each run is `gluon-pdqn train --env MinAtar/<Game>-v1 --seed S --steps N` as a user types it (the family preset
-is picked by the id), one MXNet thread per run and ``--parallel`` runs at a time. Random play is measured the
-same way (greedy evaluation's protocol, epsilon 1). Results: ``benchmarks/results/minatar/`` (each run's
+is picked by the id; ``--version v0`` gives the ids with all 6 actions, as the paper played), one MXNet thread per
+run and ``--parallel`` runs at a time. Random play is measured the same way (greedy evaluation's protocol,
+epsilon 1). Results: ``benchmarks/results/minatar/`` (each run's
 eval.csv, metrics.csv, episodes.csv, summary.json; ``curves.png``: greedy return against env steps and
 against wall-clock seconds, mean and min-max over seeds, random play dashed) and
 ``benchmarks/results/minatar.json``. Finished runs are kept, so the same command continues an interrupted
@@ -14,12 +15,13 @@ episodes.csv), beside the paper's DQN at 1M frames (``PAPER_DQN_1M``). ``--name`
 (in ``--scratch`` or already in the results), for a set whose runs take more than one session.
 ``--reference-runs DIR`` adds the MinAtar authors' reference DQN run by ``minatar_reference.py`` to the same
 budget (``DIR/...<Game>-s<S>/``, e.g. ``results/minatar_reference``): its training curve is drawn beside ours and
-its value reported beside the paper's.
+its value reported beside the paper's. Runs live in ``--scratch/<Game>-s<S>`` (by default a directory of the set's own;
+a run found there that was started with other settings stops the benchmark rather than count).
 
     python benchmarks/minatar_curves.py [--games Breakout,SpaceInvaders] [--seeds 0,1,2] [--steps 150000]
     python benchmarks/minatar_curves.py --name minatar_1m --games Breakout,Freeway,SpaceInvaders --steps 1000000
     python benchmarks/minatar_curves.py --name minatar_1m_breakout_v0 --games Breakout --version v0 --steps 1000000
-    python benchmarks/minatar_curves.py --name minatar_1m_breakout_torch_init --games Breakout --steps 1000000 \
+    python benchmarks/minatar_curves.py --name minatar_1m_breakout_torch_init --games Breakout --steps 1000000 \\
         --set network.init=torch
 """
 from __future__ import annotations
@@ -31,7 +33,9 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
 
 import click
 import numpy as np
@@ -77,13 +81,47 @@ def run_command(env_id: str, seed: int, steps: int, run_dir: str, sets: tuple[st
             + [a for s in sets for a in ("--set", s)])
 
 
-def run_sets(jobs: list[tuple[str, list[str]]], scratch: str, out_dir: str, parallel: int,
-             collect: bool) -> dict[str, str]:
-    """Run ``jobs`` (a name, e.g. ``Breakout-s0``, and the train command that starts it in ``scratch/<name>``),
-    ``parallel`` at a time with one MXNet thread each, and return the run directory of each that finished.
+@dataclass(frozen=True)
+class Job:
+    """One run of a set: its name (``Breakout-s0``), its directory, the train command that starts it there, and
+    what a run found in that directory must have been started with to count as this one."""
+    name: str
+    run_dir: str
+    command: list[str]
+    settings: dict  # dotted keys as ``--set`` takes them
+    preset: str | None = None
+
+
+def job(env_id: str, seed: int, steps: int, scratch: str, name: str, sets: tuple[str, ...] = (),
+        preset: str | None = None) -> Job:
+    """The job of one run, in ``scratch/<name>``."""
+    run_dir = os.path.join(scratch, name)
+    settings = {"env.id": env_id, "run.seed": seed, "run.total_env_steps": steps,
+                **dict(s.split("=", 1) for s in sets)}
+    return Job(name, run_dir, run_command(env_id, seed, steps, run_dir, sets, preset), settings, preset)
+
+
+def _check_same_run(run_dir: str, job: Job) -> None:
+    """Exit with a one-line error if ``run_dir`` holds a run started otherwise than ``job`` (another set's, e.g.
+    another ``--version`` or ``--set`` with the same ``--scratch``): it must not be resumed or counted as this."""
+    from gluon_pdqn.config import from_dict
+
+    with open(os.path.join(run_dir, "config.json")) as f:
+        cfg = from_dict(json.load(f))
+    mismatched = [key for key in job.settings if cfg.replace({key: job.settings[key]}) != cfg]
+    if job.preset and cfg.preset != job.preset:
+        mismatched.append("preset")
+    if mismatched:
+        sys.exit(f"{run_dir} holds a run started otherwise than {job.name} of this set ({', '.join(mismatched)} "
+                 "differ): give this set its own --scratch")
+
+
+def run_sets(jobs: list[Job], out_dir: str, parallel: int, collect: bool) -> dict[str, str]:
+    """Run ``jobs`` ``parallel`` at a time, one MXNet thread each, and return the run directory of each that
+    finished, by name.
 
     A run that finished in an earlier session is read from ``out_dir/<name>`` (where collecting copies it); one
-    with checkpoints in ``scratch`` is resumed. With ``collect`` nothing is started or resumed."""
+    with checkpoints is resumed. With ``collect`` nothing is started or resumed."""
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}  # runs share the cores: one MXNet thread each
     finished: dict[str, str] = {}
     pending = list(jobs)
@@ -91,13 +129,15 @@ def run_sets(jobs: list[tuple[str, list[str]]], scratch: str, out_dir: str, para
     started = time.time()
     while pending or running:
         while pending and len(running) < parallel:
-            name, command = pending.pop(0)
-            run_dir, kept = os.path.join(scratch, name), os.path.join(out_dir, name)
+            job = pending.pop(0)
+            run_dir, kept, command = job.run_dir, os.path.join(out_dir, job.name), job.command
             if not os.path.exists(os.path.join(run_dir, "summary.json")) and os.path.exists(
                     os.path.join(kept, "summary.json")):
                 run_dir = kept  # finished in an earlier session: its files are in the results
+            if os.path.exists(os.path.join(run_dir, "config.json")):
+                _check_same_run(run_dir, job)
             if os.path.exists(os.path.join(run_dir, "summary.json")):
-                finished[name] = run_dir
+                finished[job.name] = run_dir
                 continue
             if collect:
                 continue
@@ -106,7 +146,7 @@ def run_sets(jobs: list[tuple[str, list[str]]], scratch: str, out_dir: str, para
             else:
                 shutil.rmtree(run_dir, ignore_errors=True)
             running.append((subprocess.Popen(command, env=environment, stdin=subprocess.DEVNULL,
-                                             stderr=subprocess.PIPE, text=True), name, run_dir))
+                                             stderr=subprocess.PIPE, text=True), job.name, run_dir))
         for entry in list(running):
             process, name, run_dir = entry
             if process.poll() is None:
@@ -231,7 +271,7 @@ def _reference_summary(run_dirs: list[str]) -> dict | None:
 @click.option("--seeds", default="0,1,2", show_default=True)
 @click.option("--steps", type=click.IntRange(min=1), default=150_000, show_default=True, help="Env steps per run.")
 @click.option("--parallel", type=click.IntRange(min=1), default=2, show_default=True, help="Runs at a time.")
-@click.option("--scratch", default="/tmp/gluon_pdqn_minatar", show_default=True, help="Where the runs live.")
+@click.option("--scratch", default=None, help="Where the runs live [default: /tmp/gluon_pdqn_NAME].")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Setting overrides for every run.")
 @click.option("--name", default="minatar", show_default=True, help="The set of runs: results/NAME/ and NAME.json.")
 @click.option("--collect", is_flag=True, help="Start no run: gather those of the set that finished.")
@@ -243,10 +283,10 @@ def main(games, seeds, steps, parallel, scratch, sets, name, collect, version, r
     games, seeds = games.split(","), [int(s) for s in seeds.split(",")]
     results_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
     out_dir = os.path.join(results_dir, name)
+    scratch = scratch or os.path.join(tempfile.gettempdir(), f"gluon_pdqn_{name}")
     load_before = os.getloadavg()
-    jobs = [(f"{g}-s{s}", run_command(f"MinAtar/{g}-{version}", s, steps, os.path.join(scratch, f"{g}-s{s}"), sets))
-            for g in games for s in seeds]
-    finished = run_sets(jobs, scratch, out_dir, parallel, collect)
+    jobs = [job(f"MinAtar/{g}-{version}", s, steps, scratch, f"{g}-s{s}", sets) for g in games for s in seeds]
+    finished = run_sets(jobs, out_dir, parallel, collect)
     runs = {g: [finished[f"{g}-s{s}"] for s in seeds if f"{g}-s{s}" in finished] for g in games}
     games = [g for g in games if runs[g]]
     randoms = {g: random_play(f"MinAtar/{g}-{version}", 100) for g in games}

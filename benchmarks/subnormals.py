@@ -6,7 +6,7 @@ x86 CPUs take about a hundred times longer over such operands. gluon_pdqn flushe
 rounds interleaved, one MXNet thread:
 
 - ``kernels``: MXNet's ``adam_update`` and ``rmsprop_update`` over 131,072 weights (the MinAtar network's largest
-  layer) with their state all normal and all subnormal;
+  layer) with their state all normal and all subnormal (flushed, the subnormal state is zero from its creation);
 - ``loop`` (with ``--checkpoint``): a run resumed from one of its checkpoints (replay included) for ``--steps`` env
   steps, evaluation and checkpoints off, env steps/s from its metrics.csv after the first 1,000; and the
   checkpoint's optimizer state counted (how many of its floats are subnormal).

@@ -53,17 +53,20 @@ def flush_denormals() -> bool:
     Why: x86 CPUs take about a hundred times longer over a subnormal operand, and an optimizer's state sinks into
     that range wherever a weight's gradient stays zero (a ReLU unit that no longer fires, an input channel that
     stays empty): RMSProp's and Adam's averages decay by a constant factor a step, and the smallest subnormal
-    times 0.95 rounds back to itself, so they stay there. Measured here: MXNet's ``adam_update`` over 131,072
-    subnormal states took 12.6 ms against 0.43 ms; a MinAtar Freeway run at 1M frames held 22,513 of them in its
-    optimizer's state, and its steps cost twice Space Invaders'. TensorFlow and JAX flush them on CPUs by default;
-    PyTorch offers ``torch.set_flush_denormal``. The values lost are below 1.2e-38.
+    times 0.95 rounds back to itself, so they stay there. Measured (benchmarks/subnormals.py): MXNet's
+    ``adam_update`` over 131,072 weights took 9.2 ms with its state subnormal against 0.24 ms; a MinAtar Freeway
+    run held 46,138 subnormals in its optimizer's state at 500k frames, and resumed from there ran 1.97x as fast
+    with them flushed. Only values below 1.2e-38 change. Unlike TensorFlow and JAX, which flush inside their own
+    compute threads, this covers the whole process: numpy, the environments, the user's code. Import gluon_pdqn
+    before running MXNet operations, so that MXNet's worker threads start after it.
 
-    Linux on x86_64 (MXCSR's FTZ and DAZ bits) and aarch64 (FPCR's FZ bit); elsewhere it does nothing.
+    Linux on 64-bit x86 (MXCSR's FTZ and DAZ bits) and aarch64 (FPCR's FZ bit); elsewhere it does nothing.
     """
     if os.environ.get("GLUON_PDQN_KEEP_DENORMALS", "") not in ("", "0"):
         return False
     machine = platform.machine().lower()
-    if not sys.platform.startswith("linux") or machine not in ("x86_64", "amd64", "aarch64", "arm64"):
+    if (not sys.platform.startswith("linux") or machine not in ("x86_64", "amd64", "aarch64", "arm64")
+            or ctypes.sizeof(ctypes.c_void_p) != 8):
         return False
     import numpy as np
 
@@ -81,7 +84,9 @@ def flush_denormals() -> bool:
         env[7] |= 0x8000 | 0x0040  # MXCSR: flush-to-zero (results) and denormals-are-zero (operands)
     else:
         env[0] |= 1 << 24  # FPCR.FZ
-    return libm.fesetenv(env) == 0
+    if libm.fesetenv(env) != 0:
+        return False
+    return float(np.float32(1e-40)) == 0.0  # the conversion's subnormal result is flushed only if it took
 
 
 DENORMALS_FLUSHED = flush_denormals()  # before any MXNet thread starts

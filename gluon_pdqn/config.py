@@ -86,7 +86,7 @@ class NetworkConfig:
     # Noisy dense layers (Fortunato et al. 2018, factorised Gaussian noise) explore instead of epsilon-greedy:
     # with noisy = true, epsilon is 0 once learning starts (random actions fill the replay before)
     noisy: bool = False
-    # Initial weights: `xavier` (Xavier-uniform over the mean of fan-in and fan-out, zero biases) or `torch`
+    # Initial weights: `xavier` (uniform in +-sqrt(2/(fan_in+fan_out)), zero biases) or `torch`
     # (PyTorch's layer defaults: weights and biases uniform in +-1/sqrt(fan_in), what PyTorch baselines such as
     # MinAtar's reference DQN start from). Noisy layers keep their own (Fortunato et al.'s) either way.
     init: str = "xavier"
