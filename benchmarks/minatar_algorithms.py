@@ -53,6 +53,14 @@ def _median(values: list) -> float | None:
     return statistics.median(values) if values else None
 
 
+def _summary(rows: list[dict]) -> dict:
+    """The runs' rows and their medians over seeds."""
+    return {"runs": rows,
+            "median_training_return_last_100_episodes": _median([r["training_return_last_100_episodes"] for r in rows]),
+            "median_final_eval_mean": _median([r["final_eval_mean"] for r in rows]),
+            "median_seconds": _median([r["seconds"] for r in rows])}
+
+
 def _band(ax, curves: list[dict], x: str, y: str, label: str, color: str) -> None:
     """Mean over ``curves`` (line) and their min-max (band) on a grid where every curve has values."""
     curves = [c for c in curves if c]
@@ -123,21 +131,13 @@ def main(game, variants, seeds, steps, parallel, version, scratch, name, collect
     for variant, run_dirs in runs.items():
         for run_dir in run_dirs:
             copy_run(run_dir, out_dir)
-        rows = [run_row(d) for d in run_dirs]
-        table[variant] = {"settings": list(VARIANTS[variant]), "runs": rows,
-                          "median_training_return_last_100_episodes":
-                              _median([r["training_return_last_100_episodes"] for r in rows]),
-                          "median_final_eval_mean": _median([r["final_eval_mean"] for r in rows]),
-                          "median_seconds": _median([r["seconds"] for r in rows])}
+        table[variant] = {"settings": list(VARIANTS[variant]), **_summary([run_row(d) for d in run_dirs])}
     drawn = {f"{v} (minatar-rainbow footing)": d for v, d in runs.items() if d}
     if paper_dqn_runs:
         paper_dirs = [os.path.join(paper_dqn_runs, f"{game}-s{s}") for s in seeds]
         paper_dirs = [d for d in paper_dirs if os.path.exists(os.path.join(d, "summary.json"))]
-        rows = [run_row(d) for d in paper_dirs]
-        table["dqn, minatar preset"] = {
-            "runs": rows, "source": os.path.relpath(paper_dqn_runs, results_dir),
-            "median_training_return_last_100_episodes": _median([r["training_return_last_100_episodes"] for r in rows]),
-            "median_final_eval_mean": _median([r["final_eval_mean"] for r in rows])}
+        table["dqn, minatar preset"] = {"source": os.path.relpath(paper_dqn_runs, results_dir),
+                                        **_summary([run_row(d) for d in paper_dirs])}
         drawn["dqn, minatar preset (the MinAtar paper's settings, one update per frame)"] = paper_dirs
     for variant, entry in table.items():
         click.echo(f"{variant}: training return (last 100 episodes) median "
