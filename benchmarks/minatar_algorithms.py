@@ -34,7 +34,7 @@ import tempfile
 import click
 import numpy as np
 
-from minatar_curves import PAPER_DQN_1M, copy_run, job, run_row, run_sets, training_curve
+from minatar_curves import PAPER_DQN_1M, copy_run, finished_run, job, run_row, run_sets, training_curve
 from results_file import write_results
 
 DISTRIBUTION_ALONE = ("network.noisy=false", "network.dueling=false", "agent.double_q=false",
@@ -135,7 +135,7 @@ def main(game, variants, seeds, steps, parallel, version, scratch, name, collect
     drawn = {f"{v} (minatar-rainbow footing)": d for v, d in runs.items() if d}
     if paper_dqn_runs:
         paper_dirs = [os.path.join(paper_dqn_runs, f"{game}-s{s}") for s in seeds]
-        paper_dirs = [d for d in paper_dirs if os.path.exists(os.path.join(d, "summary.json"))]
+        paper_dirs = [d for d in paper_dirs if finished_run(d)]
         table["dqn, minatar preset"] = {"source": os.path.relpath(paper_dqn_runs, results_dir),
                                         **_summary([run_row(d) for d in paper_dirs])}
         drawn["dqn, minatar preset (the MinAtar paper's settings, one update per frame)"] = paper_dirs

@@ -116,6 +116,16 @@ def _check_same_run(run_dir: str, job: Job) -> None:
                  "differ): give this set its own --scratch")
 
 
+def finished_run(run_dir: str) -> bool:
+    """Whether ``run_dir`` holds a run that ended by itself: an interrupted run writes its summary too (with
+    ``interrupted_by``), and is resumed, not counted."""
+    try:
+        with open(os.path.join(run_dir, "summary.json")) as f:
+            return json.load(f).get("interrupted_by") is None
+    except FileNotFoundError:
+        return False
+
+
 def run_sets(jobs: list[Job], out_dir: str, parallel: int, collect: bool) -> dict[str, str]:
     """Run ``jobs`` ``parallel`` at a time, one MXNet thread each, and return the run directory of each that
     finished, by name.
@@ -131,12 +141,11 @@ def run_sets(jobs: list[Job], out_dir: str, parallel: int, collect: bool) -> dic
         while pending and len(running) < parallel:
             job = pending.pop(0)
             run_dir, kept, command = job.run_dir, os.path.join(out_dir, job.name), job.command
-            if not os.path.exists(os.path.join(run_dir, "summary.json")) and os.path.exists(
-                    os.path.join(kept, "summary.json")):
+            if not os.path.isdir(os.path.join(run_dir, "checkpoints")) and finished_run(kept):
                 run_dir = kept  # finished in an earlier session: its files are in the results
             if os.path.exists(os.path.join(run_dir, "config.json")):
                 _check_same_run(run_dir, job)
-            if os.path.exists(os.path.join(run_dir, "summary.json")):
+            if finished_run(run_dir):
                 finished[job.name] = run_dir
                 continue
             if collect:

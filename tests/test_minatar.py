@@ -1,5 +1,7 @@
 """MinAtar as a first-class pixel benchmark: its ids work by name, its grids reach the small CNN, it learns."""
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -64,3 +66,19 @@ def test_a_short_run_on_breakout_beats_random_play(tmp_path):
     assert result.returncode == 0, result.stderr
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["last_eval_mean"] >= 3.5 * RANDOM_BREAKOUT, summary["last_eval_mean"]
+
+
+def test_a_curve_set_resumes_an_interrupted_run_instead_of_counting_it(tmp_path, monkeypatch):
+    """An interrupted run writes its summary too; the MinAtar benchmarks must resume it, not report it as a run
+    that reached its steps (they once printed a run stopped at 798,560 frames as one of 1,000,000)."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from minatar_curves import job, run_sets
+
+    jobs = [job("MinAtar/Breakout-v1", seed, 1_000_000, str(tmp_path), f"Breakout-s{seed}") for seed in (0, 1)]
+    for each, stopped_by in zip(jobs, ("SIGINT", None)):
+        cfg = load_preset("minatar").replace(each.settings)
+        os.makedirs(os.path.join(each.run_dir, "checkpoints"))
+        Path(each.run_dir, "config.json").write_text(cfg.to_json())
+        Path(each.run_dir, "summary.json").write_text(json.dumps(
+            {"counters": {"env_steps": 798_560 if stopped_by else 1_000_000}, "interrupted_by": stopped_by}))
+    assert run_sets(jobs, str(tmp_path / "results"), parallel=1, collect=True) == {"Breakout-s1": jobs[1].run_dir}
