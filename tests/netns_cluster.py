@@ -23,6 +23,8 @@ import sys
 import tempfile
 import time
 
+from gluon_pdqn.parallel.launcher import SERVER_PROGRAM
+
 SUBNET = "198.18.0"
 FIRST_HOST = 10  # host i has address 198.18.0.(10 + i)
 INTERFACE = "cl0"
@@ -241,12 +243,12 @@ class NamespaceCluster:
         return found
 
     def kvstore_server(self, host: int) -> int | None:
-        """The pid of a kvstore server (``python -c 'import mxnet'``) on ``host``, not the remote watcher
+        """The pid of a kvstore server (``python -m gluon_pdqn.parallel.server``) on ``host``, not the remote watcher
         around it (whose command line ends the same)."""
         for pid in processes_in_namespace(self.names[host]):
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    if f.read().split(b"\0")[1:3] == [b"-c", b"import mxnet"]:
+                    if f.read().split(b"\0")[1:3] == [a.encode() for a in SERVER_PROGRAM]:
                         return pid
             except OSError:
                 pass

@@ -247,3 +247,18 @@ def test_subnormal_floats_are_flushed_in_mxnets_threads_and_ours_unless_kept(kee
     assert "subnormal" not in result.stderr  # numpy's finfo warning when it is computed after the flush
     values = [float(v) for v in result.stdout.split()]
     assert (values == [0.0] * 4) if not keep else all(9.9e-41 < v < 1.01e-40 for v in values), values
+
+
+def test_a_parameter_server_flushes_subnormal_floats_before_mxnet_starts():
+    """A dist job's kvstore servers run the optimizer, whose state sinks into subnormals as a learner's does: the
+    program the launcher starts them with (run here without DMLC_ROLE, so that it does not serve) flushes them
+    before MXNet starts its engine threads."""
+    from gluon_pdqn.parallel.launcher import SERVER_PROGRAM
+
+    flag, value = SERVER_PROGRAM
+    start = f"exec({value!r})" if flag == "-c" else f"import runpy; runpy.run_module({value!r})"
+    script = f"{start}\nimport mxnet as mx\nprint(float((mx.nd.array([1e-40]) * 1.0).asnumpy()[0]))"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DMLC_") and k != "GLUON_PDQN_KEEP_DENORMALS"}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout) == 0.0

@@ -16,7 +16,7 @@ import pytest
 from gluon_pdqn.config import Config
 from gluon_pdqn.errors import UserError
 from gluon_pdqn.learners import SingleLearner
-from gluon_pdqn.parallel.launcher import Job, JobFailed
+from gluon_pdqn.parallel.launcher import SERVER_PROGRAM, Job, JobFailed
 from gluon_pdqn.replay import Batch
 from tests_helpers import SPEC, csv_rows, equivalence_batch
 
@@ -416,7 +416,7 @@ def _server_process(port: int) -> int | None:
     parallel.remote, which has its environment too)."""
     for pid in map(int, filter(str.isdigit, os.listdir("/proc"))):
         if (_environment_has(pid, "DMLC_ROLE=server") and _environment_has(pid, f"DMLC_PS_ROOT_PORT={port}")
-                and _arguments(pid)[1:3] == [b"-c", b"import mxnet"]):
+                and _arguments(pid)[1:3] == [a.encode() for a in SERVER_PROGRAM]):
             return pid
     return None
 

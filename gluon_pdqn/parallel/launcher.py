@@ -91,6 +91,7 @@ def interface_address(interface: str) -> str:
 
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+SERVER_PROGRAM = ("-m", "gluon_pdqn.parallel.server")  # the arguments of a server's or scheduler's python
 SSH_ALIVE_SECONDS, SSH_ALIVE_COUNT = 5, 3  # ssh gives up on a host that has not answered for 15 s
 
 
@@ -246,7 +247,7 @@ class Job:
 
     def _command(self, role: str, index: int, env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
         """Argument list and environment of one process, wrapped for the launcher."""
-        program = ([sys.executable, "-c", "import mxnet"] if role != "worker" else self.worker_command)
+        program = [sys.executable, *SERVER_PROGRAM] if role != "worker" else self.worker_command
         if self.launcher == "local" or role == "scheduler":
             return program, {**os.environ, **env}
         if self.interface and "DMLC_NODE_HOST" not in env:
