@@ -25,6 +25,14 @@ def test_minatar_ids_work_without_registering_them_and_reach_the_small_cnn():
     env.close()
 
 
+def test_minatars_v0_ids_with_all_six_actions_are_made_without_gymnasiums_out_of_date_warning(recwarn):
+    """``-v0`` plays all 6 actions as the paper did, a choice the benchmarks offer (``--version v0``)."""
+    env = make_env(load_preset("minatar").replace({"env.id": "MinAtar/Breakout-v0"}).env)
+    assert env.action_space.n == 6
+    env.close()
+    assert not [w for w in recwarn if "out of date" in str(w.message)]
+
+
 @pytest.mark.parametrize("env_id,preset,sets", [
     ("MinAtar/SpaceInvaders-v1", "minatar", []),
     ("ALE/Pong-v5", "atari-cpu", ["--set", "replay.capacity=2000", "--num-envs", "2"]),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import warnings
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -134,7 +135,12 @@ def _make_raw(cfg: EnvConfig, evaluation: bool, render_mode: str | None) -> gym.
         kwargs = {"render_mode": render_mode} if render_mode else {}
         if cfg.max_episode_steps > 0:
             kwargs["max_episode_steps"] = cfg.max_episode_steps
-        env = gym.make(cfg.id, **kwargs)
+        with warnings.catch_warnings():
+            if is_minatar(cfg.id):
+                # MinAtar's -v0 ids play all 6 actions, as the paper did (-v1: each game's minimal set): a choice,
+                # not an outdated id, which gymnasium would say on every environment made.
+                warnings.filterwarnings("ignore", message=".*is out of date", category=DeprecationWarning)
+            env = gym.make(cfg.id, **kwargs)
         if evaluation and cfg.max_episode_steps == 0 and (env.spec is None or env.spec.max_episode_steps is None):
             # An evaluation must end: an environment without a time limit of its own gets this one.
             env = gym.wrappers.TimeLimit(env, EVAL_EPISODE_STEP_CAP)
