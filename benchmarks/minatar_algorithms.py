@@ -22,11 +22,12 @@ evaluation against wall-clock seconds, mean and min-max over seeds) and ``benchm
 variant and seed: the training return over the last 100 episodes at the end, the paper's measure, the final and
 best evaluation, seconds; the median over seeds).
 
-    python benchmarks/minatar_algorithms.py --game Breakout --seeds 0,1,2 --steps 1000000 \\
-        --paper-dqn-runs benchmarks/results/minatar_1m
+    python benchmarks/minatar_algorithms.py --game Breakout --seeds 0,1,2 --steps 1000000 --version v0 \\
+        --paper-dqn-runs benchmarks/results/minatar_1m_breakout_v0
 """
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import tempfile
@@ -59,6 +60,11 @@ def _summary(rows: list[dict]) -> dict:
             "median_training_return_last_100_episodes": _median([r["training_return_last_100_episodes"] for r in rows]),
             "median_final_eval_mean": _median([r["final_eval_mean"] for r in rows]),
             "median_seconds": _median([r["seconds"] for r in rows])}
+
+
+def _env_id(run_dir: str) -> str:
+    with open(os.path.join(run_dir, "config.json")) as f:
+        return json.load(f)["env"]["id"]
 
 
 def _band(ax, curves: list[dict], x: str, y: str, label: str, color: str) -> None:
@@ -136,6 +142,10 @@ def main(game, variants, seeds, steps, parallel, version, scratch, name, collect
     if paper_dqn_runs:
         paper_dirs = [os.path.join(paper_dqn_runs, f"{game}-s{s}") for s in seeds]
         paper_dirs = [d for d in paper_dirs if finished_run(d)]
+        other = [d for d in paper_dirs if _env_id(d) != f"MinAtar/{game}-{version}"]
+        if other:  # on Breakout the action sets differ by 1.7 at 1M frames: not the same game to compare on
+            raise click.UsageError(f"--paper-dqn-runs: {other[0]} played {_env_id(other[0])}, not "
+                                   f"MinAtar/{game}-{version} (--version)")
         table["dqn, minatar preset"] = {"source": os.path.relpath(paper_dqn_runs, results_dir),
                                         **_summary([run_row(d) for d in paper_dirs])}
         drawn["dqn, minatar preset (the MinAtar paper's settings, one update per frame)"] = paper_dirs
