@@ -63,6 +63,7 @@ def _summary(rows: list[dict]) -> dict:
 
 
 def _env_id(run_dir: str) -> str:
+    """The environment id a run was started with."""
     with open(os.path.join(run_dir, "config.json")) as f:
         return json.load(f)["env"]["id"]
 
@@ -105,7 +106,7 @@ def plot(game: str, runs: dict[str, list[str]], path: str, steps: int, version: 
 
 
 @click.command()
-@click.option("--game", default="Breakout", show_default=True, help="MinAtar game (MinAtar/<GAME>-v1).")
+@click.option("--game", default="Breakout", show_default=True, help="MinAtar game (MinAtar/<GAME>-<version>).")
 @click.option("--variants", default=",".join(VARIANTS), show_default=True, help="Which of them to run.")
 @click.option("--seeds", default="0,1,2", show_default=True)
 @click.option("--steps", type=click.IntRange(min=1), default=1_000_000, show_default=True, help="Frames per run.")
