@@ -137,6 +137,17 @@ def test_sum_tree_finds_the_interval_containing_each_target():
     np.testing.assert_array_equal(tree.find(targets), expected)
 
 
+@pytest.mark.parametrize("capacity", [1, 37, 1024])
+def test_sum_tree_set_one_keeps_the_tree_bitwise_equal_to_set(capacity):
+    rng = np.random.default_rng(1)
+    batched, single = SumTree(capacity), SumTree(capacity)
+    for index, priority in zip(rng.integers(0, capacity, 3 * capacity), rng.random(3 * capacity) ** 0.6):
+        batched.set(np.array([index]), np.array([priority]))
+        single.set_one(int(index), float(priority))
+    np.testing.assert_array_equal(single._nodes, batched._nodes)
+    assert single.total == batched.total
+
+
 def test_memory_is_checked_before_allocating():
     with pytest.raises(UserError, match="lower replay.capacity"):
         ReplayBuffer(10**9, 1, (84, 84), np.uint8, frame_stack=4)

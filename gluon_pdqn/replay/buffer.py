@@ -151,7 +151,7 @@ class ReplayBuffer:
         self.actions[env, slot] = 0
         self.rewards[env, slot] = 0.0
         if self.tree is not None:
-            self.tree.set(np.array([env * self.slots_per_env + slot]), np.zeros(1))
+            self.tree.set_one(env * self.slots_per_env + slot, 0.0)
         self.written[env] += 1
 
     def begin_episode(self, env: int, obs: np.ndarray) -> None:
@@ -196,8 +196,7 @@ class ReplayBuffer:
                     self.flags[env, complete_slot] & LAST):
                 given = self.initial_priority[env, complete_slot]
                 priority = self.max_priority if np.isnan(given) else float(given)
-                self.tree.set(np.array([env * self.slots_per_env + complete_slot]),
-                              np.array([priority ** self.alpha]))
+                self.tree.set_one(env * self.slots_per_env + complete_slot, priority ** self.alpha)
 
     def truncate_open_episodes(self) -> None:
         """End every env's episode in progress as truncated (its environment had to be reset)."""

@@ -37,6 +37,21 @@ class SumTree:
                 break
             nodes = np.unique(nodes >> 1)
 
+    def set_one(self, index: int, priority: float) -> None:
+        """``set`` for a single leaf, as every stored transition does: a walk up the tree in Python.
+
+        The same sums in the same order as ``set`` (the trees stay bitwise equal), at about a tenth of its
+        cost for one leaf, where ``set``'s per-level numpy calls dominate (0.3 ms per step of a
+        prioritized MinAtar run went to the two calls per stored transition).
+        """
+        nodes = self._nodes
+        node = int(index) + self._leaf_offset
+        nodes[node] = priority
+        node >>= 1
+        while node >= 1:
+            nodes[node] = nodes[2 * node] + nodes[2 * node + 1]
+            node >>= 1
+
     def find(self, targets: np.ndarray) -> np.ndarray:
         """Leaf index for each target in ``[0, total)``: the leaf whose prefix-sum interval contains it."""
         targets = np.array(targets, dtype=np.float64)
