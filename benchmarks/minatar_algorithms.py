@@ -7,7 +7,9 @@ per 4 frames, learning from 1,000 frames, the target every 1,000 frames) and swi
   3-step returns, Adam 1e-4);
 - ``c51`` and ``qr-dqn``: the return distribution alone (51 atoms; 51 quantiles), epsilon-greedy (1 to 0.01 over
   250k frames), uniform replay, 1-step returns, Adam 1e-4;
-- ``dqn``: the same without the distribution, Huber loss, Adam 2.5e-4 (Revisiting Rainbow's DQN config).
+- ``dqn``: the same without the distribution, Huber loss, Adam 2.5e-4 (Revisiting Rainbow's DQN config);
+- on request, Rainbow less one piece: ``rainbow-epsilon-greedy`` (no noisy nets: epsilon 1 to 0.01 over 250k
+  frames) and ``rainbow-uniform-replay`` (no prioritized replay).
 
 Each run is ``gluon-pdqn train --preset minatar-rainbow --env MinAtar/<Game>-v1 --seed S --steps N --set ...`` as a
 user types it (``--version v0``: the ids with all 6 actions, which Revisiting Rainbow played), one MXNet thread per
@@ -45,6 +47,11 @@ VARIANTS = {
     "c51": DISTRIBUTION_ALONE,
     "qr-dqn": DISTRIBUTION_ALONE + ("agent.algo=qr-dqn",),
     "dqn": DISTRIBUTION_ALONE + ("agent.algo=dqn", "optim.loss=huber", "optim.learning_rate=2.5e-4"),
+}
+# Rainbow with one piece switched off, to find which of them holds it (``--variants rainbow-epsilon-greedy,...``).
+ABLATIONS = {
+    "rainbow-epsilon-greedy": ("network.noisy=false",),  # the preset's epsilon schedule instead of noisy nets
+    "rainbow-uniform-replay": ("replay.prioritized=false",),
 }
 PRESET = "minatar-rainbow"
 
@@ -107,7 +114,8 @@ def plot(game: str, runs: dict[str, list[str]], path: str, steps: int, version: 
 
 @click.command()
 @click.option("--game", default="Breakout", show_default=True, help="MinAtar game (MinAtar/<GAME>-<version>).")
-@click.option("--variants", default=",".join(VARIANTS), show_default=True, help="Which of them to run.")
+@click.option("--variants", default=",".join(VARIANTS), show_default=True,
+              help=f"Which of them to run (also: {', '.join(ABLATIONS)}).")
 @click.option("--seeds", default="0,1,2", show_default=True)
 @click.option("--steps", type=click.IntRange(min=1), default=1_000_000, show_default=True, help="Frames per run.")
 @click.option("--parallel", type=click.IntRange(min=1), default=2, show_default=True, help="Runs at a time.")
@@ -121,16 +129,17 @@ def plot(game: str, runs: dict[str, list[str]], path: str, steps: int, version: 
               help="Runs of the minatar preset on the game (<Game>-s<S>/) to draw and report beside.")
 def main(game, variants, seeds, steps, parallel, version, scratch, name, collect, paper_dqn_runs):
     variants, seeds = variants.split(","), [int(s) for s in seeds.split(",")]
-    unknown = sorted(set(variants) - set(VARIANTS))
+    settings = {**VARIANTS, **ABLATIONS}
+    unknown = sorted(set(variants) - set(settings))
     if unknown:
-        raise click.UsageError(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+        raise click.UsageError(f"unknown variants {unknown}; known: {', '.join(settings)}")
     results_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
     name = name or f"minatar_algorithms_{game.lower()}" + ("_v0" if version == "v0" else "")
     out_dir = os.path.join(results_dir, name)
     scratch = scratch or os.path.join(tempfile.gettempdir(), f"gluon_pdqn_{name}")
     load_before = os.getloadavg()
     # Seeds first: the first seed of every variant finishes before the second of any.
-    jobs = [job(f"MinAtar/{game}-{version}", s, steps, scratch, f"{v}-{game}-s{s}", VARIANTS[v], preset=PRESET)
+    jobs = [job(f"MinAtar/{game}-{version}", s, steps, scratch, f"{v}-{game}-s{s}", settings[v], preset=PRESET)
             for s in seeds for v in variants]
     finished = run_sets(jobs, out_dir, parallel, collect)
     runs = {v: [finished[f"{v}-{game}-s{s}"] for s in seeds if f"{v}-{game}-s{s}" in finished] for v in variants}
@@ -138,7 +147,7 @@ def main(game, variants, seeds, steps, parallel, version, scratch, name, collect
     for variant, run_dirs in runs.items():
         for run_dir in run_dirs:
             copy_run(run_dir, out_dir)
-        table[variant] = {"settings": list(VARIANTS[variant]), **_summary([run_row(d) for d in run_dirs])}
+        table[variant] = {"settings": list(settings[variant]), **_summary([run_row(d) for d in run_dirs])}
     drawn = {f"{v} (minatar-rainbow footing)": d for v, d in runs.items() if d}
     if paper_dqn_runs:
         paper_dirs = [os.path.join(paper_dqn_runs, f"{game}-s{s}") for s in seeds]
