@@ -42,7 +42,7 @@ class SumTree:
 
         The same sums in the same order as ``set`` (the trees stay bitwise equal), at a few percent of its
         cost for one leaf, where ``set``'s numpy calls per level dominate (about 5 against 150 us on a 100k
-        tree: the two writes per stored transition took 0.4 ms of a prioritized MinAtar run's env step).
+        tree; a prioritized MinAtar run's store went from 0.46 to 0.05 ms an env step).
         """
         nodes = self._nodes
         node = int(index) + self._leaf_offset
