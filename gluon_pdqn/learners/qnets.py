@@ -20,8 +20,9 @@ NOISE_FILE = "noise_rng.json"  # the noisy layers' generator (network.noisy), fo
 class QNetworks:
     """Online and (unless not ``with_target``) target networks on ``contexts``, equal weights, and what acts.
 
-    Acting uses a numpy copy of an MLP (a Gluon call costs more than the whole numpy forward pass) or the
-    network itself. With ``run.overlap_acting`` it acts from a snapshot of the online network, taken by
+    Acting uses a numpy copy of an MLP or of a CNN with small convolutions (MinAtar's), refreshed after each
+    update (a Gluon call costs more than the whole numpy forward pass and the refresh together), or the network
+    itself. With ``run.overlap_acting`` it acts from a snapshot of the online network, taken by
     ``refresh_policy``, so choosing actions never waits for updates still being computed.
 
     ``online_compute`` and ``target_compute`` are the networks an update computes with: the networks
@@ -77,10 +78,7 @@ class QNetworks:
         self.noisy = cfg.network.noisy
         self.noise_rng = np.random.default_rng(cfg.run.seed + 11 if noise_seed is None else noise_seed)
         self._acting_noise = True
-        # (Not for a small CNN here: with an update every env step, as MinAtar's DQN makes, reading its weights
-        # after each update cost more than the MXNet call it saves: 14% of the loop's env steps/s.)
-        self._numpy_policy = (networks.NumpyMLP(self.acting_network) if isinstance(self.online, networks.MLP)
-                              else None)
+        self._numpy_policy = networks.numpy_copy(self.acting_network)
         self._target_numpy = None  # a numpy copy of the target network (``target_outputs``), made on first use
         self._policy_stale = True
         self._target_stale = True
@@ -107,11 +105,11 @@ class QNetworks:
         return self.acting_network(mx.nd.array(obs, ctx=self.contexts[0], dtype=obs.dtype)).asnumpy()
 
     def target_outputs(self, obs: np.ndarray) -> np.ndarray:
-        """The target network's outputs for ``obs``, as numpy (through a numpy copy for an MLP)."""
+        """The target network's outputs for ``obs``, as numpy (through a numpy copy where acting uses one)."""
         if self._numpy_policy is None:
             return self.target(mx.nd.array(obs, ctx=self.contexts[0], dtype=obs.dtype)).asnumpy()
         if self._target_numpy is None:
-            self._target_numpy = networks.NumpyMLP(self.target)
+            self._target_numpy = networks.numpy_copy(self.target)
         if self._target_stale:
             self._load_numpy_copy(self._target_numpy)
             self._target_stale = False

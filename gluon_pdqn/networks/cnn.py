@@ -73,8 +73,7 @@ class NumpyConvNet(NumpyMLP):
 
     Each convolution is one matrix product over the image's patches (a strided view, copied once); then the
     dense layer and the head as in ``NumpyMLP``, noise included. Worth it only for small convolutions (see
-    ``NUMPY_ACTING_MAX_MULTIPLY_ADDS``), and where weights arrive by message, as apex actors' do: a learner that
-    updates every env step acts through MXNet instead (see ``learners.qnets.QNetworks``).
+    ``NUMPY_ACTING_MAX_MULTIPLY_ADDS``); then worth it even refreshed after every update (``learners.qnets``).
     """
 
     def __init__(self, net: ConvQNetwork):

@@ -80,34 +80,39 @@ class NumpyMLP:
                 yield getattr(layer, name)
 
     def load(self, flat: np.ndarray) -> None:
-        """Take the weights from ``flat``, the concatenation of ``parameters()`` flattened in order."""
+        """Take the weights from ``flat``, the concatenation of ``parameters()`` flattened in order.
+
+        The weights stay views of ``flat`` in Gluon's (out, in) layout, and products use their transposes as they
+        are: copying them transposed took most of a refresh (1.2 of 1.6 ms for MinAtar's noisy network)."""
         self._weights, offset = [], 0
         for layer in self._layers:
             arrays = []
             for name in self._names():
                 shape = getattr(layer, name).shape
-                array = flat[offset:offset + int(np.prod(shape))].reshape(shape)
-                offset += array.size
-                arrays.append(np.ascontiguousarray(array.T) if len(shape) == 2 else array)
+                arrays.append(flat[offset:offset + int(np.prod(shape))].reshape(shape))
+                offset += arrays[-1].size
             self._weights.append(tuple(arrays))
 
     def resample(self, rng: np.random.Generator) -> None:
         """New noise for every noisy layer (f(eps_in), f(eps_out), as ``NoisyDense.resample``)."""
-        self._noise = [(scaled_noise(rng, w.shape[0]), scaled_noise(rng, w.shape[1])) for w, *_ in self._weights]
+        self._noise = [(scaled_noise(rng, w.shape[1]), scaled_noise(rng, w.shape[0])) for w, *_ in self._weights]
 
     def silence(self) -> None:
         """No noise: the means decide."""
         self._noise = []
 
-    def _layer(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Layer ``index``'s (weight transposed, bias) with the current noise."""
-        if not self.noisy:
-            return self._weights[index]
-        weight_t, bias, weight_sigma_t, bias_sigma = self._weights[index]
-        if not self._noise:
-            return weight_t, bias
-        noise_in, noise_out = self._noise[index]
-        return weight_t + weight_sigma_t * np.outer(noise_in, noise_out), bias + bias_sigma * noise_out
+    def _affine(self, index: int, h: np.ndarray) -> np.ndarray:
+        """Layer ``index`` applied to ``h`` (batch, in), with the current noise.
+
+        Factorised noise is applied without forming the noisy weight: h (W + S * outer(e_out, e_in))^T equals
+        h W^T + ((h * e_in) S^T) * e_out, two products instead of an elementwise pass over the weight."""
+        weight, bias = self._weights[index][:2]
+        y = h @ weight.T + bias
+        if self.noisy and self._noise:
+            weight_sigma, bias_sigma = self._weights[index][2:]
+            noise_in, noise_out = self._noise[index]
+            y += ((h * noise_in) @ weight_sigma.T + bias_sigma) * noise_out
+        return y
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         return self._dense(obs.reshape(obs.shape[0], -1).astype(np.float32, copy=False))
@@ -116,13 +121,10 @@ class NumpyMLP:
         """The dense layers and the head over flat features ``h`` (batch, units)."""
         n_body = len(self._weights) - (2 if self.dueling else 1)
         for index in range(n_body):
-            w, b = self._layer(index)
-            h = np.maximum(h @ w + b, 0.0)
-        w, b = self._layer(n_body)
-        q = h @ w + b
+            h = np.maximum(self._affine(index, h), 0.0)
+        q = self._affine(n_body, h)
         if self.dueling:
-            w_v, b_v = self._layer(n_body + 1)
             advantage = q.reshape(len(q), self.n_actions, self.per_action)
-            value = (h @ w_v + b_v)[:, None, :]
+            value = self._affine(n_body + 1, h)[:, None, :]
             q = (value + advantage - advantage.mean(axis=1, keepdims=True)).reshape(len(q), -1)
         return q
