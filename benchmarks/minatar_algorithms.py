@@ -101,7 +101,7 @@ def plot(game: str, runs: dict[str, list[str]], path: str, steps: int, version: 
                   label="the MinAtar paper's DQN at 1M frames (30 seeds)")
     left.set(xlabel="frames (env steps)", ylabel="training return, last 100 episodes",
              title=f"MinAtar/{game}-{version}: training return (the papers' measure)")
-    right.set(xlabel="wall-clock seconds of training (two runs at a time, one MXNet thread each)",
+    right.set(xlabel="wall-clock seconds of training (one MXNet thread each, beside other runs: see the docs)",
               ylabel="evaluation return",
               title="evaluation, 10 episodes (epsilon 0.001; the minatar preset's 0.01)")
     for ax in (left, right):
