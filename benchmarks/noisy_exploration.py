@@ -26,6 +26,10 @@ from results_file import write_results
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def _mean_abs(param) -> float:
+    return float(np.abs(param.data().asnumpy()).mean())
+
+
 def measure(bundle: str, steps: int, seed: int) -> dict:
     """Play ``steps`` env steps with the noisy policy of ``bundle``; see the module's docstring."""
     import mxnet as mx
@@ -34,15 +38,17 @@ def measure(bundle: str, steps: int, seed: int) -> dict:
     from gluon_pdqn.build import load_policy
 
     cfg = checkpoint.config_of(bundle)
-    spec = envs.describe(cfg.env)
-    learner = load_policy(bundle, cfg, spec, [mx.cpu()])
     if not cfg.network.noisy:
         raise click.UsageError(f"{bundle}: its network has no noisy layers (network.noisy=false)")
-    params = networks.structural_params(learner.online)
-    scales = {key[:-len(".weight_sigma")]: {
-        "weight_mean_abs": float(np.abs(params[key[:-len("_sigma")]].data().asnumpy()).mean()),
-        "weight_sigma_mean_abs": float(np.abs(params[key].data().asnumpy()).mean())}
-        for key in params if key.endswith(".weight_sigma")}
+    spec = envs.describe(cfg.env)
+    learner = load_policy(bundle, cfg, spec, [mx.cpu()])
+    params = networks.structural_params(learner.online)  # by place: features.2.weight, head.value.weight_sigma...
+    scales = {}
+    for key in params:
+        if key.endswith(".weight_sigma"):
+            layer = key[:-len(".weight_sigma")]
+            scales[layer] = {"weight_mean_abs": _mean_abs(params[layer + ".weight"]),
+                             "weight_sigma_mean_abs": _mean_abs(params[key])}
     env = envs.make_env(cfg.env)
     obs, _ = env.reset(seed=seed)
     changed, returns, episode_return = 0, [], 0.0

@@ -168,8 +168,8 @@ def test_torch_init_draws_weights_and_biases_as_pytorch_layers_do(dueling):
 
 
 def test_a_noisy_small_cnn_acts_through_its_numpy_copy_with_the_networks_noise_and_weights():
-    """MinAtar's network acts through its numpy copy (1.23x the loop's speed for minatar-rainbow), which must draw
-    the noise the network would and follow every update."""
+    """MinAtar's network acts through its numpy copy (0.82x the wall time of minatar-rainbow's loop), which must
+    draw the noise the network would and follow every update."""
     from gluon_pdqn.config import Config
     from gluon_pdqn.learners.qnets import QNetworks
 

@@ -21,8 +21,8 @@ class QNetworks:
     """Online and (unless not ``with_target``) target networks on ``contexts``, equal weights, and what acts.
 
     Acting uses a numpy copy of an MLP or of a CNN with small convolutions (MinAtar's), refreshed after each
-    update (a Gluon call costs more than the whole numpy forward pass and the refresh together), or the network
-    itself. With ``run.overlap_acting`` it acts from a snapshot of the online network, taken by
+    update (its forward and refresh together cost no more than a Gluon call, and less where updates are rarer),
+    or the network itself. With ``run.overlap_acting`` it acts from a snapshot of the online network, taken by
     ``refresh_policy``, so choosing actions never waits for updates still being computed.
 
     ``online_compute`` and ``target_compute`` are the networks an update computes with: the networks

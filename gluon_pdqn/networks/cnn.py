@@ -73,7 +73,8 @@ class NumpyConvNet(NumpyMLP):
 
     Each convolution is one matrix product over the image's patches (a strided view, copied once); then the
     dense layer and the head as in ``NumpyMLP``, noise included. Worth it only for small convolutions (see
-    ``NUMPY_ACTING_MAX_MULTIPLY_ADDS``); then worth it even refreshed after every update (``learners.qnets``).
+    ``NUMPY_ACTING_MAX_MULTIPLY_ADDS``); then level with an MXNet call even refreshed after every update, and
+    faster when updates are rarer (``learners.qnets``).
     """
 
     def __init__(self, net: ConvQNetwork):

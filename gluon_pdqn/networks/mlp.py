@@ -108,7 +108,7 @@ class NumpyMLP:
         h W^T + ((h * e_in) S^T) * e_out, two products instead of an elementwise pass over the weight."""
         weight, bias = self._weights[index][:2]
         y = h @ weight.T + bias
-        if self.noisy and self._noise:
+        if self._noise:  # (only a noisy copy draws any)
             weight_sigma, bias_sigma = self._weights[index][2:]
             noise_in, noise_out = self._noise[index]
             y += ((h * noise_in) @ weight_sigma.T + bias_sigma) * noise_out
