@@ -44,6 +44,31 @@ def test_c51_projects_the_shifted_distribution_onto_the_support(hybridize):
     np.testing.assert_allclose(m[2], [1.0, 0.0, 0.0], atol=1e-6)
 
 
+@pytest.mark.parametrize("hybridize", [False, True])
+def test_c51_projection_is_the_triangle_kernel_on_many_random_transitions(hybridize):
+    """The one-hot form of the projection against sum_i p_i max(0, 1 - |b_i - j|) in numpy, 51 atoms on
+    [-10, 10]: rewards that land between atoms, exactly on them (integer rewards, discount 1 or 0), and beyond
+    both ends of the support."""
+    model = ReturnModel("c51", 51, -10.0, 10.0)
+    target = DistributionalTDTarget(None, Passthrough(), model, n_actions=1, double_q=False)
+    if hybridize:
+        target.hybridize()
+    rng = np.random.default_rng(3)
+    size = 256
+    rewards = np.concatenate([rng.normal(0, 6, size // 2), rng.integers(-12, 13, size // 2)]).astype(np.float32)
+    discounts = rng.choice([0.0, 0.5, 0.97, 1.0], size).astype(np.float32)
+    next_logits = rng.normal(0, 2, (size, 51)).astype(np.float32)
+    m = target(mx.nd.array(next_logits), scalars(np.zeros(size), rewards, discounts)).asnumpy()
+    p = np.exp(next_logits - next_logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    shifted = np.clip(rewards[:, None] + discounts[:, None] * model.support()[None, :], -10.0, 10.0)
+    position = (shifted + 10.0) / model.delta
+    closeness = np.maximum(0.0, 1.0 - np.abs(position[:, :, None] - np.arange(51)[None, None, :]))
+    expected = (p[:, :, None] * closeness).sum(axis=1)
+    np.testing.assert_allclose(m, expected, atol=2e-6)
+    np.testing.assert_allclose(m.sum(axis=1), 1.0, atol=1e-5)
+
+
 def test_double_c51_takes_the_online_networks_best_action():
     online, target = Passthrough(), Passthrough()
     block = DistributionalTDTarget(online, target, C51, n_actions=2, double_q=True)
