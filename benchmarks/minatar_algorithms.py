@@ -9,7 +9,8 @@ per 4 frames, learning from 1,000 frames, the target every 1,000 frames) and swi
   250k frames), uniform replay, 1-step returns, Adam 1e-4;
 - ``dqn``: the same without the distribution, Huber loss, Adam 2.5e-4 (Revisiting Rainbow's DQN config);
 - on request, Rainbow less one piece: ``rainbow-epsilon-greedy`` (no noisy nets: epsilon 1 to 0.01 over 250k
-  frames) and ``rainbow-uniform-replay`` (no prioritized replay).
+  frames), ``rainbow-uniform-replay`` (no prioritized replay), ``rainbow-one-step`` (1-step returns),
+  ``rainbow-no-dueling`` and ``rainbow-no-double`` (the target network picks a* itself).
 
 Each run is ``gluon-pdqn train --preset minatar-rainbow --env MinAtar/<Game>-v1 --seed S --steps N --set ...`` as a
 user types it (``--version v0``: the ids with all 6 actions, which Revisiting Rainbow played), one MXNet thread per
@@ -52,6 +53,9 @@ VARIANTS = {
 ABLATIONS = {
     "rainbow-epsilon-greedy": ("network.noisy=false",),  # the preset's epsilon schedule instead of noisy nets
     "rainbow-uniform-replay": ("replay.prioritized=false",),
+    "rainbow-one-step": ("replay.n_step=1",),
+    "rainbow-no-dueling": ("network.dueling=false",),
+    "rainbow-no-double": ("agent.double_q=false",),
 }
 PRESET = "minatar-rainbow"
 
