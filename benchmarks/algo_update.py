@@ -7,14 +7,14 @@ dueling); bf16 rows run where the CPU has avx512_bf16 or AMX. Written to benchma
 
 ``--network minatar``: the ``minatar-rainbow`` preset's update on MinAtar Breakout-v0 (all 6 actions), with its
 pieces switched off and on: dqn, c51, c51 + dueling, c51 + noisy, and Rainbow's network (c51, noisy, dueling),
-fp32 only. Run it with one MXNet thread, as MinAtar runs train (``OMP_NUM_THREADS=1
-MXNET_CPU_WORKER_NTHREADS=1``). Written to benchmarks/results/algo_update_minatar.json.
+fp32 only; every row keeps the preset's double DQN. One MXNet thread, as MinAtar runs train (``OMP_NUM_THREADS``
+and ``MXNET_CPU_WORKER_NTHREADS`` default to 1). Written to benchmarks/results/algo_update_minatar.json.
 
 The algorithms are interleaved, ``--repeats`` blocks of ``--updates`` updates each, and reported as median ms
 per update and as a ratio to DQN's.
 
     python benchmarks/algo_update.py [--network nature] [--repeats 5] [--updates 20]
-    OMP_NUM_THREADS=1 MXNET_CPU_WORKER_NTHREADS=1 python benchmarks/algo_update.py --network minatar --updates 100
+    python benchmarks/algo_update.py --network minatar --repeats 7 --updates 100
 """
 from __future__ import annotations
 
@@ -27,9 +27,13 @@ import click
 
 import gluon_pdqn
 
-# MinAtar's small CNN trains on one thread (the caller's environment says so); the Nature CNN on every core.
-if not any("minatar" in arg for arg in sys.argv[1:]):
-    gluon_pdqn.give_mxnet_every_core()  # before MXNet loads: the Nature CNN's kernels get every core
+# MinAtar's small CNN trains on one thread, as MinAtar runs do (unless the caller says otherwise); the Nature
+# CNN's kernels get every core. Either must be settled before MXNet loads, so before click parses the options.
+if "--network=minatar" in sys.argv or any(a == "--network" and b == "minatar" for a, b in zip(sys.argv, sys.argv[1:])):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MXNET_CPU_WORKER_NTHREADS", "1")
+else:
+    gluon_pdqn.give_mxnet_every_core()
 import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -52,8 +56,8 @@ ALGORITHMS = {
 }
 
 
-# The minatar-rainbow preset with its pieces off, then on one at a time (replay and n-step returns do not change
-# an update's arithmetic; prioritized replay only its weights).
+# The minatar-rainbow preset with its pieces off, then on one at a time; double DQN stays on in every row, as in
+# the preset (replay and n-step returns do not change an update's arithmetic; prioritized replay only its weights).
 MINATAR_PIECES = {
     "dqn": {"agent.algo": "dqn", "network.noisy": False, "network.dueling": False},
     "c51": {"network.noisy": False, "network.dueling": False},
