@@ -94,7 +94,7 @@ def _band(ax, curves: list[dict], x: str, y: str, label: str, color: str) -> Non
 def plot(game: str, runs: dict[str, list[str]], path: str, steps: int, version: str) -> None:
     from gluon_pdqn.plots import evaluation_curve, plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2), dpi=100)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5.4), dpi=100)
     for (label, run_dirs), color in zip(runs.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
         trainings = [training_curve(d) for d in run_dirs]
         _band(left, [{"env_steps": c["env_steps"], "mean_return": c["mean_return"]} for c in trainings if c],
@@ -105,13 +105,15 @@ def plot(game: str, runs: dict[str, list[str]], path: str, steps: int, version: 
                   label="the MinAtar paper's DQN at 1M frames (30 seeds)")
     left.set(xlabel="frames (env steps)", ylabel="training return, last 100 episodes",
              title=f"MinAtar/{game}-{version}: training return (the papers' measure)")
-    right.set(xlabel="wall-clock seconds of training (one MXNet thread each, beside other runs: see the docs)",
+    right.set(xlabel="wall-clock seconds of training (one MXNet thread each, on a shared machine)",
               ylabel="evaluation return",
               title="evaluation, 10 episodes (epsilon 0.001; the minatar preset's 0.01)")
     for ax in (left, right):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
+    # One legend for both panels (same runs, same colours), below them: inside, it would hide the curves.
+    handles, labels = left.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.15, 1, 1))
     fig.savefig(path)
     plt.close(fig)
 
