@@ -28,8 +28,7 @@ from algo_update import MINATAR_PIECES, minatar_batches, minatar_learner  # noqa
 from results_file import write_results  # noqa: E402
 
 from gluon_pdqn.learners.single import batch_inputs  # noqa: E402
-from gluon_pdqn.losses import (DistributionalTDTarget, _atom_indices, _of_actions, _per_action,  # noqa: E402
-                               _split_scalars)
+from gluon_pdqn.losses import DistributionalTDTarget  # noqa: E402
 
 NETWORKS = {"c51": MINATAR_PIECES["c51"], "rainbow": MINATAR_PIECES["rainbow (c51, noisy, dueling)"]}
 
@@ -37,21 +36,11 @@ NETWORKS = {"c51": MINATAR_PIECES["c51"], "rainbow": MINATAR_PIECES["rainbow (c5
 class TriangleTDTarget(DistributionalTDTarget):
     """``DistributionalTDTarget`` with the projection it had until 2026-12-07: the dense triangle."""
 
-    def hybrid_forward(self, F, next_obs, scalars):
-        model, n_actions, k = self.model, self.n_actions, self.model.per_action
-        _, rewards, discounts, _ = _split_scalars(F, scalars)
-        next_outputs = _per_action(F, self.target(next_obs), n_actions, k)
-        chooser = _per_action(F, self.online(next_obs), n_actions, k) if self.online is not None else next_outputs
-        best = F.argmax(model.expected_q_graph(F, chooser), axis=1)
-        rewards, discounts = F.expand_dims(rewards, axis=1), F.expand_dims(discounts, axis=1)
-        probabilities = _of_actions(F, F.softmax(next_outputs, axis=2), best, n_actions)
-        atoms = F.reshape(_atom_indices(F, next_outputs), shape=(1, k))
-        shifted = F.clip(F.broadcast_add(rewards, F.broadcast_mul(discounts, atoms * model.delta + model.v_min)),
-                         model.v_min, model.v_max)
-        position = (shifted - model.v_min) / model.delta
-        closeness = F.relu(1 - F.abs(F.broadcast_sub(F.expand_dims(position, axis=2),
-                                                     F.reshape(atoms, shape=(1, 1, k)))))
-        return F.BlockGrad(F.sum(F.broadcast_mul(F.expand_dims(probabilities, axis=2), closeness), axis=1))
+    @staticmethod
+    def project(F, probabilities, position, k: int):
+        atoms = F.reshape(F.contrib.arange_like(position, axis=1), shape=(1, 1, k))
+        closeness = F.relu(1 - F.abs(F.broadcast_sub(F.expand_dims(position, axis=2), atoms)))  # (batch, K_i, K_j)
+        return F.sum(F.broadcast_mul(F.expand_dims(probabilities, axis=2), closeness), axis=1)
 
 
 def learner_with(form: str, overrides: dict):

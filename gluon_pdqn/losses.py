@@ -196,11 +196,17 @@ class DistributionalTDTarget(gluon.HybridBlock):
         shifted = F.clip(F.broadcast_add(rewards, F.broadcast_mul(discounts, atoms * model.delta + model.v_min)),
                          model.v_min, model.v_max)
         position = (shifted - model.v_min) / model.delta  # (batch, K): where each shifted atom lands
+        return F.BlockGrad(self.project(F, probabilities, position, k))
+
+    @staticmethod
+    def project(F, probabilities, position, k: int):
+        """The mass ``probabilities`` (batch, K) of atoms landing at ``position`` (batch, K; in atom units, within
+        [0, K - 1]) shared between each one's two neighbouring atoms: the target distribution (batch, K)."""
         lower = F.floor(position)
         upper_share = position - lower
         to_lower = F.batch_dot(F.expand_dims(probabilities * (1 - upper_share), axis=1), F.one_hot(lower, k))
         to_upper = F.batch_dot(F.expand_dims(probabilities * upper_share, axis=1), F.one_hot(lower + 1, k))
-        return F.BlockGrad(F.reshape(to_lower + to_upper, shape=(0, k)))
+        return F.reshape(to_lower + to_upper, shape=(0, k))
 
 
 class DistributionalLoss(gluon.HybridBlock):
