@@ -227,6 +227,39 @@ def test_a_worker_that_crashes_below_python_is_named_with_its_last_line():
         job.wait()
 
 
+class _RankedJob(Job):
+    """A job whose workers know their rank (``$RANK``), so a test can script each one."""
+
+    def _role_environment(self, role, rank, node_host):
+        return {**super()._role_environment(role, rank, node_host), "RANK": str(rank)}
+
+
+def _scripted_workers(directory, first: str, then: str) -> list[str]:
+    """Worker 1 runs ``first`` (and marks its end); worker 0 waits for that mark, then runs ``then``."""
+    return _sh_worker(f'if [ "$RANK" = 1 ]; then touch {directory}/ended; {first}; fi; '
+                      f'while [ ! -e {directory}/ended ]; do sleep 0.01; done; sleep 0.05; {then}')
+
+
+def test_a_worker_killed_from_outside_is_named_not_one_that_crashed_after_it(tmp_path):
+    """A Horovod rank killed on its host (by the user, the out-of-memory killer) made its peer's Gloo abort, and
+    the job named the peer's SIGABRT: the launcher's check came between two deaths and named the first listed."""
+    crash = "echo 'terminate called after throwing an instance of gloo::EnforceNotMet'; kill -ABRT $$"
+    job = _RankedJob(2, 1, _scripted_workers(tmp_path, "kill -KILL $$", crash), deadline=60,
+                     out=open(os.devnull, "w"))
+    job.start()
+    with pytest.raises(JobFailed, match="^worker 1 was killed by SIGKILL;"):
+        job.wait()
+
+
+def test_of_two_failed_workers_the_one_that_ended_first_is_named(tmp_path):
+    job = _RankedJob(2, 1, _scripted_workers(tmp_path, "echo 'error: the first failure'; exit 1",
+                                             "echo 'error: a later one'; exit 2"),
+                     deadline=60, out=open(os.devnull, "w"))
+    job.start()
+    with pytest.raises(JobFailed, match="^worker 1 exited with code 1: the first failure;"):
+        job.wait()
+
+
 def test_ctrl_c_ends_at_once_a_job_whose_workers_are_still_joining():
     """Workers still joining (blocked in ps-lite, where SIGINT waits forever) have nothing to save."""
     out = tempfile.TemporaryFile("w+")

@@ -37,6 +37,7 @@ Variables set here for ps-lite and MXNet (``PS_*``, ``MXNET_*``) reach every pro
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 import shlex
 import signal
@@ -144,6 +145,7 @@ class Child:
     error: str | None = None  # the one-line error it printed last ("error: ..."), if any
     last_line: str | None = None  # the last line it printed (a native crash's own words, before the signal)
     output: threading.Thread | None = None  # the thread that prints its output
+    ended_at: float = math.inf  # when its process ended (time.monotonic()), seen by its output thread
 
     @property
     def name(self) -> str:
@@ -167,6 +169,8 @@ class Child:
 
 # Signals a process sends itself when it crashes below Python (not those another process sends to end it).
 CRASH_SIGNALS = {signal.SIGABRT, signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL}
+# Signals another process sends to end one (a user, the out-of-memory killer): never a reaction to a peer's end.
+ENDING_SIGNALS = {signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 
 def _prefix_output(child: Child, stream, out) -> None:
@@ -184,6 +188,8 @@ def _prefix_output(child: Child, stream, out) -> None:
         out.write(f"[{child.name}] {line}")
         out.flush()
     stream.close()
+    child.process.wait()
+    child.ended_at = time.monotonic()
 
 
 class Job:
@@ -401,11 +407,9 @@ class Job:
                 if interrupted:
                     return self._interrupt(interrupted[0])
                 if any(c.process.poll() not in (None, 0) for c in self.children):
-                    # Name the process that failed, not one that only saw it fail (JobPeerLost) and ended too.
-                    time.sleep(0.2)
-                    failed = [c for c in self.children if c.process.poll() not in (None, 0)]
-                    child = min(failed, key=lambda c: JobPeerLost.WORDS in (c.error or ""))
-                    failure = self._failure(child, child.process.returncode)
+                    time.sleep(0.2)  # the others that fail with it, or because of it
+                    child = self._first_failed()
+                    failure = self._failure(child)
                     if child.role == "worker":  # the servers still run: the others can save their work
                         self._save_survivors(give_up=lambda: bool(interrupted))
                     raise self._fail(failure)
@@ -429,18 +433,43 @@ class Job:
             for thread in self._threads:
                 thread.join(timeout=2)
 
-    def _failure(self, child: Child, code: int) -> str:
+    def _first_failed(self) -> Child:
+        """Of the children that failed, the one that failed first, not one that only saw it fail and ended too.
+
+        A process that saw another end says so (``JobPeerLost``), or it may crash instead (Gloo aborts at times
+        when its peer's connection closes under it): so one ended by a signal from outside (SIGKILL from the user
+        or the out-of-memory killer) comes first, then one that did not name a lost peer, then the earliest.
+        """
+        failed = [c for c in self.children if c.process.poll() not in (None, 0)]
+        for child in failed:
+            if child.output is not None:
+                child.output.join(timeout=2)  # its last lines and the time it ended are still being read
+        return min(failed, key=lambda c: (self._signal_of(c, c.process.returncode) not in ENDING_SIGNALS,
+                                          JobPeerLost.WORDS in (c.error or ""), c.ended_at))
+
+    def _signal_of(self, child: Child, code: int) -> signal.Signals | None:
+        """The signal that ended ``child``, if one did: a local process's own (a negative exit code), or a
+        remote one's, reported by the remote watcher as a shell does (128 + N)."""
+        if code < 0:
+            return signal.Signals(-code)
+        if (self.launcher == "ssh" and child.process.stdin is not None and code > 128
+                and code - 128 in signal.valid_signals()):
+            return signal.Signals(code - 128)
+        return None
+
+    def _failure(self, child: Child) -> str:
         """One line on a child that failed: what it is, where it ran, how it ended, and its own error line (a
         worker's names what failed inside it, an apex actor for instance)."""
         if child.output is not None:
             child.output.join(timeout=2)  # its last lines, the error among them, are still being read
+        code = child.process.returncode
         how, where = self._describe_exit(child, code), ""
         if self.launcher in ("ssh", "mpi") and child.role != "scheduler":
             host = self._host_of(child.role, child.rank)
             where = "" if host in how else f" on {host}"
         if child.error:
             return f"{child.name}{where} {how}: {child.error}"
-        if -code in CRASH_SIGNALS and child.last_line:
+        if self._signal_of(child, code) in CRASH_SIGNALS and child.last_line:
             # A crash below Python (an abort in a C++ library, a segmentation fault) prints its reason last.
             return f"{child.name}{where} {how}; its last line: {child.last_line}"
         return f"{child.name}{where} {how}"
@@ -455,8 +484,8 @@ class Job:
             if code == 127:
                 return (f"could not start on {host}: the checkout {os.getcwd()} or {sys.executable} is missing "
                         "there (every host needs both at the same path)")
-            if code > 128 and code - 128 in signal.valid_signals():  # the remote watcher's report
-                return f"was killed by {signal.Signals(code - 128).name} on {host}"
+            if (ended_by := self._signal_of(child, code)) is not None:  # the remote watcher's report
+                return f"was killed by {ended_by.name} on {host}"
         return f"exited with code {code}"
 
     def _interrupt(self, signum: int) -> int:
