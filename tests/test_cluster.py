@@ -305,10 +305,10 @@ def test_a_horovod_rank_killed_on_a_remote_host_ends_the_job_naming_it_leaving_n
     """Rank 1 killed: the job names it (not rank 0, which ends because of it), rank 0 saves its work, and no
     process is left.
 
-    Rank 0 normally sees its allreduce fail and saves. Once in CI (stop 42) it was SIGABRTed instead, before it
-    could save: an abort below Python, when the connection to its peer closed (Gloo's device thread enforces its
-    invariants by throwing, which ends the process), that 55 runs here did not show again. So a run in which rank 0
-    died without its error line is tried once more; the launcher must name rank 1 in both.
+    Rank 0 normally sees its allreduce fail and saves. Once in CI (stop 42) it died of SIGABRT instead, before it
+    could save: an abort below Python as its peer's connection closed (likely Gloo's device thread, where an
+    error outside a collective ends the process, pytorch/gloo#162), which 55 runs here did not show again. So a
+    run in which rank 0 died without its error line is tried once more; the launcher must name rank 1 in both.
     """
     for attempt in (1, 2):
         run_dir = tmp_path / f"run-{attempt}"
