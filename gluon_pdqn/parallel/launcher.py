@@ -436,9 +436,10 @@ class Job:
     def _first_failed(self) -> Child:
         """Of the children that failed, the one that failed first, not one that only saw it fail and ended too.
 
-        A process that saw another end says so (``JobPeerLost``), or it may crash instead (Gloo aborts at times
-        when its peer's connection closes under it): so one ended by a signal from outside (SIGKILL from the user
-        or the out-of-memory killer) comes first, then one that did not name a lost peer, then the earliest.
+        A process that saw another end says so (``JobPeerLost``), or it may crash instead (a Horovod rank died
+        of SIGABRT once as its killed peer's connection closed): so one ended by a signal from outside (SIGKILL
+        from the user or the out-of-memory killer) comes first, then one that did not name a lost peer, then the
+        one that ended earliest.
         """
         failed = [c for c in self.children if c.process.poll() not in (None, 0)]
         for child in failed:
