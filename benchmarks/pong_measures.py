@@ -8,7 +8,7 @@ at 2M, 3M and 4M env steps, and the best greedy evaluation. ``pong_measures.png`
 steps with the peers' published points: CleanRL's DQN (about 0 at 2M env steps, 17 at 3M, 19.5 at 4M; its
 benchmark report) and Dopamine's DQN baseline (-1.5 at 2M agent steps). Env steps here are agent steps (4 frames).
 
-    python benchmarks/pong_measures.py [--runs pong_solve_apex,pong_solve] [--window 20]
+    python benchmarks/pong_measures.py [--runs pong_solve_apex_per,pong_solve_apex,pong_solve] [--window 20]
 """
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def at(curve: dict, env_steps: int) -> float | None:
 
 
 @click.command()
-@click.option("--runs", default="pong_solve_apex,pong_solve", show_default=True,
+@click.option("--runs", default="pong_solve_apex_per,pong_solve_apex,pong_solve", show_default=True,
               help="Run directories under benchmarks/results/.")
 @click.option("--window", default=20, show_default=True, help="Training episodes averaged.")
 def main(runs, window):
