@@ -241,8 +241,9 @@ def _scripted_workers(directory, first: str, then: str) -> list[str]:
 
 
 def test_a_worker_killed_from_outside_is_named_not_one_that_crashed_after_it(tmp_path):
-    """A Horovod rank killed on its host (by the user, the out-of-memory killer) made its peer's Gloo abort, and
-    the job named the peer's SIGABRT: the launcher's check came between two deaths and named the first listed."""
+    """A Horovod rank killed on its host (by the user, the out-of-memory killer) and its peer then aborting: the
+    job named the peer's SIGABRT (stop 42), because its check came between the two deaths and named the first
+    listed."""
     crash = "echo 'terminate called after throwing an instance of gloo::EnforceNotMet'; kill -ABRT $$"
     job = _RankedJob(2, 1, _scripted_workers(tmp_path, "kill -KILL $$", crash), deadline=60,
                      out=open(os.devnull, "w"))

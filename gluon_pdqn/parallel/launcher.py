@@ -460,9 +460,8 @@ class Job:
 
     def _failure(self, child: Child) -> str:
         """One line on a child that failed: what it is, where it ran, how it ended, and its own error line (a
-        worker's names what failed inside it, an apex actor for instance)."""
-        if child.output is not None:
-            child.output.join(timeout=2)  # its last lines, the error among them, are still being read
+        worker's names what failed inside it, an apex actor for instance). Its output has been read to the end
+        (``_first_failed``)."""
         code = child.process.returncode
         how, where = self._describe_exit(child, code), ""
         if self.launcher in ("ssh", "mpi") and child.role != "scheduler":
